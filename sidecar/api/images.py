@@ -1,0 +1,112 @@
+"""POST /v1/images and HEAD /v1/images/{image_id}."""
+
+from __future__ import annotations
+
+import asyncio
+
+import numpy as np
+from aiohttp import web
+from pydantic import ValidationError
+
+from ..errors import ImageNotFound, InvalidRequest, UnsupportedMediaType
+from ..imaging import Limits, canonical_from_raw, check_dimensions, decode_image, read_header
+from ..imaging.decode import MEDIA_TYPES, DecodedHeader
+from ..imaging.pixels import raw_nbytes
+from ..schema import ImageInfo, RawPixelHeaders
+from .body import read_capped
+from .keys import IMAGES, IMAGING_POOL, SETTINGS
+from .responses import model_response
+
+RAW_MEDIA_TYPE = "application/octet-stream"
+EARLY_HEADER_BYTES = 256 * 1024  # try to read the header once this much has arrived
+
+routes = web.RouteTableDef()
+
+
+@routes.post("/v1/images")
+async def upload_image(request: web.Request) -> web.Response:
+    settings = request.app[SETTINGS]
+    limits = Limits(settings.max_megapixels, settings.max_side)
+    if "Content-Type" not in request.headers:
+        raise UnsupportedMediaType("Content-Type is required", details=_accepted())
+    media_type = request.content_type.lower()
+    if media_type == RAW_MEDIA_TYPE:
+        pixels = await _read_raw(request, limits, settings.max_upload_bytes)
+    elif media_type in MEDIA_TYPES:
+        pixels = await _read_encoded(
+            request, MEDIA_TYPES[media_type], limits, settings.max_upload_bytes
+        )
+    else:
+        raise UnsupportedMediaType(f"cannot take {media_type}", details=_accepted())
+    store = request.app[IMAGES]
+    info, created = await _run(request, store.put, pixels)
+    body = ImageInfo(
+        image_id=info.image_id,
+        width=info.width,
+        height=info.height,
+        channels=info.channels,
+        depth=info.depth,
+    )
+    return model_response(body, status=201 if created else 200)
+
+
+@routes.head("/v1/images/{image_id}")
+async def image_exists(request: web.Request) -> web.Response:
+    key = request.match_info["image_id"]
+    store = request.app[IMAGES]
+    if not await _run(request, store.has, key):
+        raise ImageNotFound("no such image", details={"image_id": key[:64]})
+    return web.Response(status=200)
+
+
+async def _read_raw(request: web.Request, limits: Limits, max_bytes: int) -> np.ndarray:
+    fields = {
+        "width": request.headers.get("X-Image-Width"),
+        "height": request.headers.get("X-Image-Height"),
+        "channels": request.headers.get("X-Image-Channels"),
+        "depth": request.headers.get("X-Image-Depth"),
+    }
+    try:
+        raw = RawPixelHeaders.model_validate({k: v for k, v in fields.items() if v is not None})
+    except ValidationError as exc:
+        raise InvalidRequest(
+            "raw uploads need valid X-Image-Width, X-Image-Height, X-Image-Channels (3|4) "
+            "and X-Image-Depth (8|16) headers",
+            details={
+                "errors": exc.errors(include_url=False, include_input=False, include_context=False)
+            },
+        ) from exc
+    check_dimensions(raw.width, raw.height, limits)
+    expected = raw_nbytes(raw.width, raw.height, raw.channels, raw.depth)
+    body = await read_capped(request, max_bytes, exact=expected)
+    return canonical_from_raw(body, raw.width, raw.height, raw.channels, raw.depth)
+
+
+async def _read_encoded(request: web.Request, fmt, limits: Limits, max_bytes: int) -> np.ndarray:
+    header: DecodedHeader | None = None
+    tried_early = False
+
+    def check_early(buffer, received: int) -> None:
+        # Refuse an oversized image from its header, before the rest of the body arrives.
+        nonlocal header, tried_early
+        if tried_early or received < EARLY_HEADER_BYTES:
+            return
+        tried_early = True
+        header = read_header(buffer[:received], fmt, complete=False)
+        if header is not None:
+            check_dimensions(header.width, header.height, limits)
+
+    body = await read_capped(request, max_bytes, on_progress=check_early)
+    if header is None:
+        header = read_header(body, fmt, complete=True)
+    check_dimensions(header.width, header.height, limits)
+    return await _run(request, decode_image, body, header, limits)
+
+
+async def _run(request: web.Request, fn, *args):
+    loop = asyncio.get_running_loop()
+    return await loop.run_in_executor(request.app[IMAGING_POOL], fn, *args)
+
+
+def _accepted() -> dict[str, list[str]]:
+    return {"accepted": sorted({*MEDIA_TYPES, RAW_MEDIA_TYPE})}

@@ -1,0 +1,97 @@
+"""The command line and composition root: the one place concrete pieces are wired."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from pydantic import ValidationError
+
+from . import __version__
+from .settings import LOOPBACK, Settings
+
+log = logging.getLogger("sidecar")
+
+
+def build_app(settings: Settings):
+    """The real application for these settings (used by `serve` and by the tests)."""
+    from .api import create_app
+    from .cache import ImageStore
+    from .token import load_or_create_token
+
+    token = load_or_create_token(settings.token_path)
+    return create_app(settings, token=token, images_store=ImageStore(settings.images_dir))
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="retouch-sidecar", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    serve = sub.add_parser("serve", help="run the sidecar on 127.0.0.1")
+    serve.add_argument("--port", type=int, help="TCP port (default 7431, env RETOUCH_PORT)")
+    serve.add_argument("--cache-dir", type=Path, help="cache folder (env RETOUCH_CACHE_DIR)")
+    serve.add_argument("--config-dir", type=Path, help="config folder (env RETOUCH_CONFIG_DIR)")
+    serve.add_argument("--model", type=Path, help="diffusers folder or .safetensors file")
+    serve.add_argument("--device", choices=["auto", "cpu", "cuda", "mps"])
+    serve.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING"])
+
+    token = sub.add_parser("token", help="print the bearer token (created on first use)")
+    token.add_argument("--config-dir", type=Path, help="config folder (env RETOUCH_CONFIG_DIR)")
+    return parser
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    flags = ("port", "cache_dir", "config_dir", "model", "device")
+    overrides = {
+        name: getattr(args, name) for name in flags if getattr(args, name, None) is not None
+    }
+    return Settings(**overrides)  # init values win over RETOUCH_* env, which win over defaults
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        settings = _settings(args)
+    except ValidationError as exc:
+        for error in exc.errors(include_url=False):
+            where = ".".join(str(part) for part in error["loc"])
+            print(f"retouch-sidecar: bad setting {where}: {error['msg']}", file=sys.stderr)
+        return 2
+    if args.command == "token":
+        from .token import load_or_create_token
+
+        print(load_or_create_token(settings.token_path))
+        return 0
+    return _serve(settings, args.log_level)
+
+
+def _serve(settings: Settings, log_level: str) -> int:
+    from aiohttp import web
+
+    from .api import AccessLogger
+
+    logging.basicConfig(level=log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    app = build_app(settings)
+    log.info(
+        "retouch-sidecar %s on http://%s:%d (token: `retouch-sidecar token`)",
+        __version__,
+        LOOPBACK,
+        settings.port,
+    )
+    web.run_app(
+        app,
+        host=LOOPBACK,
+        port=settings.port,
+        access_log_class=AccessLogger,
+        print=None,
+        shutdown_timeout=10,
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,115 @@
+"""Errors that reach clients: a stable code, an HTTP status and a plain message.
+
+Every room raises these; only the API turns them into responses. Nothing here may
+carry a traceback or internal paths to a client.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class ApiError(Exception):
+    """An error with a stable machine-readable code, safe to show to a client."""
+
+    status = 400
+    code = "bad_request"
+
+    def __init__(self, message: str, *, details: dict[str, Any] | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.details = details or {}
+
+
+class Unauthorized(ApiError):
+    status = 401
+    code = "unauthorized"
+
+
+class ForbiddenOrigin(ApiError):
+    status = 403
+    code = "forbidden_origin"
+
+
+class ForbiddenHost(ApiError):
+    status = 403
+    code = "forbidden_host"
+
+
+class NotFound(ApiError):
+    status = 404
+    code = "not_found"
+
+
+class ImageNotFound(ApiError):
+    status = 404
+    code = "image_not_found"
+
+
+class JobNotFound(ApiError):
+    status = 404
+    code = "job_not_found"
+
+
+class MethodNotAllowed(ApiError):
+    status = 405
+    code = "method_not_allowed"
+
+
+class Conflict(ApiError):
+    status = 409
+    code = "conflict"
+
+
+class PayloadTooLarge(ApiError):
+    status = 413
+    code = "payload_too_large"
+
+
+class UnsupportedMediaType(ApiError):
+    status = 415
+    code = "unsupported_media_type"
+
+
+class InvalidRequest(ApiError):
+    status = 422
+    code = "invalid_request"
+
+
+class InvalidImage(ApiError):
+    status = 422
+    code = "invalid_image"
+
+
+class ImageTooLarge(ApiError):
+    status = 422
+    code = "image_too_large"
+
+
+class InternalError(ApiError):
+    status = 500
+    code = "internal_error"
+
+
+class EngineUnavailable(ApiError):
+    status = 503
+    code = "engine_unavailable"
+
+
+ALL_ERRORS: tuple[type[ApiError], ...] = (
+    Unauthorized,
+    ForbiddenOrigin,
+    ForbiddenHost,
+    NotFound,
+    ImageNotFound,
+    JobNotFound,
+    MethodNotAllowed,
+    Conflict,
+    PayloadTooLarge,
+    UnsupportedMediaType,
+    InvalidRequest,
+    InvalidImage,
+    ImageTooLarge,
+    InternalError,
+    EngineUnavailable,
+)

@@ -1,0 +1,157 @@
+"""Decoding PNG, JPEG and TIFF (8 and 16 bit) into canonical pixels.
+
+The header is read first (Pillow parses it without touching pixel data) so that
+size limits are enforced before any decoding. Pixels are decoded by tifffile for
+plain TIFF (uncompressed or deflate, no copy beyond the read) and by OpenCV for the
+rest; both keep 16-bit samples, which Pillow would truncate for RGB.
+"""
+
+from __future__ import annotations
+
+import io
+import warnings
+from dataclasses import dataclass
+from typing import Literal
+
+import cv2
+import numpy as np
+import tifffile
+from PIL import Image, UnidentifiedImageError
+
+from ..errors import ImageTooLarge, InvalidImage
+from .pixels import Limits, check_dimensions, to_canonical
+
+Format = Literal["png", "jpeg", "tiff"]
+
+MEDIA_TYPES: dict[str, Format] = {
+    "image/png": "png",
+    "image/jpeg": "jpeg",
+    "image/jpg": "jpeg",
+    "image/tiff": "tiff",
+    "image/tif": "tiff",
+}
+_MAGIC: tuple[tuple[bytes, Format], ...] = (
+    (b"\x89PNG\r\n\x1a\n", "png"),
+    (b"\xff\xd8\xff", "jpeg"),
+    (b"II*\x00", "tiff"),
+    (b"MM\x00*", "tiff"),
+    (b"II+\x00", "tiff"),  # BigTIFF
+    (b"MM\x00+", "tiff"),
+)
+_PILLOW_FORMATS = {"PNG": "png", "JPEG": "jpeg", "TIFF": "tiff", "MPO": "jpeg"}
+
+
+@dataclass(frozen=True)
+class DecodedHeader:
+    format: Format
+    width: int
+    height: int
+
+
+def sniff_format(data: bytes | bytearray | memoryview) -> Format | None:
+    head = bytes(data[:8])
+    for magic, fmt in _MAGIC:
+        if head.startswith(magic):
+            return fmt
+    return None
+
+
+def read_header(
+    data: bytes | bytearray | memoryview, declared: Format, *, complete: bool
+) -> DecodedHeader | None:
+    """Parse the image header. With `complete=False` (a body still arriving) return
+    None when more bytes are needed; with `complete=True` any failure is an error."""
+    if len(data) == 0:
+        raise InvalidImage("request body is empty")
+    fmt = sniff_format(data)
+    if fmt is None:
+        if not complete and len(data) < 8:
+            return None
+        raise InvalidImage(f"body is not a {declared.upper()} file")
+    if fmt != declared:
+        raise InvalidImage(
+            f"body is a {fmt.upper()} file but was sent as {declared.upper()}",
+            details={"detected": fmt, "declared": declared},
+        )
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            with Image.open(io.BytesIO(data)) as image:
+                width, height = image.size
+                found = _PILLOW_FORMATS.get(image.format or "")
+    except Image.DecompressionBombError as exc:
+        raise ImageTooLarge("image dimensions are over the limit") from exc
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError, EOFError) as exc:
+        if not complete:
+            return None
+        raise InvalidImage(f"cannot read the {fmt.upper()} header") from exc
+    if found != fmt:
+        raise InvalidImage(f"cannot read the {fmt.upper()} header")
+    return DecodedHeader(fmt, width, height)
+
+
+def decode_image(data: bytes | bytearray | memoryview, header: DecodedHeader, limits: Limits):
+    """Decode a complete body whose header has been checked; return canonical pixels."""
+    check_dimensions(header.width, header.height, limits)
+    pixels = None
+    if header.format == "tiff":
+        pixels = _decode_plain_tiff(data)
+    if pixels is None:
+        pixels = _decode_with_opencv(data, header.format)
+    pixels = to_canonical(pixels)
+    if pixels.shape[:2] != (header.height, header.width):
+        # The header said one size and the pixels another: refuse rather than guess.
+        raise InvalidImage(
+            "decoded size does not match the header",
+            details={"header": [header.width, header.height], "decoded": pixels.shape[1::-1]},
+        )
+    return pixels
+
+
+def _decode_with_opencv(data, fmt: Format) -> np.ndarray:
+    buffer = np.frombuffer(data, dtype=np.uint8)
+    # JPEG: apply EXIF orientation, as every viewer does. PNG/TIFF: keep bit depth/alpha.
+    flags = cv2.IMREAD_COLOR if fmt == "jpeg" else cv2.IMREAD_UNCHANGED
+    try:
+        decoded = cv2.imdecode(buffer, flags)
+    except cv2.error as exc:
+        raise InvalidImage(f"{fmt.upper()} data is corrupt or truncated") from exc
+    if decoded is None:
+        raise InvalidImage(f"{fmt.upper()} data is corrupt or truncated")
+    if decoded.ndim == 3 and decoded.shape[2] == 3:
+        decoded = cv2.cvtColor(decoded, cv2.COLOR_BGR2RGB)
+    elif decoded.ndim == 3 and decoded.shape[2] == 4:
+        decoded = cv2.cvtColor(decoded, cv2.COLOR_BGRA2RGBA)
+    return decoded
+
+
+_PLAIN_COMPRESSION = {1, 8, 32946}  # none, deflate (zlib is built into tifffile)
+_PHOTOMETRIC_GRAY_RGB = {1, 2}  # min-is-black, RGB
+
+
+def _decode_plain_tiff(data) -> np.ndarray | None:
+    """Fast path for the common TIFF: first page, uint 8/16, RGB(A) or gray, no
+    exotic codec. Returns None to hand anything else to OpenCV/libtiff."""
+    try:
+        with tifffile.TiffFile(io.BytesIO(data)) as tif:
+            page = tif.pages.first
+            if (
+                int(page.compression) not in _PLAIN_COMPRESSION
+                or int(page.photometric) not in _PHOTOMETRIC_GRAY_RGB
+                or page.bitspersample not in (8, 16)
+                or int(page.sampleformat) != 1
+                or page.axes not in ("YX", "YXS", "SYX")
+            ):
+                return None
+            end = len(data)
+            for offset, count in zip(page.dataoffsets, page.databytecounts, strict=True):
+                if count == 0 or offset + count > end:
+                    raise InvalidImage("TIFF data is truncated")
+            pixels = page.asarray()
+            if page.axes == "SYX":
+                pixels = np.moveaxis(pixels, 0, -1)
+            return pixels
+    except InvalidImage:
+        raise
+    except Exception as exc:  # tifffile raises many types on malformed input
+        raise InvalidImage("TIFF data is corrupt or truncated") from exc

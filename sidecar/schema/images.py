@@ -1,0 +1,41 @@
+"""Content-addressed images: what an upload returns."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, field_validator
+
+from .common import Model
+
+IMAGE_ID_PATTERN = r"^[0-9a-f]{64}$"
+
+
+class ImageInfo(Model):
+    """Response of POST /v1/images (201 new, 200 already stored)."""
+
+    image_id: str = Field(
+        pattern=IMAGE_ID_PATTERN,
+        description="BLAKE3 hex digest of the canonical header line and pixel bytes.",
+    )
+    width: int = Field(ge=1)
+    height: int = Field(ge=1)
+    channels: Literal[3, 4]
+    depth: Literal[8, 16]
+
+
+class RawPixelHeaders(Model):
+    """The X-Image-* headers of a raw-pixel upload (application/octet-stream)."""
+
+    width: int = Field(ge=1, description="X-Image-Width")
+    height: int = Field(ge=1, description="X-Image-Height")
+    channels: Literal[3, 4] = Field(description="X-Image-Channels")
+    depth: Literal[8, 16] = Field(description="X-Image-Depth; 16-bit samples little-endian")
+
+    @field_validator("width", "height", "channels", "depth", mode="before")
+    @classmethod
+    def _decimal_header(cls, value: object) -> object:
+        # Header values arrive as text; accept plain decimal digits only ("1e3" is not).
+        if isinstance(value, str) and value.isascii() and value.isdigit():
+            return int(value)
+        return value

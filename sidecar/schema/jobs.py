@@ -1,0 +1,109 @@
+"""Jobs: what a client submits, and what it can read back."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+from pydantic import AwareDatetime, Field, model_validator
+
+from .common import ErrorDetail, Model
+from .images import IMAGE_ID_PATTERN
+
+JOB_ID_PATTERN = r"^[0-9a-f]{32}$"
+
+
+class Op(StrEnum):
+    beauty = "beauty"
+    dodge_burn = "dodge_burn"
+    volume = "volume"
+    color = "color"
+    generate = "generate"
+
+
+class Priority(StrEnum):
+    """Queue order, first to last."""
+
+    active = "active"
+    hero = "hero"
+    normal = "normal"
+    background = "background"
+
+
+class JobState(StrEnum):
+    queued = "queued"
+    running = "running"
+    done = "done"
+    failed = "failed"
+    cancelled = "cancelled"
+
+
+TERMINAL_STATES = frozenset({JobState.done, JobState.failed, JobState.cancelled})
+
+
+class PreviewOptions(Model):
+    progressive: bool = Field(True, description="Send draft/preview/refine levels.")
+    stream_steps: bool = Field(False, description="Send denoising step previews (opt-in).")
+
+
+class JobRequest(Model):
+    """Body of POST /v1/jobs."""
+
+    op: Op
+    image_id: str | None = Field(None, pattern=IMAGE_ID_PATTERN)
+    intensity: float = Field(1.0, ge=0.0, le=1.0)
+    params: dict[str, float | int | bool | str] = Field(default_factory=dict)
+    priority: Priority = Priority.normal
+    document_id: str | None = Field(None, min_length=1, max_length=200)
+    layer_stack_hash: str | None = Field(None, min_length=1, max_length=128)
+    seed: int | None = Field(None, ge=0, lt=2**63)
+    preview: PreviewOptions = Field(default_factory=PreviewOptions)
+    prompt: str | None = Field(None, max_length=2000)
+
+    @model_validator(mode="after")
+    def _op_inputs(self) -> JobRequest:
+        if self.op is Op.generate:
+            if not self.prompt:
+                raise ValueError("generate needs a prompt")
+        else:
+            if self.image_id is None:
+                raise ValueError(f"{self.op.value} needs an image_id")
+            if self.prompt is not None:
+                raise ValueError("prompt is only for generate")
+        return self
+
+
+class JobCreated(Model):
+    """Response of POST /v1/jobs (202)."""
+
+    job_id: str = Field(pattern=JOB_ID_PATTERN)
+    state: JobState
+    position: int | None = Field(None, ge=0, description="Place in the queue; null unless queued.")
+    cached: bool
+
+
+class JobStatus(Model):
+    """GET /v1/jobs/{job_id}; also each row of GET /v1/jobs."""
+
+    job_id: str = Field(pattern=JOB_ID_PATTERN)
+    op: Op
+    state: JobState
+    priority: Priority
+    position: int | None = Field(None, ge=0)
+    progress: float = Field(0.0, ge=0.0, le=1.0)
+    stage: str | None = None
+    eta_s: float | None = Field(None, ge=0.0)
+    error: ErrorDetail | None = None
+    cached: bool = False
+    created_at: AwareDatetime
+    started_at: AwareDatetime | None = None
+    finished_at: AwareDatetime | None = None
+
+
+class JobList(Model):
+    jobs: list[JobStatus]
+
+
+class JobPatch(Model):
+    """Body of PATCH /v1/jobs/{job_id}: reprioritise (e.g. star a hero)."""
+
+    priority: Priority

@@ -1,0 +1,54 @@
+"""Precompute, action prediction and health."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+
+from .common import Model
+from .images import IMAGE_ID_PATTERN
+from .jobs import Op
+
+
+class PrecomputeRequest(Model):
+    """Body of POST /v1/precompute: run the stages these ops need, in the background."""
+
+    image_id: str = Field(pattern=IMAGE_ID_PATTERN)
+    document_id: str = Field(min_length=1, max_length=200)
+    layer_stack_hash: str | None = Field(None, min_length=1, max_length=128)
+    ops: list[Op] | None = None
+
+
+class ActionRecord(Model):
+    """Body of POST /v1/actions: the user applied `action` on a document."""
+
+    document_id: str = Field(min_length=1, max_length=200)
+    action: Op
+
+
+class Prediction(Model):
+    """GET /v1/predictions?after=ACTION."""
+
+    next: Op | None
+    probability: float | None = Field(None, ge=0.0, le=1.0)
+
+
+class EngineInfo(Model):
+    available: bool
+    detail: str = ""
+
+
+class QueueCounts(Model):
+    queued: int = Field(0, ge=0)
+    running: int = Field(0, ge=0)
+
+
+class Health(Model):
+    """GET /v1/health (no token needed)."""
+
+    status: Literal["ok", "degraded"]
+    version: str
+    device: str
+    engines: dict[str, EngineInfo]
+    queue: QueueCounts

@@ -1,0 +1,58 @@
+"""Image files and request helpers shared by the tests."""
+
+from __future__ import annotations
+
+import io
+
+import cv2
+import numpy as np
+import tifffile
+
+
+def encode_png(pixels: np.ndarray) -> bytes:
+    ok, data = cv2.imencode(".png", _to_bgr(pixels))
+    assert ok
+    return data.tobytes()
+
+
+def encode_jpeg(pixels: np.ndarray, quality: int = 95) -> bytes:
+    ok, data = cv2.imencode(".jpg", _to_bgr(pixels), [cv2.IMWRITE_JPEG_QUALITY, quality])
+    assert ok
+    return data.tobytes()
+
+
+def encode_tiff(pixels: np.ndarray, compression: str | None = None) -> bytes:
+    out = io.BytesIO()
+    photometric = "minisblack" if pixels.ndim == 2 else "rgb"
+    tifffile.imwrite(out, pixels, photometric=photometric, compression=compression)
+    return out.getvalue()
+
+
+def encode_tiff_opencv(pixels: np.ndarray) -> bytes:
+    """TIFF written by libtiff with LZW (OpenCV's default), i.e. the fallback decoder."""
+    ok, data = cv2.imencode(".tiff", _to_bgr(pixels))
+    assert ok
+    return data.tobytes()
+
+
+def _to_bgr(pixels: np.ndarray) -> np.ndarray:
+    if pixels.ndim == 3 and pixels.shape[2] == 3:
+        return cv2.cvtColor(pixels, cv2.COLOR_RGB2BGR)
+    if pixels.ndim == 3 and pixels.shape[2] == 4:
+        return cv2.cvtColor(pixels, cv2.COLOR_RGBA2BGRA)
+    return pixels
+
+
+def raw_headers(pixels: np.ndarray) -> dict[str, str]:
+    height, width, channels = pixels.shape
+    return {
+        "Content-Type": "application/octet-stream",
+        "X-Image-Width": str(width),
+        "X-Image-Height": str(height),
+        "X-Image-Channels": str(channels),
+        "X-Image-Depth": str(pixels.dtype.itemsize * 8),
+    }
+
+
+def files_under(path) -> list:
+    return sorted(p for p in path.rglob("*") if p.is_file())

@@ -1,0 +1,109 @@
+"""The real process: `retouch-sidecar serve` and `token`, as a user runs them."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def cli(*args: str, env: dict[str, str], **kwargs) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "sidecar", *args],
+        env=env,
+        text=True,
+        capture_output=True,
+        timeout=60,
+        **kwargs,
+    )
+
+
+def test_serve_health_token_and_graceful_stop(tmp_path):
+    port = free_port()
+    env = {
+        **os.environ,
+        "RETOUCH_CACHE_DIR": str(tmp_path / "cache"),
+        "RETOUCH_CONFIG_DIR": str(tmp_path / "config"),
+        "RETOUCH_PORT": "1",
+    }
+    # --port beats RETOUCH_PORT (flags > env > defaults)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "sidecar", "serve", "--port", str(port)],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        health = None
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and health is None:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/v1/health", timeout=2) as r:
+                    health = json.load(r)
+            except (urllib.error.URLError, ConnectionError):
+                time.sleep(0.1)
+        assert health is not None, "sidecar did not come up"
+        assert health["status"] == "ok" and health["version"]
+
+        token = cli("token", env=env, check=True).stdout.strip()
+        assert token == (tmp_path / "config" / "token").read_text().strip()
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{port}/v1/images/{'0' * 64}",
+            method="HEAD",
+            headers={"Authorization": f"Bearer {token}"},
+        )
+        try:
+            urllib.request.urlopen(request, timeout=5)
+        except urllib.error.HTTPError as exc:
+            assert exc.code == 404
+        else:
+            raise AssertionError("expected 404 for an unknown image")
+
+        # bound to loopback only: the listening socket is 127.0.0.1, not a wildcard
+        listening = _listening_addresses(port)
+        assert listening == {"127.0.0.1"}, listening
+    finally:
+        proc.send_signal(signal.SIGINT)
+        output, _ = proc.communicate(timeout=30)
+    assert proc.returncode == 0, output
+    assert token not in output
+
+
+def _listening_addresses(port: int) -> set[str]:
+    found = set()
+    for table, family in (("/proc/net/tcp", "4"), ("/proc/net/tcp6", "6")):
+        try:
+            lines = open(table, encoding="ascii").read().splitlines()[1:]
+        except FileNotFoundError:
+            continue
+        for line in lines:
+            local, state = line.split()[1], line.split()[3]
+            address, hex_port = local.split(":")
+            if state != "0A" or int(hex_port, 16) != port:  # 0A = LISTEN
+                continue
+            if family == "4":
+                found.add(socket.inet_ntoa(bytes.fromhex(address)[::-1]))
+            else:
+                found.add(f"ipv6:{address}")
+    return found
+
+
+def test_bad_setting_is_a_clear_message_not_a_traceback(tmp_path):
+    env = {**os.environ, "RETOUCH_CONFIG_DIR": str(tmp_path), "RETOUCH_PORT": "not-a-port"}
+    result = cli("token", env=env)
+    assert result.returncode == 2
+    assert "bad setting port" in result.stderr
+    assert "Traceback" not in result.stderr
