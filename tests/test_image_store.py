@@ -13,13 +13,16 @@ def test_put_then_load_is_exact(tmp_path, portrait16):
     info, created = store.put(portrait16)
     assert created and info.image_id == image_id(portrait16)
     assert store.put(portrait16)[1] is False
-    np.testing.assert_array_equal(store.load(info.image_id), portrait16)
+    np.testing.assert_array_equal(store.load(info.image_id), portrait16)  # from memory
+    store.flush()
+    np.testing.assert_array_equal(store.load(info.image_id), portrait16)  # from disk
     assert [p.name for p in tmp_path.rglob("*") if p.is_file()] == [f"{info.image_id}.img"]
 
 
 def test_damaged_file_is_a_miss_and_is_removed(tmp_path, portrait):
     store = ImageStore(tmp_path)
     info, _ = store.put(portrait)
+    store.flush()
     path = store.path_for(info.image_id)
     data = bytearray(path.read_bytes())
     data[-1] ^= 0xFF  # one flipped bit in the last pixel
@@ -31,6 +34,7 @@ def test_damaged_file_is_a_miss_and_is_removed(tmp_path, portrait):
 def test_truncated_or_foreign_file_is_a_miss(tmp_path, portrait):
     store = ImageStore(tmp_path)
     info, _ = store.put(portrait)
+    store.flush()
     path = store.path_for(info.image_id)
     path.write_bytes(path.read_bytes()[:1000])
     assert store.info(info.image_id) is None and not path.exists()
@@ -50,3 +54,43 @@ def test_ids_outside_the_pattern_never_touch_the_filesystem(tmp_path):
     store = ImageStore(tmp_path)
     for bad in ("../../token", "A" * 64, "", "0" * 64 + "/x"):
         assert store.has(bad) is False
+
+
+def test_close_persists_everything_accepted(tmp_path, portrait):
+    store = ImageStore(tmp_path)
+    keys = []
+    for i in range(5):
+        pixels = portrait.copy()
+        pixels[0, 0, 0] = i
+        keys.append(store.put(pixels)[0].image_id)
+    store.close()
+    reopened = ImageStore(tmp_path)
+    for key in keys:
+        assert reopened.load(key) is not None
+
+
+def test_put_waits_when_pending_writes_exceed_the_budget(tmp_path, portrait):
+    store = ImageStore(tmp_path, pending_budget=portrait.nbytes)  # room for one at a time
+    for i in range(3):
+        pixels = portrait.copy()
+        pixels[0, 0, 0] = i
+        assert store.put(pixels)[1] is True
+        assert store._pending_bytes <= portrait.nbytes
+    store.close()
+    assert len([p for p in tmp_path.rglob("*.img")]) == 3
+
+
+def test_failed_disk_write_drops_the_image_and_keeps_the_store_working(tmp_path, portrait):
+    store = ImageStore(tmp_path)
+    key = image_id(portrait)
+    (tmp_path / key[:2]).write_bytes(b"a file where the folder should be")
+    info, created = store.put(portrait)
+    assert created
+    store.flush()
+    assert not store.has(key)  # the write failed: reported missing, never half there
+    other = portrait.copy()
+    other[0, 0, 0] ^= 1
+    assert image_id(other)[:2] != key[:2]
+    store.put(other)
+    store.flush()
+    assert store.load(image_id(other)) is not None

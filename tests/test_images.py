@@ -14,6 +14,7 @@ from helpers import (
     raw_headers,
 )
 
+from sidecar.api.keys import IMAGES
 from sidecar.cache import ImageStore, image_id
 from sidecar.schema import ImageInfo
 
@@ -45,7 +46,9 @@ async def upload_raw(client, auth, pixels: np.ndarray, status: int | None = None
     return payload
 
 
-async def test_png_tiff_and_raw_of_the_same_pixels_share_one_id(client, auth, portrait, settings):
+async def test_png_tiff_and_raw_of_the_same_pixels_share_one_id(
+    client, auth, portrait, settings, app
+):
     first = await upload(client, auth, encode_png(portrait), "image/png", 201)
     info = ImageInfo.model_validate(first)
     assert (info.width, info.height, info.channels, info.depth) == (512, 512, 3, 8)
@@ -58,6 +61,7 @@ async def test_png_tiff_and_raw_of_the_same_pixels_share_one_id(client, auth, po
         again = await upload(client, auth, body, kind, 200)
         assert again == first
     assert (await upload_raw(client, auth, portrait, 200)) == first
+    app[IMAGES].flush()
     assert len(files_under(settings.images_dir)) == 1
 
 
@@ -72,7 +76,7 @@ async def test_jpeg_id_is_that_of_its_decoded_pixels(client, auth, portrait):
 
 
 @pytest.mark.parametrize("channels", [3, 4])
-async def test_16_bit_round_trip_is_exact(client, auth, portrait16, settings, channels):
+async def test_16_bit_round_trip_is_exact(client, auth, portrait16, settings, app, channels):
     pixels = (
         portrait16
         if channels == 3
@@ -86,6 +90,7 @@ async def test_16_bit_round_trip_is_exact(client, auth, portrait16, settings, ch
     assert (await upload(client, auth, encode_png(pixels), "image/png", 200)) == first
     assert (await upload(client, auth, encode_tiff_opencv(pixels), "image/tiff", 200)) == first
     assert (await upload_raw(client, auth, pixels, 200)) == first
+    app[IMAGES].flush()
     stored = ImageStore(settings.images_dir).load(first["image_id"])
     assert stored.dtype == np.dtype("<u2")
     np.testing.assert_array_equal(stored, pixels)
@@ -150,3 +155,14 @@ async def test_one_pixel_edit_bottom_right_changes_the_id(portrait16):
     assert image_id(edited) != image_id(portrait16)
     # shape and depth are part of the key, not only the bytes
     assert image_id(portrait16.view(np.uint8)) != image_id(portrait16)
+
+
+async def test_big_endian_16_bit_tiff_equals_little_endian(client, auth, portrait16):
+    import io
+
+    import tifffile
+
+    out = io.BytesIO()
+    tifffile.imwrite(out, portrait16, photometric="rgb", byteorder=">")
+    info = await upload(client, auth, out.getvalue(), "image/tiff", 201)
+    assert info["image_id"] == image_id(portrait16)

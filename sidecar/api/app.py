@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -13,7 +14,8 @@ from ..cache import ImageStore
 from ..schema import EngineInfo, QueueCounts
 from ..settings import Settings
 from . import health, images
-from .keys import ENGINES, IMAGES, IMAGING_POOL, QUEUE_COUNTS, SETTINGS, TOKEN
+from .buffers import BufferPool
+from .keys import BODY_BUFFERS, ENGINES, IMAGES, IMAGING_POOL, QUEUE_COUNTS, SETTINGS, TOKEN
 from .middleware import error_middleware, security_middleware
 
 JSON_BODY_LIMIT = 1024 * 1024  # JSON requests; image uploads stream under their own cap
@@ -34,9 +36,11 @@ def create_app(
     app[SETTINGS] = settings
     app[TOKEN] = token
     app[IMAGES] = images_store
+    app[BODY_BUFFERS] = BufferPool()
     app[ENGINES] = engines or {}
     app[QUEUE_COUNTS] = queue_counts or QueueCounts
     app.cleanup_ctx.append(_imaging_pool)
+    app.on_cleanup.append(_close_images)
     app.add_routes(health.routes)
     app.add_routes(images.routes)
     return app
@@ -49,6 +53,11 @@ async def _imaging_pool(app: web.Application) -> AsyncIterator[None]:
     app[IMAGING_POOL] = pool
     yield
     pool.shutdown(wait=True, cancel_futures=True)
+
+
+async def _close_images(app: web.Application) -> None:
+    # Graceful shutdown: every image already answered 201 reaches the disk first.
+    await asyncio.get_running_loop().run_in_executor(None, app[IMAGES].close)
 
 
 class AccessLogger(AbstractAccessLogger):

@@ -1,66 +1,78 @@
-"""Reading a request body as a stream, under a byte cap."""
+"""Reading a request body as a stream, under a byte cap, into one flat buffer."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 
 from aiohttp import ClientPayloadError, web
 from aiohttp.http_exceptions import HttpProcessingError
 
 from ..errors import InvalidImage, PayloadTooLarge
+from .buffers import BufferPool
+
+Progress = Callable[[memoryview, int], None]
+FIRST_CHUNKED_CAPACITY = 1 << 20
 
 
-def _too_large(limit: int) -> PayloadTooLarge:
-    return PayloadTooLarge(
-        f"request body is over the limit of {limit} bytes", details={"max_bytes": limit}
-    )
+@dataclass
+class Body:
+    buffer: bytearray  # may be longer than the body; from the pool when the size was known
+    size: int
+
+    @property
+    def view(self) -> memoryview:
+        return memoryview(self.buffer)[: self.size]
 
 
 async def read_capped(
     request: web.Request,
     limit: int,
+    pool: BufferPool,
     *,
     exact: int | None = None,
-    on_progress: Callable[[bytearray | memoryview, int], None] | None = None,
-) -> bytearray:
+    on_progress: Progress | None = None,
+) -> Body:
     """Read the whole body, refusing it as soon as it passes `limit` (413) or, when
-    `exact` is given, the moment it can no longer be exactly that long (422).
-    `on_progress(buffer_so_far, nbytes)` may raise to stop early."""
+    `exact` is given, the moment it cannot be exactly that long (422).
+    `on_progress(received_view, count)` may raise to stop early. On error the buffer
+    goes back to the pool; on success the caller owns it."""
     declared = request.content_length
     if declared is not None and declared > limit:
         raise _too_large(limit)
     if exact is not None and declared is not None and declared != exact:
         raise _length_mismatch(declared, exact)
-    size = exact if exact is not None else declared
-    if size is not None:
-        buffer = bytearray(size)
-        view = memoryview(buffer)
-        received = 0
+    capacity = exact if exact is not None else declared
+    growable = capacity is None
+    buffer = bytearray(min(limit, FIRST_CHUNKED_CAPACITY)) if growable else pool.take(capacity)
+    capacity = len(buffer) if growable else capacity
+    received = 0
+    try:
         async for chunk in _chunks(request):
             end = received + len(chunk)
-            if end > size:
-                raise _length_mismatch(end, size) if exact is not None else _too_large(limit)
-            view[received:end] = chunk
+            if end > limit:
+                raise _too_large(limit)
+            if exact is not None and end > exact:
+                raise _length_mismatch(end, exact)
+            if end > capacity:
+                if not growable:
+                    raise InvalidImage("request body is longer than its Content-Length")
+                capacity = min(limit, max(end, 2 * capacity))
+                grown = bytearray(capacity)
+                grown[:received] = memoryview(buffer)[:received]
+                buffer = grown
+            memoryview(buffer)[received:end] = chunk
             received = end
-            if on_progress:
-                on_progress(view, received)
-        if received != size:
-            if exact is not None:
-                raise _length_mismatch(received, exact)
+            if on_progress is not None:
+                on_progress(memoryview(buffer)[:received], received)
+        if exact is not None and received != exact:
+            raise _length_mismatch(received, exact)
+        if declared is not None and received != declared:
             raise InvalidImage("request body ended early", details={"received": received})
-        return buffer
-    buffer = bytearray()
-    async for chunk in _chunks(request):
-        if len(buffer) + len(chunk) > limit:
-            raise _too_large(limit)
-        if exact is not None and len(buffer) + len(chunk) > exact:
-            raise _length_mismatch(len(buffer) + len(chunk), exact)
-        buffer += chunk
-        if on_progress:
-            on_progress(buffer, len(buffer))
-    if exact is not None and len(buffer) != exact:
-        raise _length_mismatch(len(buffer), exact)
-    return buffer
+    except BaseException:
+        pool.give(buffer)
+        raise
+    return Body(buffer, received)
 
 
 async def _chunks(request: web.Request):
@@ -74,8 +86,15 @@ async def _chunks(request: web.Request):
         raise InvalidImage("request body could not be read to its end") from exc
 
 
+def _too_large(limit: int) -> PayloadTooLarge:
+    return PayloadTooLarge(
+        f"request body is over the limit of {limit} bytes", details={"max_bytes": limit}
+    )
+
+
 def _length_mismatch(received: int, expected: int) -> InvalidImage:
     return InvalidImage(
-        f"raw body is {received} bytes but the X-Image-* headers describe {expected}",
+        f"raw body is {'at least ' if received > expected else ''}{received} bytes but the "
+        f"X-Image-* headers describe {expected}",
         details={"received": received, "expected": expected},
     )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from functools import partial
 
 import numpy as np
 from aiohttp import web
@@ -13,8 +14,8 @@ from ..imaging import Limits, canonical_from_raw, check_dimensions, decode_image
 from ..imaging.decode import MEDIA_TYPES, DecodedHeader
 from ..imaging.pixels import raw_nbytes
 from ..schema import ImageInfo, RawPixelHeaders
-from .body import read_capped
-from .keys import IMAGES, IMAGING_POOL, SETTINGS
+from .body import Body, read_capped
+from .keys import BODY_BUFFERS, IMAGES, IMAGING_POOL, SETTINGS
 from .responses import model_response
 
 RAW_MEDIA_TYPE = "application/octet-stream"
@@ -31,15 +32,12 @@ async def upload_image(request: web.Request) -> web.Response:
         raise UnsupportedMediaType("Content-Type is required", details=_accepted())
     media_type = request.content_type.lower()
     if media_type == RAW_MEDIA_TYPE:
-        pixels = await _read_raw(request, limits, settings.max_upload_bytes)
+        read = _read_raw(request, limits, settings.max_upload_bytes)
     elif media_type in MEDIA_TYPES:
-        pixels = await _read_encoded(
-            request, MEDIA_TYPES[media_type], limits, settings.max_upload_bytes
-        )
+        read = _read_encoded(request, MEDIA_TYPES[media_type], limits, settings.max_upload_bytes)
     else:
         raise UnsupportedMediaType(f"cannot take {media_type}", details=_accepted())
-    store = request.app[IMAGES]
-    info, created = await _run(request, store.put, pixels)
+    info, created = await read
     body = ImageInfo(
         image_id=info.image_id,
         width=info.width,
@@ -59,7 +57,7 @@ async def image_exists(request: web.Request) -> web.Response:
     return web.Response(status=200)
 
 
-async def _read_raw(request: web.Request, limits: Limits, max_bytes: int) -> np.ndarray:
+async def _read_raw(request: web.Request, limits: Limits, max_bytes: int):
     fields = {
         "width": request.headers.get("X-Image-Width"),
         "height": request.headers.get("X-Image-Height"),
@@ -78,29 +76,57 @@ async def _read_raw(request: web.Request, limits: Limits, max_bytes: int) -> np.
         ) from exc
     check_dimensions(raw.width, raw.height, limits)
     expected = raw_nbytes(raw.width, raw.height, raw.channels, raw.depth)
-    body = await read_capped(request, max_bytes, exact=expected)
-    return canonical_from_raw(body, raw.width, raw.height, raw.channels, raw.depth)
+    body = await read_capped(request, max_bytes, request.app[BODY_BUFFERS], exact=expected)
+    return await _store(
+        request, body, canonical_from_raw, raw.width, raw.height, raw.channels, raw.depth
+    )
 
 
-async def _read_encoded(request: web.Request, fmt, limits: Limits, max_bytes: int) -> np.ndarray:
+async def _read_encoded(request: web.Request, fmt, limits: Limits, max_bytes: int):
     header: DecodedHeader | None = None
     tried_early = False
 
-    def check_early(buffer, received: int) -> None:
+    def check_early(received_view: memoryview, received: int) -> None:
         # Refuse an oversized image from its header, before the rest of the body arrives.
         nonlocal header, tried_early
         if tried_early or received < EARLY_HEADER_BYTES:
             return
         tried_early = True
-        header = read_header(buffer[:received], fmt, complete=False)
+        header = read_header(received_view, fmt, complete=False)
         if header is not None:
             check_dimensions(header.width, header.height, limits)
 
-    body = await read_capped(request, max_bytes, on_progress=check_early)
-    if header is None:
-        header = read_header(body, fmt, complete=True)
-    check_dimensions(header.width, header.height, limits)
-    return await _run(request, decode_image, body, header, limits)
+    body = await read_capped(request, max_bytes, request.app[BODY_BUFFERS], on_progress=check_early)
+
+    def decode(view: memoryview) -> np.ndarray:
+        found = header or read_header(view, fmt, complete=True)
+        return decode_image(view, found, limits)
+
+    return await _store(request, body, decode)
+
+
+async def _store(request: web.Request, body: Body, to_pixels, *args):
+    """Turn the body into canonical pixels and store them (in the imaging pool).
+    The body's buffer goes back to the pool as soon as nothing refers to it: at once,
+    or, when the stored pixels are a view of it, after their disk write."""
+    pool = request.app[BODY_BUFFERS]
+    store = request.app[IMAGES]
+
+    def work():
+        pixels = to_pixels(body.view, *args)
+        keeps_body = np.may_share_memory(pixels, np.frombuffer(body.buffer, dtype=np.uint8))
+        release = partial(pool.give, body.buffer)
+        info, created = store.put(pixels, on_released=release if keeps_body else None)
+        return info, created, created and keeps_body
+
+    try:
+        info, created, handed_over = await _run(request, work)
+    except BaseException:
+        pool.give(body.buffer)
+        raise
+    if not handed_over:
+        pool.give(body.buffer)
+    return info, created
 
 
 async def _run(request: web.Request, fn, *args):

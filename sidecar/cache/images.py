@@ -1,15 +1,25 @@
-"""The content-addressed image store on disk.
+"""The content-addressed image store.
 
 One file per image, `images/<id[:2]>/<id>.img`: a 32-byte header (magic, width,
 height, channels, depth) and the canonical pixel bytes. Files are written atomically
 and checked on read against their own id, so a damaged or foreign file in the
 folder is reported missing and removed, never served.
+
+Writes are behind: `put` returns once the pixels are hashed and held in memory, and
+one writer thread persists them in order. Until then `has` and `load` serve the
+in-memory copy. Pending bytes are bounded (`put` waits when over budget), `flush`
+waits for the disk, and `close` flushes. A crash before a write finishes loses
+only that copy: the client still holds the pixels and `HEAD` tells it to re-send.
 """
 
 from __future__ import annotations
 
+import logging
 import re
 import struct
+import threading
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,9 +29,12 @@ from ..imaging.pixels import DTYPES, raw_nbytes
 from .atomic import atomic_write, remove_stale_temps
 from .keys import image_id
 
+log = logging.getLogger(__name__)
+
 _MAGIC = b"RTIMG\x00\x01\x00"
 _HEADER = struct.Struct("<8sIIBB14x")  # 32 bytes
 _ID = re.compile(r"^[0-9a-f]{64}$")
+DEFAULT_PENDING_BUDGET = 2 << 30  # bytes of pixels awaiting their disk write
 
 
 @dataclass(frozen=True)
@@ -34,57 +47,115 @@ class StoredImage:
 
 
 class ImageStore:
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, *, pending_budget: int = DEFAULT_PENDING_BUDGET) -> None:
         self.root = root
         self.root.mkdir(parents=True, exist_ok=True)
         remove_stale_temps(self.root)
+        self._budget = pending_budget
+        self._changed = threading.Condition()
+        self._pending: dict[str, tuple[StoredImage, np.ndarray]] = {}
+        self._pending_bytes = 0
+        self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="image-writer")
 
-    def path_for(self, image_id_: str) -> Path:
-        if not _ID.match(image_id_):
+    def path_for(self, key: str) -> Path:
+        if not _ID.match(key):
             raise ValueError("not an image id")
-        return self.root / image_id_[:2] / f"{image_id_}.img"
+        return self.root / key[:2] / f"{key}.img"
 
-    def has(self, image_id_: str) -> bool:
-        return _ID.match(image_id_) is not None and self.path_for(image_id_).is_file()
+    def has(self, key: str) -> bool:
+        if not _ID.match(key):
+            return False
+        with self._changed:
+            if key in self._pending:
+                return True
+        return self.path_for(key).is_file()
 
-    def put(self, pixels: np.ndarray, key: str | None = None) -> tuple[StoredImage, bool]:
-        """Store canonical pixels; returns their metadata and whether they were new."""
+    def put(
+        self,
+        pixels: np.ndarray,
+        key: str | None = None,
+        *,
+        on_released: Callable[[], None] | None = None,
+    ) -> tuple[StoredImage, bool]:
+        """Store canonical pixels; returns their metadata and whether they were new.
+        The disk write happens behind; when the pixels were new, `on_released` is
+        called once the store holds no reference to them (until then they must not
+        change)."""
         height, width, channels = pixels.shape
-        depth = pixels.dtype.itemsize * 8
         key = key or image_id(pixels)
-        info = StoredImage(key, width, height, channels, depth)
-        path = self.path_for(key)
-        if path.is_file():
-            return info, False
-        header = _HEADER.pack(_MAGIC, width, height, channels, depth)
-        atomic_write(path, [header, memoryview(np.ascontiguousarray(pixels)).cast("B")])
+        info = StoredImage(key, width, height, channels, pixels.dtype.itemsize * 8)
+        with self._changed:
+            if key in self._pending or self.path_for(key).is_file():
+                return info, False
+            while self._pending and self._pending_bytes + pixels.nbytes > self._budget:
+                self._changed.wait()
+            self._pending[key] = (info, pixels)
+            self._pending_bytes += pixels.nbytes
+        try:
+            self._writer.submit(self._persist, key, on_released)
+        except RuntimeError:  # closed: nothing will write it
+            self._forget(key)
+            raise
         return info, True
 
-    def info(self, image_id_: str) -> StoredImage | None:
-        path = self.path_for(image_id_)
+    def flush(self) -> None:
+        """Wait until every accepted image is on disk (or its write has failed)."""
+        marker: Future = self._writer.submit(lambda: None)
+        marker.result()
+
+    def close(self) -> None:
+        self._writer.shutdown(wait=True)
+
+    def info(self, key: str) -> StoredImage | None:
+        with self._changed:
+            if key in self._pending:
+                return self._pending[key][0]
+        path = self.path_for(key)
         try:
             with path.open("rb") as file:
                 raw = file.read(_HEADER.size)
                 size = path.stat().st_size
         except FileNotFoundError:
             return None
-        parsed = self._parse_header(image_id_, raw, size)
+        parsed = self._parse_header(key, raw, size)
         if parsed is None:
             path.unlink(missing_ok=True)
         return parsed
 
-    def load(self, image_id_: str, *, verify: bool = True) -> np.ndarray | None:
+    def load(self, key: str, *, verify: bool = True) -> np.ndarray | None:
         """The canonical pixels, or None if absent or damaged (then the file is removed)."""
-        info = self.info(image_id_)
+        with self._changed:
+            if key in self._pending:  # a copy: the pending array's memory is recycled later
+                return self._pending[key][1].copy()
+        info = self.info(key)
         if info is None:
             return None
-        path = self.path_for(image_id_)
+        path = self.path_for(key)
         pixels = np.fromfile(path, dtype=DTYPES[info.depth], offset=_HEADER.size)
         pixels = pixels.reshape(info.height, info.width, info.channels)
-        if verify and image_id(pixels) != image_id_:
+        if verify and image_id(pixels) != key:
             path.unlink(missing_ok=True)
             return None
         return pixels
+
+    def _persist(self, key: str, on_released: Callable[[], None] | None) -> None:
+        info, pixels = self._pending[key]
+        header = _HEADER.pack(_MAGIC, info.width, info.height, info.channels, info.depth)
+        try:
+            atomic_write(self.path_for(key), [header, memoryview(pixels).cast("B")])
+        except OSError as exc:  # disk full, permissions: the image is simply not kept
+            log.warning("could not store image %s: %s", key, exc)
+        finally:
+            del pixels
+            self._forget(key)
+            if on_released is not None:
+                on_released()
+
+    def _forget(self, key: str) -> None:
+        with self._changed:
+            _, pixels = self._pending.pop(key)
+            self._pending_bytes -= pixels.nbytes
+            self._changed.notify_all()
 
     @staticmethod
     def _parse_header(key: str, raw: bytes, size: int) -> StoredImage | None:

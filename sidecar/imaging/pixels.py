@@ -68,15 +68,13 @@ def canonical_from_raw(
 
 def to_canonical(pixels: np.ndarray) -> np.ndarray:
     """Bring a decoded RGB-order array (H, W[, C]) to canonical form."""
-    if pixels.dtype == np.uint8:
-        pass
-    elif pixels.dtype == np.uint16:
-        pixels = pixels.astype("<u2", copy=False)
-    else:
+    if pixels.dtype.kind != "u" or pixels.dtype.itemsize not in (1, 2):
         raise InvalidImage(
             f"unsupported sample type {pixels.dtype}; only 8 and 16 bit integer images",
             details={"dtype": str(pixels.dtype)},
         )
+    if pixels.dtype.itemsize == 2:
+        pixels = pixels.astype("<u2", copy=False)  # big-endian TIFF: swap once here
     if pixels.ndim == 2:
         pixels = pixels[:, :, None]
     if pixels.ndim != 3 or pixels.shape[2] not in (1, 2, 3, 4):
