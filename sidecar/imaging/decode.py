@@ -9,6 +9,7 @@ rest; both keep 16-bit samples, which Pillow would truncate for RGB.
 from __future__ import annotations
 
 import io
+import os
 import warnings
 from dataclasses import dataclass
 from typing import Literal
@@ -159,6 +160,7 @@ def _decode_with_opencv(data, fmt: Format) -> np.ndarray:
     return decoded
 
 
+_DECODE_THREADS = min(4, os.cpu_count() or 1)
 _PLAIN_COMPRESSION = {1, 8, 32946}  # none, deflate (zlib is built into tifffile)
 _PHOTOMETRIC_GRAY_RGB = {1, 2}  # min-is-black, RGB
 
@@ -188,8 +190,8 @@ def _decode_plain_tiff(data) -> np.ndarray | None:
                 pixels = np.frombuffer(
                     data, dtype=dtype, count=page.size, offset=page.dataoffsets[0]
                 ).reshape(page.shape)
-            else:
-                pixels = page.asarray()
+            else:  # compressed strips/tiles inflate in parallel
+                pixels = page.asarray(maxworkers=_DECODE_THREADS)
             if page.axes == "SYX":
                 pixels = np.moveaxis(pixels, 0, -1)
             return pixels
