@@ -16,14 +16,35 @@ from .settings import LOOPBACK, Settings
 log = logging.getLogger("sidecar")
 
 
-def build_app(settings: Settings):
+def build_app(settings: Settings, *, engines: Sequence[str] = ()):
     """The real application for these settings (used by `serve` and by the tests)."""
     from .api import create_app
     from .cache import ImageStore
+    from .jobs import JobStore
     from .token import load_or_create_token
 
     token = load_or_create_token(settings.token_path)
-    return create_app(settings, token=token, images_store=ImageStore(settings.images_dir))
+    return create_app(
+        settings,
+        token=token,
+        images_store=ImageStore(settings.images_dir),
+        job_store=JobStore(settings.jobs_db),
+        engines=_engines(engines),
+    )
+
+
+def _engines(names: Sequence[str]) -> dict:
+    """Op → engine for the engines named (later ones win for an op)."""
+    table: dict = {}
+    for name in names:
+        if name == "synthetic":
+            from .engines.synthetic import SyntheticEngine
+
+            engine = SyntheticEngine()
+        else:
+            raise ValueError(f"unknown engine {name!r}")
+        table.update(dict.fromkeys(engine.ops, engine))
+    return table
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -35,9 +56,17 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, help="TCP port (default 7431, env RETOUCH_PORT)")
     serve.add_argument("--cache-dir", type=Path, help="cache folder (env RETOUCH_CACHE_DIR)")
     serve.add_argument("--config-dir", type=Path, help="config folder (env RETOUCH_CONFIG_DIR)")
+    serve.add_argument("--data-dir", type=Path, help="queued work (env RETOUCH_DATA_DIR)")
     serve.add_argument("--model", type=Path, help="diffusers folder or .safetensors file")
     serve.add_argument("--device", choices=["auto", "cpu", "cuda", "mps"])
     serve.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING"])
+    serve.add_argument(
+        "--engine",
+        action="append",
+        default=[],
+        choices=["synthetic"],
+        help="add an engine: 'synthetic' runs N timed steps per job (scheduler testing)",
+    )
 
     token = sub.add_parser("token", help="print the bearer token (created on first use)")
     token.add_argument("--config-dir", type=Path, help="config folder (env RETOUCH_CONFIG_DIR)")
@@ -45,7 +74,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _settings(args: argparse.Namespace) -> Settings:
-    flags = ("port", "cache_dir", "config_dir", "model", "device")
+    flags = ("port", "cache_dir", "config_dir", "data_dir", "model", "device")
     overrides = {
         name: getattr(args, name) for name in flags if getattr(args, name, None) is not None
     }
@@ -66,16 +95,16 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         print(load_or_create_token(settings.token_path))
         return 0
-    return _serve(settings, args.log_level)
+    return _serve(settings, args.log_level, args.engine)
 
 
-def _serve(settings: Settings, log_level: str) -> int:
+def _serve(settings: Settings, log_level: str, engines: Sequence[str]) -> int:
     from aiohttp import web
 
     from .api import AccessLogger
 
     logging.basicConfig(level=log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    app = build_app(settings)
+    app = build_app(settings, engines=engines)
     log.info(
         "retouch-sidecar %s on http://%s:%d (token: `retouch-sidecar token`)",
         __version__,

@@ -21,6 +21,10 @@ def _default_config_dir() -> Path:
     return Path(platformdirs.user_config_dir(APP_NAME))
 
 
+def _default_data_dir() -> Path:
+    return Path(platformdirs.user_data_dir(APP_NAME))
+
+
 class Settings(BaseSettings):
     """Everything the sidecar can be configured with."""
 
@@ -32,6 +36,9 @@ class Settings(BaseSettings):
     port: int = Field(7431, ge=0, le=65535, description="TCP port (0 picks a free one).")
     cache_dir: Path = Field(default_factory=_default_cache_dir)
     config_dir: Path = Field(default_factory=_default_config_dir)
+    data_dir: Path = Field(
+        default_factory=_default_data_dir, description="Queued work (jobs.sqlite3)."
+    )
     model: Path | None = Field(None, description="Local diffusers folder or .safetensors file.")
     device: Literal["auto", "cpu", "cuda", "mps"] = "auto"
     max_upload_bytes: int = Field(
@@ -55,6 +62,10 @@ class Settings(BaseSettings):
     @property
     def token_path(self) -> Path:
         return self.config_dir / "token"
+
+    @property
+    def jobs_db(self) -> Path:
+        return self.data_dir / "jobs.sqlite3"
 
     @property
     def images_dir(self) -> Path:

@@ -7,6 +7,13 @@ from sidecar.cli import build_app
 from sidecar.settings import Settings
 
 
+@pytest.fixture(autouse=True)
+def private_dirs(tmp_path, monkeypatch):
+    """No test ever touches the user's real cache, config or data folders."""
+    for name in ("cache", "config", "data"):
+        monkeypatch.setenv(f"RETOUCH_{name.upper()}_DIR", str(tmp_path / f"env-{name}"))
+
+
 @pytest.fixture
 def settings(tmp_path) -> Settings:
     return Settings(cache_dir=tmp_path / "cache", config_dir=tmp_path / "config", port=0)

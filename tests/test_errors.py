@@ -9,6 +9,7 @@ from aiohttp import web
 from sidecar import errors
 from sidecar.api import create_app
 from sidecar.cache import ImageStore
+from sidecar.jobs import JobStore
 from sidecar.schema import ErrorBody
 
 
@@ -27,7 +28,12 @@ async def test_wrong_method_is_json(client, auth):
 
 
 async def test_unexpected_exception_is_a_bare_internal_error(aiohttp_client, settings, caplog):
-    app = create_app(settings, token="t" * 32, images_store=ImageStore(settings.images_dir))
+    app = create_app(
+        settings,
+        token="t" * 32,
+        images_store=ImageStore(settings.images_dir),
+        job_store=JobStore(settings.jobs_db),
+    )
 
     async def broken(request: web.Request) -> web.Response:
         raise RuntimeError("secret internal detail /home/user/path")

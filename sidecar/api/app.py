@@ -4,18 +4,32 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Callable
+import weakref
+from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 
-from aiohttp import web
+from aiohttp import WSCloseCode, web
 from aiohttp.abc import AbstractAccessLogger
 
 from ..cache import ImageStore
-from ..schema import EngineInfo, QueueCounts
+from ..engines import Engine
+from ..jobs import EventBus, JobStore, Scheduler
+from ..schema import Op
 from ..settings import Settings
-from . import health, images
+from . import health, images, jobs, stream
 from .buffers import BufferPool
-from .keys import BODY_BUFFERS, ENGINES, IMAGES, IMAGING_POOL, QUEUE_COUNTS, SETTINGS, TOKEN
+from .keys import (
+    BODY_BUFFERS,
+    BUS,
+    ENGINES,
+    IMAGES,
+    IMAGING_POOL,
+    JOB_STORE,
+    SCHEDULER,
+    SETTINGS,
+    SOCKETS,
+    TOKEN,
+)
 from .middleware import error_middleware, security_middleware
 
 JSON_BODY_LIMIT = 1024 * 1024  # JSON requests; image uploads stream under their own cap
@@ -26,8 +40,8 @@ def create_app(
     *,
     token: str,
     images_store: ImageStore,
-    engines: dict[str, EngineInfo] | None = None,
-    queue_counts: Callable[[], QueueCounts] | None = None,
+    job_store: JobStore,
+    engines: dict[Op, Engine] | None = None,
 ) -> web.Application:
     app = web.Application(
         middlewares=[error_middleware, security_middleware],
@@ -38,11 +52,14 @@ def create_app(
     app[IMAGES] = images_store
     app[BODY_BUFFERS] = BufferPool()
     app[ENGINES] = engines or {}
-    app[QUEUE_COUNTS] = queue_counts or QueueCounts
+    app[JOB_STORE] = job_store
+    app[SOCKETS] = weakref.WeakSet()
     app.cleanup_ctx.append(_imaging_pool)
+    app.cleanup_ctx.append(_scheduler)
+    app.on_shutdown.append(_close_sockets)
     app.on_cleanup.append(_close_images)
-    app.add_routes(health.routes)
-    app.add_routes(images.routes)
+    for module in (health, images, jobs, stream):
+        app.add_routes(module.routes)
     return app
 
 
@@ -53,6 +70,24 @@ async def _imaging_pool(app: web.Application) -> AsyncIterator[None]:
     app[IMAGING_POOL] = pool
     yield
     pool.shutdown(wait=True, cancel_futures=True)
+
+
+async def _scheduler(app: web.Application) -> AsyncIterator[None]:
+    loop = asyncio.get_running_loop()
+    bus = EventBus(loop)
+    scheduler = Scheduler(images=app[IMAGES], engines=app[ENGINES], store=app[JOB_STORE], bus=bus)
+    app[BUS] = bus
+    app[SCHEDULER] = scheduler
+    await loop.run_in_executor(None, scheduler.start)
+    yield
+    bus.close_all()
+    # The running job stops at its next step boundary and stays queued on disk.
+    await loop.run_in_executor(None, scheduler.stop)
+
+
+async def _close_sockets(app: web.Application) -> None:
+    for ws in list(app[SOCKETS]):
+        await ws.close(code=WSCloseCode.GOING_AWAY, message=b"sidecar shutting down")
 
 
 async def _close_images(app: web.Application) -> None:

@@ -5,8 +5,8 @@ from __future__ import annotations
 from aiohttp import web
 
 from .. import __version__
-from ..schema import Health
-from .keys import ENGINES, QUEUE_COUNTS, SETTINGS
+from ..schema import EngineInfo, Health, QueueCounts
+from .keys import ENGINES, SCHEDULER, SETTINGS
 from .responses import model_response
 
 routes = web.RouteTableDef()
@@ -15,11 +15,18 @@ routes = web.RouteTableDef()
 @routes.get("/v1/health")
 async def health(request: web.Request) -> web.Response:
     app = request.app
+    engines: dict[str, list[str]] = {}
+    for op, engine in app[ENGINES].items():
+        engines.setdefault(engine.name, []).append(op.value)
+    queued, running = app[SCHEDULER].counts()
     body = Health(
         status="ok",
         version=__version__,
         device=app[SETTINGS].device,
-        engines=app[ENGINES],
-        queue=app[QUEUE_COUNTS](),
+        engines={
+            name: EngineInfo(available=True, detail="ops: " + ", ".join(sorted(ops)))
+            for name, ops in engines.items()
+        },
+        queue=QueueCounts(queued=queued, running=running),
     )
     return model_response(body)

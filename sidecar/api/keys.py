@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import weakref
 from concurrent.futures import ThreadPoolExecutor
 
 from aiohttp import web
 
 from ..cache import ImageStore
-from ..schema import EngineInfo, QueueCounts
+from ..engines import Engine
+from ..jobs import EventBus, JobStore, Scheduler
+from ..schema import Op
 from ..settings import Settings
 from .buffers import BufferPool
 
@@ -17,5 +19,8 @@ TOKEN = web.AppKey("token", str)
 IMAGES = web.AppKey("images", ImageStore)
 BODY_BUFFERS = web.AppKey("body_buffers", BufferPool)
 IMAGING_POOL = web.AppKey("imaging_pool", ThreadPoolExecutor)
-ENGINES = web.AppKey("engines", dict[str, EngineInfo])
-QUEUE_COUNTS = web.AppKey("queue_counts", Callable[[], QueueCounts])
+ENGINES = web.AppKey("engines", dict[Op, Engine])
+JOB_STORE = web.AppKey("job_store", JobStore)
+SCHEDULER = web.AppKey("scheduler", Scheduler)
+BUS = web.AppKey("bus", EventBus)
+SOCKETS = web.AppKey("sockets", weakref.WeakSet[web.WebSocketResponse])

@@ -29,6 +29,7 @@ from .jobs import (
     Op,
     PreviewOptions,
     Priority,
+    ResultQuery,
 )
 from .service import (
     ActionRecord,
@@ -71,6 +72,7 @@ __all__ = [
     "Progress",
     "QueueCounts",
     "RawPixelHeaders",
+    "ResultQuery",
     "Queued",
     "Requeued",
     "StageEvent",

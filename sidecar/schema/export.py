@@ -22,6 +22,7 @@ GROUPS: dict[str, dict[str, Any]] = {
         "JobStatus": jobs.JobStatus,
         "JobList": jobs.JobList,
         "JobPatch": jobs.JobPatch,
+        "ResultQuery": jobs.ResultQuery,
     },
     "events": {
         "JobEvent": events.JobEvent,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from enum import StrEnum
+from typing import Literal
 
 from pydantic import AwareDatetime, Field, model_validator
 
@@ -107,3 +108,13 @@ class JobPatch(Model):
     """Body of PATCH /v1/jobs/{job_id}: reprioritise (e.g. star a hero)."""
 
     priority: Priority
+
+
+class ResultQuery(Model):
+    """Query of GET /v1/jobs/{job_id}/result."""
+
+    format: Literal["raw", "png", "tiff"] = "png"
+    intensity: float | None = Field(
+        None, ge=0.0, le=1.0, description="Blend original + t·(result − original)."
+    )
+    max_side: int | None = Field(None, ge=1, le=300_000, description="Downscale to fit.")

@@ -1,0 +1,111 @@
+"""Job routes: submit, list, read, reorder, cancel, result. Handlers validate and hand
+off to the scheduler; none of them runs model work."""
+
+from __future__ import annotations
+
+import asyncio
+
+import numpy as np
+from aiohttp import web
+
+from .. import errors
+from ..imaging.encode import encode_file, fit_within
+from ..jobs import Job, Scheduler
+from ..schema import JobCreated, JobList, JobPatch, JobRequest, JobState, ResultQuery
+from .keys import IMAGES, IMAGING_POOL, SCHEDULER
+from .responses import model_response
+from .validation import json_body, query
+
+routes = web.RouteTableDef()
+
+
+def _job(request: web.Request) -> tuple[Scheduler, Job]:
+    scheduler = request.app[SCHEDULER]
+    return scheduler, scheduler.get(request.match_info["job_id"])
+
+
+@routes.post("/v1/jobs")
+async def submit(request: web.Request) -> web.Response:
+    body = await json_body(request, JobRequest)
+    scheduler = request.app[SCHEDULER]
+    job = scheduler.submit(body)
+    created = JobCreated(
+        job_id=job.job_id, state=job.state, position=scheduler.position(job), cached=job.cached
+    )
+    return model_response(created, status=202)
+
+
+@routes.get("/v1/jobs")
+async def listing(request: web.Request) -> web.Response:
+    jobs = request.app[SCHEDULER].listing()
+    return model_response(JobList(jobs=[job.status(position) for job, position in jobs]))
+
+
+@routes.get("/v1/jobs/{job_id}")
+async def status(request: web.Request) -> web.Response:
+    scheduler, job = _job(request)
+    return model_response(job.status(scheduler.position(job)))
+
+
+@routes.patch("/v1/jobs/{job_id}")
+async def reprioritise(request: web.Request) -> web.Response:
+    body = await json_body(request, JobPatch)
+    scheduler = request.app[SCHEDULER]
+    job = scheduler.reprioritise(request.match_info["job_id"], body.priority)
+    return model_response(job.status(scheduler.position(job)))
+
+
+@routes.delete("/v1/jobs/{job_id}")
+async def cancel(request: web.Request) -> web.Response:
+    scheduler = request.app[SCHEDULER]
+    job = scheduler.cancel(request.match_info["job_id"])
+    # 200: cancelled now; 202: a running job will stop at its next step boundary
+    return model_response(job.status(None), status=200 if job.state is JobState.cancelled else 202)
+
+
+@routes.get("/v1/jobs/{job_id}/result")
+async def result(request: web.Request) -> web.Response:
+    _, job = _job(request)
+    options = query(request.query, ResultQuery)
+    if job.state is not JobState.done or job.result_id is None:
+        raise errors.Conflict(
+            f"the job is {job.state.value}, not done", details={"state": job.state.value}
+        )
+    loop = asyncio.get_running_loop()
+    pixels = await loop.run_in_executor(
+        request.app[IMAGING_POOL], _render, request.app[IMAGES], job, options
+    )
+    height, width, channels = pixels.shape
+    depth = pixels.dtype.itemsize * 8
+    headers = {
+        "X-Image-Width": str(width),
+        "X-Image-Height": str(height),
+        "X-Image-Channels": str(channels),
+        "X-Image-Depth": str(depth),
+    }
+    if options.format == "raw":
+        return web.Response(
+            body=pixels.tobytes(), headers=headers, content_type="application/octet-stream"
+        )
+    data = await loop.run_in_executor(
+        request.app[IMAGING_POOL], encode_file, pixels, options.format
+    )
+    return web.Response(body=data, headers=headers, content_type=f"image/{options.format}")
+
+
+def _render(images, job: Job, options: ResultQuery) -> np.ndarray:
+    result = images.load(job.result_id)
+    if result is None:
+        raise errors.ImageNotFound("the result is no longer stored; run the job again")
+    if options.intensity is not None and options.intensity < 1.0:
+        original = images.load(job.request.image_id) if job.request.image_id else None
+        if original is None or original.shape != result.shape:
+            raise errors.ImageNotFound("the original is needed for a blend and is not stored")
+        t = np.float32(options.intensity)
+        limit = np.iinfo(result.dtype).max
+        blend = original.astype(np.float32)
+        blend += t * (result.astype(np.float32) - blend)
+        result = np.clip(np.rint(blend), 0, limit).astype(result.dtype)
+    if options.max_side is not None:
+        result = fit_within(result, options.max_side)
+    return np.ascontiguousarray(result)

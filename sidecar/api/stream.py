@@ -1,0 +1,146 @@
+"""Live events: WebSocket (JSON text + binary preview frames), Server-Sent Events,
+and preview JPEGs by URL.
+
+Binary frame: uint32 big-endian header length | header JSON | JPEG bytes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import struct
+
+from aiohttp import WSCloseCode, WSMsgType, web
+from aiohttp_sse import sse_response
+from pydantic import TypeAdapter, ValidationError
+
+from .. import errors
+from ..jobs import Published, Subscription
+from ..jobs.events import TERMINAL
+from ..schema import CancelMessage, ClientMessage, Subscribe
+from .keys import BUS, SCHEDULER, SOCKETS
+
+log = logging.getLogger(__name__)
+routes = web.RouteTableDef()
+_client_message = TypeAdapter(ClientMessage)
+MAX_CLIENT_MESSAGE = 256 * 1024
+
+
+def preview_frame(item: Published) -> bytes:
+    header = item.event.model_dump_json(exclude_none=True).encode()  # type: ignore[attr-defined]
+    return struct.pack(">I", len(header)) + header + (item.jpeg or b"")
+
+
+@routes.get("/v1/jobs/{job_id}/previews/{seq}")
+async def preview(request: web.Request) -> web.Response:
+    job = request.app[SCHEDULER].get(request.match_info["job_id"])
+    seq = request.match_info["seq"]
+    jpeg = request.app[BUS].preview(job.job_id, int(seq)) if seq.isdigit() else None
+    if jpeg is None:
+        raise errors.NotFound(
+            "that preview is gone; a newer one replaced it", details={"seq": seq[:20]}
+        )
+    return web.Response(
+        body=jpeg, content_type="image/jpeg", headers={"Cache-Control": "private, max-age=3600"}
+    )
+
+
+@routes.get("/v1/jobs/{job_id}/events")
+async def job_events(request: web.Request) -> web.StreamResponse:
+    """SSE for one job; ends with its terminal event; `Last-Event-ID` resumes."""
+    job = request.app[SCHEDULER].get(request.match_info["job_id"])
+    bus = request.app[BUS]
+    last_id = request.headers.get("Last-Event-ID", "")
+    last = int(last_id) if last_id.isdigit() else -1
+    subscription = bus.subscribe({job.job_id})  # before the history, so nothing falls between
+    try:
+        async with sse_response(request) as stream:
+            for event in bus.history(job.job_id, last):
+                await stream.send(event.model_dump_json(), id=str(event.seq))
+                last = event.seq
+                if isinstance(event, TERMINAL):
+                    return stream
+            while (item := await subscription.get()) is not None:
+                event = item.event
+                if event.seq <= last:  # type: ignore[attr-defined]
+                    continue
+                await stream.send(event.model_dump_json(), id=str(event.seq))  # type: ignore[attr-defined]
+                last = event.seq  # type: ignore[attr-defined]
+                if isinstance(event, TERMINAL):
+                    break
+        return stream
+    finally:
+        bus.unsubscribe(subscription)
+
+
+@routes.get("/v1/ws")
+async def websocket(request: web.Request) -> web.WebSocketResponse:
+    ws = web.WebSocketResponse(heartbeat=20.0, max_msg_size=MAX_CLIENT_MESSAGE)
+    await ws.prepare(request)
+    bus = request.app[BUS]
+    subscription = bus.subscribe()
+    request.app[SOCKETS].add(ws)
+    sender = asyncio.create_task(_send_events(ws, subscription))
+    try:
+        async for message in ws:
+            if message.type is WSMsgType.TEXT:
+                reply = _handle_client_message(request, subscription, message.data)
+                if reply is not None:
+                    await ws.send_str(json.dumps(reply))
+            elif message.type is WSMsgType.BINARY:
+                await ws.send_str(json.dumps(_error(errors.InvalidRequest("send JSON text"))))
+    finally:
+        bus.unsubscribe(subscription)
+        sender.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await sender
+        request.app[SOCKETS].discard(ws)
+    return ws
+
+
+async def _send_events(ws: web.WebSocketResponse, subscription: Subscription) -> None:
+    """Drain this client's subscription into its socket. Only this task waits on a slow
+    client; the bus never does."""
+    try:
+        while (item := await subscription.get()) is not None:
+            if item.jpeg is not None:
+                await ws.send_bytes(preview_frame(item))
+            else:
+                await ws.send_str(item.event.model_dump_json())  # type: ignore[attr-defined]
+    except (ConnectionResetError, RuntimeError):
+        return  # the client went away mid-send
+    if subscription.overflowed:
+        await ws.close(code=WSCloseCode.TRY_AGAIN_LATER, message=b"too slow: reconnect")
+
+
+def _handle_client_message(request: web.Request, subscription: Subscription, text: str):
+    try:
+        message = _client_message.validate_json(text)
+    except ValidationError as exc:
+        error = errors.InvalidRequest(
+            "expected {type: subscribe, job_ids} or {type: cancel, job_id}",
+            details={
+                "errors": exc.errors(include_url=False, include_input=False, include_context=False)
+            },
+        )
+        return _error(error)
+    if isinstance(message, Subscribe):
+        subscription.job_ids = set(message.job_ids) or None
+        return {"type": "subscribed", "job_ids": sorted(subscription.job_ids or [])}
+    if isinstance(message, CancelMessage):
+        try:
+            job = request.app[SCHEDULER].cancel(message.job_id)
+        except errors.ApiError as exc:
+            return _error(exc, job_id=message.job_id)
+        return {"type": "cancel_accepted", "job_id": job.job_id, "state": job.state.value}
+    return None
+
+
+def _error(error: errors.ApiError, **extra) -> dict:
+    return {
+        "type": "error",
+        **extra,
+        "error": {"code": error.code, "message": error.message, "details": error.details},
+    }

@@ -1,0 +1,55 @@
+"""A synthetic engine: N steps of real work on the image, reporting like a real one.
+
+It exists to drive and measure the scheduler (queue order, pre-emption, cancel,
+events) without the retouch or diffusion engines: each step sleeps for `step_ms`
+(default 50) and blurs a working copy a little, every step is a step boundary,
+and every `preview_every` steps a preview goes out. The result is a real image:
+the input, softened. Params: steps (1..1000), step_ms (0..10000), preview_every.
+Not registered by default; `retouch-sidecar serve --engine synthetic` adds it.
+"""
+
+from __future__ import annotations
+
+import time
+
+import cv2
+import numpy as np
+
+from ..imaging.encode import fit_within, to_rgb8
+from ..schema import Op
+from .base import JobContext, RunInput
+
+PREVIEW_SIDE = 256
+
+
+class SyntheticEngine:
+    name = "synthetic"
+    ops = frozenset({Op.beauty, Op.dodge_burn, Op.volume, Op.color})
+
+    def run(self, job: RunInput, ctx: JobContext) -> np.ndarray:
+        params = job.request.params
+        steps = int(min(max(int(params.get("steps", 10)), 1), 1000))
+        step_s = min(max(float(params.get("step_ms", 50)), 0.0), 10_000.0) / 1000.0
+        preview_every = max(int(params.get("preview_every", 1)), 1)
+        pixels = job.pixels
+        assert pixels is not None
+        work = job.saved.get("work")
+        done = int(job.saved.get("steps_done", 0))
+        if work is None:
+            work = pixels.astype(np.float32)
+        ctx.stage("synthetic", 0, 1)
+        for step in range(done, steps):
+            ctx.checkpoint()
+            started = time.perf_counter()
+            work = cv2.GaussianBlur(work, (3, 3), 0)
+            left = step_s - (time.perf_counter() - started)
+            if left > 0:
+                time.sleep(left)
+            job.saved["work"], job.saved["steps_done"] = work, step + 1
+            ctx.progress((step + 1) / steps)
+            if (step + 1) % preview_every == 0 or step + 1 == steps:
+                depth = pixels.dtype.itemsize * 8
+                thumb = to_rgb8(fit_within(work, PREVIEW_SIDE), depth)
+                ctx.preview("step", thumb, step=step + 1, total_steps=steps)
+        limit = 255 if pixels.dtype == np.uint8 else 65535
+        return np.clip(np.rint(work), 0, limit).astype(pixels.dtype)

@@ -1,0 +1,46 @@
+"""Encoding canonical pixels: previews (8-bit JPEG) and results (PNG/TIFF, any depth)."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+PREVIEW_QUALITY = 85
+
+
+def to_rgb8(pixels: np.ndarray, depth: int) -> np.ndarray:
+    """An 8-bit RGB view of pixels in the 0..2^depth-1 range (alpha dropped)."""
+    rgb = pixels[:, :, :3]
+    if rgb.dtype == np.uint8:
+        return np.ascontiguousarray(rgb)
+    scale = 255.0 / (255 if depth == 8 else 65535)
+    return np.clip(np.rint(rgb.astype(np.float32) * scale), 0, 255).astype(np.uint8)
+
+
+def fit_within(pixels: np.ndarray, max_side: int) -> np.ndarray:
+    height, width = pixels.shape[:2]
+    scale = max_side / max(height, width)
+    if scale >= 1:
+        return pixels
+    size = (max(1, round(width * scale)), max(1, round(height * scale)))
+    return cv2.resize(pixels, size, interpolation=cv2.INTER_AREA)
+
+
+def encode_jpeg(rgb8: np.ndarray, quality: int = PREVIEW_QUALITY) -> bytes:
+    ok, data = cv2.imencode(
+        ".jpg", cv2.cvtColor(rgb8, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, quality]
+    )
+    if not ok:
+        raise ValueError("JPEG encoding failed")
+    return data.tobytes()
+
+
+def encode_file(pixels: np.ndarray, fmt: str) -> bytes:
+    """PNG or TIFF of canonical pixels, keeping depth and alpha."""
+    code = cv2.COLOR_RGBA2BGRA if pixels.shape[2] == 4 else cv2.COLOR_RGB2BGR
+    ext = {"png": ".png", "tiff": ".tiff"}[fmt]
+    params = [cv2.IMWRITE_PNG_COMPRESSION, 1] if fmt == "png" else []
+    ok, data = cv2.imencode(ext, cv2.cvtColor(pixels, code), params)
+    if not ok:
+        raise ValueError(f"{fmt} encoding failed")
+    return data.tobytes()

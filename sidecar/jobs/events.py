@@ -1,0 +1,171 @@
+"""The event bus: every job event goes to every subscriber without ever waiting.
+
+Each subscriber has its own bounded buffer. Previews and progress are latest-wins
+(a newer one replaces the one still waiting, per job); state events (queued,
+started, stage, done, failed, cancelled, requeued) are never dropped: a subscriber
+that lets `MAX_PENDING_STATE` of them pile up is closed instead, and reconnects
+(SSE resumes with Last-Event-ID). So a slow or vanished client costs the worker
+nothing and memory stays bounded.
+
+The bus also keeps, per job, its state events (for SSE resume) and its latest few
+preview JPEGs (for GET /v1/jobs/{id}/previews/{seq}), for the most recent jobs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass, field
+
+from ..schema import PreviewHeader, Progress
+from ..schema.events import Cancelled, Done, Failed
+
+COALESCED = (PreviewHeader, Progress)
+TERMINAL = (Done, Failed, Cancelled)
+MAX_PENDING_STATE = 5_000
+PREVIEWS_PER_JOB = 4
+JOBS_REMEMBERED = 2_000
+
+
+@dataclass
+class Published:
+    event: object  # one of the JobEvent models
+    jpeg: bytes | None = None
+
+    @property
+    def job_id(self) -> str:
+        return self.event.job_id  # type: ignore[attr-defined]
+
+
+class Subscription:
+    """One client's view of the stream (used on the event loop only)."""
+
+    def __init__(self, job_ids: set[str] | None = None) -> None:
+        self.job_ids = job_ids
+        self.closed = False
+        self.overflowed = False
+        self._items: OrderedDict[tuple, Published] = OrderedDict()
+        self._state_pending = 0
+        self._wake = asyncio.Event()
+
+    def offer(self, item: Published) -> None:
+        if self.closed or (self.job_ids is not None and item.job_id not in self.job_ids):
+            return
+        event = item.event
+        if isinstance(event, COALESCED):
+            key: tuple = (item.job_id, event.type)
+            self._items.pop(key, None)  # the newer one goes to the back of the line
+        else:
+            key = (item.job_id, event.seq)  # type: ignore[attr-defined]
+            self._state_pending += 1
+            if self._state_pending > MAX_PENDING_STATE:
+                self.overflowed = True
+                self.close()
+                return
+        self._items[key] = item
+        self._wake.set()
+
+    async def get(self) -> Published | None:
+        """The next item, or None once closed and drained."""
+        while not self._items:
+            if self.closed:
+                return None
+            self._wake.clear()
+            await self._wake.wait()
+        key, item = self._items.popitem(last=False)
+        if not isinstance(item.event, COALESCED):
+            self._state_pending -= 1
+        return item
+
+    def close(self) -> None:
+        self.closed = True
+        if self.overflowed:
+            self._items.clear()
+        self._wake.set()
+
+    @property
+    def pending(self) -> int:
+        return len(self._items)
+
+
+@dataclass
+class _JobRecord:
+    history: list[object] = field(default_factory=list)  # state events + latest coalesced
+    previews: OrderedDict[int, bytes] = field(default_factory=OrderedDict)
+
+
+class EventBus:
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self._subscribers: set[Subscription] = set()
+        self._jobs: OrderedDict[str, _JobRecord] = OrderedDict()
+        self._lock = threading.Lock()  # history is read by handlers, written on the loop
+
+    def publish(self, event: object, jpeg: bytes | None = None) -> None:
+        """Thread-safe and non-blocking: the worker calls this from its thread."""
+        item = Published(event, jpeg)
+        if _on_loop(self._loop):
+            self._dispatch(item)
+        else:
+            self._loop.call_soon_threadsafe(self._dispatch, item)
+
+    def subscribe(self, job_ids: set[str] | None = None) -> Subscription:
+        subscription = Subscription(job_ids)
+        self._subscribers.add(subscription)
+        return subscription
+
+    def unsubscribe(self, subscription: Subscription) -> None:
+        subscription.close()
+        self._subscribers.discard(subscription)
+
+    def history(self, job_id: str, after_seq: int = -1) -> list[object]:
+        with self._lock:
+            record = self._jobs.get(job_id)
+            events = list(record.history) if record else []
+        return [e for e in events if e.seq > after_seq]  # type: ignore[attr-defined]
+
+    def preview(self, job_id: str, seq: int) -> bytes | None:
+        with self._lock:
+            record = self._jobs.get(job_id)
+            return record.previews.get(seq) if record else None
+
+    def close_all(self) -> None:
+        for subscription in list(self._subscribers):
+            self.unsubscribe(subscription)
+
+    @property
+    def subscriber_count(self) -> int:
+        return len(self._subscribers)
+
+    def _dispatch(self, item: Published) -> None:
+        self._remember(item)
+        for subscription in list(self._subscribers):
+            subscription.offer(item)
+            if subscription.closed:
+                self._subscribers.discard(subscription)
+
+    def _remember(self, item: Published) -> None:
+        event = item.event
+        with self._lock:
+            record = self._jobs.get(item.job_id)
+            if record is None:
+                record = self._jobs[item.job_id] = _JobRecord()
+                while len(self._jobs) > JOBS_REMEMBERED:
+                    self._jobs.popitem(last=False)
+            if isinstance(event, COALESCED):
+                record.history = [
+                    e for e in record.history if type(e) is not type(event)
+                ]  # keep only the newest of each coalesced kind
+            record.history.append(event)
+            if item.jpeg is not None:
+                record.previews[event.seq] = item.jpeg  # type: ignore[attr-defined]
+                while len(record.previews) > PREVIEWS_PER_JOB:
+                    record.previews.popitem(last=False)
+
+
+def _on_loop(loop: asyncio.AbstractEventLoop) -> bool:
+    try:
+        return asyncio.get_running_loop() is loop
+    except RuntimeError:
+        return False

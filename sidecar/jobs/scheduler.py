@@ -1,0 +1,208 @@
+"""The scheduler: jobs, their queue, their events and their record on disk.
+
+Methods are called from the event loop (submit, reorder, cancel, read) and from the
+one worker thread (transitions while running); one lock orders the transitions, so a
+job reaches exactly one terminal state whatever races between cancel, pre-emption
+and completion.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import logging
+import threading
+from collections import OrderedDict
+
+import blake3
+
+from .. import errors
+from ..cache import ImageStore
+from ..engines import Engine
+from ..schema import TERMINAL_STATES, ErrorDetail, JobRequest, JobState, Op, Priority
+from ..schema import events as ev
+from .eta import EtaModel
+from .events import EventBus
+from .model import Job, new_job_id, now
+from .queue import JobQueue
+from .store import JobStore
+from .worker import Worker
+
+log = logging.getLogger(__name__)
+
+JOBS_REMEMBERED = 2_000
+
+
+def derive_seed(request: JobRequest) -> int:
+    """The seed when none is given: from the image's content hash and the params, so
+    the same request gives the same pixels."""
+    material = json.dumps(
+        [request.image_id, request.op.value, request.params, request.prompt], sort_keys=True
+    ).encode()
+    return int.from_bytes(blake3.blake3(material).digest(8), "big") & (2**63 - 1)
+
+
+class Scheduler:
+    def __init__(
+        self,
+        *,
+        images: ImageStore,
+        engines: dict[Op, Engine],
+        store: JobStore,
+        bus: EventBus,
+        eta: EtaModel | None = None,
+    ) -> None:
+        self.images = images
+        self.engines = engines
+        self.store = store
+        self.bus = bus
+        self.eta = eta or EtaModel()
+        self.queue = JobQueue()
+        self.lock = threading.RLock()
+        self.jobs: OrderedDict[str, Job] = OrderedDict()
+        self._order = itertools.count(store.max_order() + 1)
+        self._worker = Worker(self)
+
+    # -- lifecycle -----------------------------------------------------------------
+    def start(self) -> None:
+        """Bring back the work that was queued or running when the sidecar stopped."""
+        for stored in self.store.unfinished():
+            job = Job(
+                stored.job_id,
+                stored.request,
+                stored.priority,
+                stored.order,
+                stored.seed,
+                created_at=stored.created_at,
+            )
+            self.jobs[job.job_id] = job
+            self.store.set_state(job.job_id, JobState.queued)
+            self.queue.put(job)
+        if self.jobs:
+            log.info("resuming %d queued job(s)", len(self.jobs))
+        self._worker.start()
+
+    def stop(self, timeout: float = 30.0) -> None:
+        """Stop after the running job's next step boundary; it stays queued on disk."""
+        self._worker.stop(timeout)
+        self.store.prune()
+        self.store.close()
+
+    @property
+    def stopping(self) -> bool:
+        return self._worker.stopping
+
+    # -- requests from clients -------------------------------------------------------
+    def submit(self, request: JobRequest) -> Job:
+        if request.op not in self.engines:
+            raise errors.EngineUnavailable(
+                f"no engine for {request.op.value} is loaded",
+                details={"op": request.op.value, "loaded": sorted(o.value for o in self.engines)},
+            )
+        if request.image_id is not None and not self.images.has(request.image_id):
+            raise errors.ImageNotFound(
+                "upload the image first", details={"image_id": request.image_id}
+            )
+        seed = request.seed if request.seed is not None else derive_seed(request)
+        with self.lock:
+            job = Job(new_job_id(), request, request.priority, next(self._order), seed)
+            self.store.add(job.job_id, job.order, request, job.priority, seed, job.created_at)
+            self.jobs[job.job_id] = job
+            self._forget_old()
+            self.queue.put(job)
+            self.emit(job, ev.Queued, position=self.position(job) or 0)
+        return job
+
+    def get(self, job_id: str) -> Job:
+        job = self.jobs.get(job_id)
+        if job is None:
+            raise errors.JobNotFound("no such job", details={"job_id": job_id[:64]})
+        return job
+
+    def reprioritise(self, job_id: str, priority: Priority) -> Job:
+        with self.lock:
+            job = self.get(job_id)
+            if job.state in TERMINAL_STATES:
+                raise errors.Conflict(
+                    f"the job is already {job.state.value}", details={"state": job.state.value}
+                )
+            self.queue.reprioritise(job, priority)
+            self.store.set_priority(job.job_id, priority)
+        return job
+
+    def cancel(self, job_id: str) -> Job:
+        """A queued job ends at once; a running one at its next step boundary."""
+        with self.lock:
+            job = self.get(job_id)
+            if job.state is JobState.cancelled:
+                return job  # cancelling twice is not an error
+            if job.state in TERMINAL_STATES:
+                raise errors.Conflict(
+                    f"the job is already {job.state.value}", details={"state": job.state.value}
+                )
+            job.cancel_requested = True
+            if self.queue.remove(job.job_id) is not None:
+                self.finish(job, JobState.cancelled)
+        return job
+
+    def listing(self) -> list[tuple[Job, int | None]]:
+        """Every known job in queue order: running, then waiting, then the rest, newest first."""
+        positions = self.queue.positions()
+        with self.lock:
+            jobs = list(self.jobs.values())
+        running = [j for j in jobs if j.state is JobState.running]
+        waiting = sorted(
+            (j for j in jobs if j.job_id in positions), key=lambda j: positions[j.job_id]
+        )
+        rest = [j for j in reversed(jobs) if j.state in TERMINAL_STATES]
+        return [(j, positions.get(j.job_id)) for j in running + waiting + rest]
+
+    def position(self, job: Job) -> int | None:
+        return self.queue.positions().get(job.job_id)
+
+    def counts(self) -> tuple[int, int]:
+        return self.queue.counts()
+
+    # -- transitions (loop or worker thread) ------------------------------------------
+    def emit(self, job: Job, kind: type, jpeg: bytes | None = None, **fields) -> None:
+        with self.lock:
+            seq = job.next_seq()
+            if kind is ev.PreviewHeader:
+                fields["url"] = f"/v1/jobs/{job.job_id}/previews/{seq}"
+            event = kind(job_id=job.job_id, seq=seq, ts=now(), **fields)
+        self.bus.publish(event, jpeg)
+
+    def finish(
+        self,
+        job: Job,
+        state: JobState,
+        *,
+        error: ErrorDetail | None = None,
+        result_id: str | None = None,
+    ) -> None:
+        with self.lock:
+            if job.state in TERMINAL_STATES:
+                return
+            job.state = state
+            job.finished_at = now()
+            job.error = error
+            job.result_id = result_id
+            job.eta_s = 0.0 if state is JobState.done else None
+            self.store.set_state(job.job_id, state, result_id)
+            if state is JobState.done:
+                job.progress = 1.0
+                self.emit(
+                    job, ev.Done, cached=job.cached, result_url=f"/v1/jobs/{job.job_id}/result"
+                )
+            elif state is JobState.failed:
+                assert error is not None
+                self.emit(job, ev.Failed, error=error)
+            else:
+                self.emit(job, ev.Cancelled)
+
+    def _forget_old(self) -> None:
+        while len(self.jobs) > JOBS_REMEMBERED:
+            oldest = next(iter(self.jobs.values()))
+            if oldest.state not in TERMINAL_STATES:
+                break
+            self.jobs.popitem(last=False)

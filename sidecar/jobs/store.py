@@ -1,0 +1,143 @@
+"""Queued work on disk (SQLite, WAL): after a crash or restart nothing queued is lost
+and jobs that were running run again. Requests are stored as JSON, never pickled."""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+from ..schema import JobRequest, JobState, Priority
+
+KEEP_FINISHED = 2_000
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS jobs (
+    job_id     TEXT PRIMARY KEY,
+    ord        INTEGER NOT NULL,
+    request    TEXT NOT NULL,
+    priority   TEXT NOT NULL,
+    seed       INTEGER NOT NULL,
+    state      TEXT NOT NULL,
+    created_at TEXT NOT NULL,
+    result_id  TEXT
+);
+CREATE INDEX IF NOT EXISTS jobs_state ON jobs (state, ord);
+"""
+_UNFINISHED = (JobState.queued.value, JobState.running.value)
+
+
+@dataclass(frozen=True)
+class StoredJob:
+    job_id: str
+    order: int
+    request: JobRequest
+    priority: Priority
+    seed: int
+    created_at: datetime
+
+
+class JobStore:
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.Lock()
+        self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=NORMAL")  # WAL: a process crash loses nothing
+        self._db.executescript(_SCHEMA)
+
+    @contextmanager
+    def _tx(self) -> Iterator[sqlite3.Connection]:
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._db
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+
+    def add(
+        self,
+        job_id: str,
+        order: int,
+        request: JobRequest,
+        priority: Priority,
+        seed: int,
+        created_at: datetime,
+    ) -> None:
+        with self._tx() as db:
+            db.execute(
+                "INSERT INTO jobs VALUES (?, ?, ?, ?, ?, ?, ?, NULL)",
+                (
+                    job_id,
+                    order,
+                    request.model_dump_json(),
+                    priority.value,
+                    seed,
+                    created_at.isoformat(),
+                    JobState.queued.value,
+                ),
+            )
+
+    def set_state(self, job_id: str, state: JobState, result_id: str | None = None) -> None:
+        with self._tx() as db:
+            db.execute(
+                "UPDATE jobs SET state = ?, result_id = ? WHERE job_id = ?",
+                (state.value, result_id, job_id),
+            )
+
+    def set_priority(self, job_id: str, priority: Priority) -> None:
+        with self._tx() as db:
+            db.execute("UPDATE jobs SET priority = ? WHERE job_id = ?", (priority.value, job_id))
+
+    def unfinished(self) -> list[StoredJob]:
+        """Jobs that were queued or running when the sidecar stopped, in submit order.
+        A row that no longer validates (an older, incompatible version) is dropped."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT job_id, ord, request, priority, seed, created_at FROM jobs "
+                "WHERE state IN (?, ?) ORDER BY ord",
+                _UNFINISHED,
+            ).fetchall()
+        jobs, broken = [], []
+        for job_id, order, request, priority, seed, created_at in rows:
+            try:
+                jobs.append(
+                    StoredJob(
+                        job_id,
+                        order,
+                        JobRequest.model_validate_json(request),
+                        Priority(priority),
+                        seed,
+                        datetime.fromisoformat(created_at),
+                    )
+                )
+            except ValueError:
+                broken.append(job_id)
+        for job_id in broken:
+            self.set_state(job_id, JobState.failed)
+        return jobs
+
+    def max_order(self) -> int:
+        with self._lock:
+            (value,) = self._db.execute("SELECT COALESCE(MAX(ord), -1) FROM jobs").fetchone()
+        return int(value)
+
+    def prune(self) -> None:
+        """Forget all but the newest finished jobs."""
+        with self._tx() as db:
+            db.execute(
+                "DELETE FROM jobs WHERE state NOT IN (?, ?) AND ord < ("
+                " SELECT COALESCE(MIN(ord), 0) FROM ("
+                "  SELECT ord FROM jobs WHERE state NOT IN (?, ?) ORDER BY ord DESC LIMIT ?))",
+                (*_UNFINISHED, *_UNFINISHED, KEEP_FINISHED),
+            )
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()

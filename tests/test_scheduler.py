@@ -1,0 +1,254 @@
+"""The queue: priority order, starring, pre-emption, cancel, failures, results."""
+
+from __future__ import annotations
+
+import asyncio
+
+import numpy as np
+import pytest
+from jobs_support import EventLog, status, submit, upload, wait_for
+
+from sidecar.api.keys import BUS
+from sidecar.cli import build_app
+from sidecar.schema import Op
+
+
+@pytest.fixture
+def app(settings):
+    return build_app(settings, engines=["synthetic"])
+
+
+@pytest.fixture
+def small() -> np.ndarray:
+    return np.random.default_rng(5).integers(0, 256, (48, 64, 3), dtype=np.uint8)
+
+
+@pytest.fixture
+async def image_id(client, auth, small) -> str:
+    return await upload(client, auth, small)
+
+
+@pytest.fixture
+async def events(client, app):
+    log = EventLog(app[BUS])
+    yield log
+
+
+async def test_waiting_jobs_run_in_priority_order(client, auth, image_id, events):
+    blocker = await submit(client, auth, image_id, priority="hero", steps=10, step_ms=30)
+    await wait_for(client, auth, blocker, {"running"})
+    order = ["background", "normal", "hero", "normal", "active", "background"]
+    ids = [await submit(client, auth, image_id, priority=p, steps=1, step_ms=1) for p in order]
+    for job_id in ids:
+        await wait_for(client, auth, job_id)
+    expected = [ids[4], ids[2], ids[1], ids[3], ids[0], ids[5]]
+    assert events.started_order() == [blocker, *expected]
+    assert "requeued" not in events.types(blocker)  # a hero is never pre-empted
+
+
+async def test_starring_moves_a_job_to_the_front_without_interrupting(
+    client, auth, image_id, events
+):
+    running = await submit(client, auth, image_id, steps=10, step_ms=30)
+    await wait_for(client, auth, running, {"running"})
+    queued = [await submit(client, auth, image_id, steps=1, step_ms=1) for _ in range(3)]
+    assert [(await status(client, auth, j))["position"] for j in queued] == [0, 1, 2]
+    response = await client.patch(f"/v1/jobs/{queued[2]}", json={"priority": "hero"}, headers=auth)
+    assert response.status == 200
+    assert (await response.json())["position"] == 0
+    assert (await status(client, auth, queued[0]))["position"] == 1
+    for job_id in queued:
+        await wait_for(client, auth, job_id)
+    assert events.started_order() == [running, queued[2], queued[0], queued[1]]
+    assert "requeued" not in events.types(running)
+
+
+async def test_active_job_preempts_at_a_step_boundary_and_the_other_resumes(
+    client, auth, image_id, events, app
+):
+    background = await submit(client, auth, image_id, steps=20, step_ms=25)
+    await wait_for(client, auth, background, {"running"})
+    await asyncio.sleep(0.1)
+    active = await submit(client, auth, image_id, priority="active", steps=2, step_ms=5)
+    done_active = await wait_for(client, auth, active)
+    done_background = await wait_for(client, auth, background)
+    assert done_active["state"] == done_background["state"] == "done"
+    types = events.types(background)
+    assert "requeued" in types
+    assert events.started_order()[:3] == [background, active, background]
+    # the pre-empted job went on from its saved steps instead of starting over
+    fractions = [e.progress for e in events.of(background, "progress")]
+    assert fractions == sorted(fractions) and len(fractions) == 20
+    # and its pixels are those of an uninterrupted run
+    plain = await submit(client, auth, image_id, steps=20, step_ms=0, params={"x": 1})
+    await wait_for(client, auth, plain)
+    a = await (await client.get(f"/v1/jobs/{background}/result?format=raw", headers=auth)).read()
+    b = await (await client.get(f"/v1/jobs/{plain}/result?format=raw", headers=auth)).read()
+    assert a == b
+
+
+async def test_preemption_waits_for_the_step_in_progress(client, auth, image_id, events):
+    slow = await submit(client, auth, image_id, steps=4, step_ms=300)
+    await wait_for(client, auth, slow, {"running"})
+    active = await submit(client, auth, image_id, priority="active", steps=1, step_ms=1)
+    await wait_for(client, auth, active)
+    requeued = events.of(slow, "requeued")[0]
+    started = [e for e in events.of(active, "started")][0]
+    assert requeued.seq > 0 and started.ts >= requeued.ts
+
+
+async def test_cancel_queued_running_finished_and_unknown(client, auth, image_id, events):
+    running = await submit(client, auth, image_id, steps=50, step_ms=20)
+    await wait_for(client, auth, running, {"running"})
+    queued = await submit(client, auth, image_id, steps=1)
+
+    response = await client.delete(f"/v1/jobs/{queued}", headers=auth)
+    assert response.status == 200 and (await response.json())["state"] == "cancelled"
+
+    response = await client.delete(f"/v1/jobs/{running}", headers=auth)
+    assert response.status == 202
+    final = await wait_for(client, auth, running, timeout=2.0)
+    assert final["state"] == "cancelled"
+    assert final["progress"] < 1.0
+    result = await client.get(f"/v1/jobs/{running}/result", headers=auth)
+    assert result.status == 409
+
+    quick = await submit(client, auth, image_id, steps=1, step_ms=1)
+    await wait_for(client, auth, quick)
+    response = await client.delete(f"/v1/jobs/{quick}", headers=auth)
+    assert response.status == 409
+    assert (await response.json())["error"]["code"] == "conflict"
+
+    response = await client.delete("/v1/jobs/" + "0" * 32, headers=auth)
+    assert response.status == 404
+    assert (await response.json())["error"]["code"] == "job_not_found"
+    await asyncio.sleep(0.05)
+    assert events.types(queued) == ["queued", "cancelled"]
+    assert events.types(running).count("cancelled") == 1
+
+
+async def test_two_clients_cancelling_at_once_cancel_once(client, auth, image_id, events):
+    running = await submit(client, auth, image_id, steps=50, step_ms=20)
+    await wait_for(client, auth, running, {"running"})
+    other = await submit(client, auth, image_id, steps=1, step_ms=1)
+    responses = await asyncio.gather(
+        *(client.delete(f"/v1/jobs/{running}", headers=auth) for _ in range(2))
+    )
+    assert sorted(r.status for r in responses) in ([200, 202], [202, 202])
+    await wait_for(client, auth, running)
+    await wait_for(client, auth, other)
+    await asyncio.sleep(0.05)
+    assert events.types(running).count("cancelled") == 1
+    assert (await status(client, auth, other))["state"] == "done"  # not the wrong job
+
+
+async def test_events_carry_seq_stage_progress_and_eta(client, auth, image_id, events):
+    first = await submit(client, auth, image_id, steps=5, step_ms=10)
+    await wait_for(client, auth, first)
+    second = await submit(client, auth, image_id, steps=5, step_ms=10, params={"n": 2})
+    await wait_for(client, auth, second)
+    await asyncio.sleep(0.05)
+    for job_id in (first, second):
+        seqs = [e.seq for e in events.of(job_id)]
+        assert seqs == list(range(len(seqs)))
+        assert events.types(job_id)[:3] == ["queued", "started", "stage"]
+        assert events.types(job_id)[-1] == "done"
+    # the second run of the same op and size knows how long it will take from the start
+    assert events.of(second, "progress")[0].eta_s is not None
+    assert events.of(second, "progress")[-1].eta_s == pytest.approx(0.0, abs=0.05)
+
+
+class BrokenEngine:
+    name = "broken"
+    ops = frozenset({Op.color})
+
+    def run(self, job, ctx):
+        ctx.stage("about to fail", 0, 1)
+        raise RuntimeError("engine bug with a secret path /home/someone")
+
+
+async def test_a_failing_job_fails_alone_and_the_worker_goes_on(aiohttp_client, settings, small):
+    app = build_app(settings, engines=["synthetic"])
+    from sidecar.api.keys import ENGINES
+
+    app[ENGINES][Op.color] = BrokenEngine()
+    client = await aiohttp_client(app)
+    auth = {"Authorization": f"Bearer {settings.token_path.read_text().strip()}"}
+    image_id = await upload(client, auth, small)
+    bad = await submit(client, auth, image_id, op="color")
+    good = await submit(client, auth, image_id)
+    failed = await wait_for(client, auth, bad)
+    assert failed["state"] == "failed"
+    assert failed["error"]["code"] == "internal_error"
+    assert "secret" not in str(failed)
+    assert (await wait_for(client, auth, good))["state"] == "done"
+
+
+async def test_bad_job_requests(client, auth, image_id):
+    cases = [
+        ({"op": "beauty", "image_id": "f" * 64}, 404, "image_not_found"),
+        ({"op": "generate", "prompt": "a portrait"}, 503, "engine_unavailable"),
+        ({"op": "beauty"}, 422, "invalid_request"),
+        ({"op": "beauty", "image_id": image_id, "priority": "urgent"}, 422, "invalid_request"),
+    ]
+    for body, code, error in cases:
+        response = await client.post("/v1/jobs", json=body, headers=auth)
+        assert response.status == code, body
+        assert (await response.json())["error"]["code"] == error
+    response = await client.post(
+        "/v1/jobs", data=b"{not json", headers={**auth, "Content-Type": "application/json"}
+    )
+    assert response.status == 422
+    response = await client.post(
+        "/v1/jobs",
+        data=b"op=beauty",
+        headers={**auth, "Content-Type": "application/x-www-form-urlencoded"},
+    )
+    assert response.status == 415
+    response = await client.post(
+        "/v1/jobs", data=b"[" * 2_000_000, headers={**auth, "Content-Type": "application/json"}
+    )
+    assert response.status == 413
+
+
+async def test_result_formats_intensity_and_size(client, auth, image_id, small):
+    job_id = await submit(client, auth, image_id, steps=3, step_ms=1)
+    await wait_for(client, auth, job_id)
+    response = await client.get(f"/v1/jobs/{job_id}/result?format=raw", headers=auth)
+    assert response.status == 200
+    assert response.headers["X-Image-Width"] == "64"
+    full = np.frombuffer(await response.read(), np.uint8).reshape(small.shape)
+    assert not np.array_equal(full, small)
+    response = await client.get(f"/v1/jobs/{job_id}/result?format=raw&intensity=0.5", headers=auth)
+    half = np.frombuffer(await response.read(), np.uint8).reshape(small.shape)
+    expected = np.rint(small + 0.5 * (full.astype(np.float32) - small))
+    assert np.abs(half.astype(int) - expected).max() <= 1
+    response = await client.get(f"/v1/jobs/{job_id}/result?format=png&max_side=32", headers=auth)
+    assert response.headers["Content-Type"] == "image/png"
+    assert response.headers["X-Image-Width"] == "32"
+    response = await client.get(f"/v1/jobs/{job_id}/result?format=gif", headers=auth)
+    assert response.status == 422
+
+
+async def test_same_request_gives_the_same_bits(client, auth, image_id):
+    a = await submit(client, auth, image_id, steps=3, step_ms=1)
+    b = await submit(client, auth, image_id, steps=3, step_ms=1)
+    await wait_for(client, auth, a)
+    await wait_for(client, auth, b)
+    ra = await (await client.get(f"/v1/jobs/{a}/result?format=raw", headers=auth)).read()
+    rb = await (await client.get(f"/v1/jobs/{b}/result?format=raw", headers=auth)).read()
+    assert ra == rb
+
+
+async def test_listing_is_in_queue_order(client, auth, image_id):
+    running = await submit(client, auth, image_id, steps=20, step_ms=20)
+    await wait_for(client, auth, running, {"running"})
+    low = await submit(client, auth, image_id, priority="background", steps=1)
+    high = await submit(client, auth, image_id, priority="hero", steps=1)
+    response = await client.get("/v1/jobs", headers=auth)
+    jobs = (await response.json())["jobs"]
+    assert [j["job_id"] for j in jobs[:3]] == [running, high, low]
+    assert [j["position"] for j in jobs[:3]] == [None, 0, 1]
+    health = await (await client.get("/v1/health")).json()
+    assert health["queue"] == {"queued": 2, "running": 1}
+    assert "synthetic" in health["engines"]
