@@ -53,7 +53,7 @@ def create_app(
     app[BODY_BUFFERS] = BufferPool()
     app[ENGINES] = engines or {}
     app[JOB_STORE] = job_store
-    app[SOCKETS] = weakref.WeakSet()
+    app[SOCKETS] = weakref.WeakKeyDictionary()
     app.cleanup_ctx.append(_imaging_pool)
     app.cleanup_ctx.append(_scheduler)
     app.on_shutdown.append(_close_sockets)
@@ -86,8 +86,13 @@ async def _scheduler(app: web.Application) -> AsyncIterator[None]:
 
 
 async def _close_sockets(app: web.Application) -> None:
-    for ws in list(app[SOCKETS]):
-        await ws.close(code=WSCloseCode.GOING_AWAY, message=b"sidecar shutting down")
+    # all at once, each bounded: a client that stopped reading cannot hold up shutdown
+    await asyncio.gather(
+        *(
+            stream.close_socket(ws, transport, WSCloseCode.GOING_AWAY, b"sidecar shutting down")
+            for ws, transport in list(app[SOCKETS].items())
+        )
+    )
 
 
 async def _close_images(app: web.Application) -> None:

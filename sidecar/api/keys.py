@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import weakref
 from concurrent.futures import ThreadPoolExecutor
 
@@ -23,4 +24,7 @@ ENGINES = web.AppKey("engines", dict[Op, Engine])
 JOB_STORE = web.AppKey("job_store", JobStore)
 SCHEDULER = web.AppKey("scheduler", Scheduler)
 BUS = web.AppKey("bus", EventBus)
-SOCKETS = web.AppKey("sockets", weakref.WeakSet[web.WebSocketResponse])
+# open WebSockets and the connection under each (to cut off a client that stops reading)
+SOCKETS = web.AppKey(
+    "sockets", weakref.WeakKeyDictionary[web.WebSocketResponse, asyncio.BaseTransport | None]
+)

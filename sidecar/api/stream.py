@@ -26,6 +26,20 @@ log = logging.getLogger(__name__)
 routes = web.RouteTableDef()
 _client_message = TypeAdapter(ClientMessage)
 MAX_CLIENT_MESSAGE = 256 * 1024
+CLOSE_TIMEOUT = 2.0  # a client that does not take its close frame is cut off
+
+
+async def close_socket(
+    ws: web.WebSocketResponse, transport: asyncio.BaseTransport | None, code: int, message: bytes
+) -> None:
+    """Close politely, but never wait on a client that has stopped reading: after
+    CLOSE_TIMEOUT the connection is aborted, dropping what its buffers still hold
+    (a plain transport close would wait for the client to read them)."""
+    try:
+        await asyncio.wait_for(ws.close(code=code, message=message), CLOSE_TIMEOUT)
+    except (TimeoutError, ConnectionError):
+        if isinstance(transport, asyncio.WriteTransport):
+            transport.abort()
 
 
 def preview_frame(item: Published) -> bytes:
@@ -81,26 +95,31 @@ async def websocket(request: web.Request) -> web.WebSocketResponse:
     await ws.prepare(request)
     bus = request.app[BUS]
     subscription = bus.subscribe()
-    request.app[SOCKETS].add(ws)
-    sender = asyncio.create_task(_send_events(ws, subscription))
+    request.app[SOCKETS][ws] = request.transport
+    sender = asyncio.create_task(_send_events(ws, request.transport, subscription))
     try:
         async for message in ws:
             if message.type is WSMsgType.TEXT:
                 reply = _handle_client_message(request, subscription, message.data)
-                if reply is not None:
-                    await ws.send_str(json.dumps(reply))
             elif message.type is WSMsgType.BINARY:
-                await ws.send_str(json.dumps(_error(errors.InvalidRequest("send JSON text"))))
+                reply = _error(errors.InvalidRequest("send JSON text"))
+            else:
+                continue
+            if reply is not None:
+                with contextlib.suppress(ConnectionError):
+                    await ws.send_str(json.dumps(reply))
     finally:
         bus.unsubscribe(subscription)
         sender.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await sender
-        request.app[SOCKETS].discard(ws)
+        request.app[SOCKETS].pop(ws, None)
     return ws
 
 
-async def _send_events(ws: web.WebSocketResponse, subscription: Subscription) -> None:
+async def _send_events(
+    ws: web.WebSocketResponse, transport: asyncio.BaseTransport | None, subscription: Subscription
+) -> None:
     """Drain this client's subscription into its socket. Only this task waits on a slow
     client; the bus never does."""
     try:
@@ -109,10 +128,10 @@ async def _send_events(ws: web.WebSocketResponse, subscription: Subscription) ->
                 await ws.send_bytes(preview_frame(item))
             else:
                 await ws.send_str(item.event.model_dump_json())  # type: ignore[attr-defined]
-    except (ConnectionResetError, RuntimeError):
+    except (ConnectionError, RuntimeError):
         return  # the client went away mid-send
     if subscription.overflowed:
-        await ws.close(code=WSCloseCode.TRY_AGAIN_LATER, message=b"too slow: reconnect")
+        await close_socket(ws, transport, WSCloseCode.TRY_AGAIN_LATER, b"too slow: reconnect")
 
 
 def _handle_client_message(request: web.Request, subscription: Subscription, text: str):

@@ -4,7 +4,8 @@ It exists to drive and measure the scheduler (queue order, pre-emption, cancel,
 events) without the retouch or diffusion engines: each step sleeps for `step_ms`
 (default 50) and blurs a working copy a little, every step is a step boundary,
 and every `preview_every` steps a preview goes out. The result is a real image:
-the input, softened. Params: steps (1..1000), step_ms (0..10000), preview_every.
+the input, softened. Params: steps (1..1000), step_ms (0..10000), preview_every,
+preview_side (16..2048 px, default 256).
 Not registered by default; `retouch-sidecar serve --engine synthetic` adds it.
 """
 
@@ -31,6 +32,7 @@ class SyntheticEngine:
         steps = int(min(max(int(params.get("steps", 10)), 1), 1000))
         step_s = min(max(float(params.get("step_ms", 50)), 0.0), 10_000.0) / 1000.0
         preview_every = max(int(params.get("preview_every", 1)), 1)
+        preview_side = min(max(int(params.get("preview_side", PREVIEW_SIDE)), 16), 2048)
         pixels = job.pixels
         assert pixels is not None
         work = job.saved.get("work")
@@ -49,7 +51,7 @@ class SyntheticEngine:
             ctx.progress((step + 1) / steps)
             if (step + 1) % preview_every == 0 or step + 1 == steps:
                 depth = pixels.dtype.itemsize * 8
-                thumb = to_rgb8(fit_within(work, PREVIEW_SIDE), depth)
+                thumb = to_rgb8(fit_within(work, preview_side), depth)
                 ctx.preview("step", thumb, step=step + 1, total_steps=steps)
         limit = 255 if pixels.dtype == np.uint8 else 65535
         return np.clip(np.rint(work), 0, limit).astype(pixels.dtype)

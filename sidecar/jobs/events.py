@@ -47,6 +47,7 @@ class Subscription:
         self.overflowed = False
         self._items: OrderedDict[tuple, Published] = OrderedDict()
         self._state_pending = 0
+        self.delivered = 0
         self._wake = asyncio.Event()
 
     def offer(self, item: Published) -> None:
@@ -76,6 +77,7 @@ class Subscription:
         key, item = self._items.popitem(last=False)
         if not isinstance(item.event, COALESCED):
             self._state_pending -= 1
+        self.delivered += 1
         return item
 
     def close(self) -> None:
