@@ -56,7 +56,7 @@ class Scheduler:
         self.engines = engines
         self.store = store
         self.bus = bus
-        self.eta = eta or EtaModel()
+        self.eta = eta or EtaModel(store.run_times())
         self.queue = JobQueue()
         self.lock = threading.RLock()
         self.jobs: OrderedDict[str, Job] = OrderedDict()

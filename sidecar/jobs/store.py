@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
-from ..schema import JobRequest, JobState, Priority
+from ..schema import JobRequest, JobState, Op, Priority
 
 KEEP_FINISHED = 2_000
 
@@ -27,6 +27,12 @@ CREATE TABLE IF NOT EXISTS jobs (
     result_id  TEXT
 );
 CREATE INDEX IF NOT EXISTS jobs_state ON jobs (state, ord);
+CREATE TABLE IF NOT EXISTS run_times (
+    op      TEXT NOT NULL,
+    bucket  INTEGER NOT NULL,
+    seconds REAL NOT NULL,
+    PRIMARY KEY (op, bucket)
+);
 """
 _UNFINISHED = (JobState.queued.value, JobState.running.value)
 
@@ -72,7 +78,8 @@ class JobStore:
     ) -> None:
         with self._tx() as db:
             db.execute(
-                "INSERT INTO jobs VALUES (?, ?, ?, ?, ?, ?, ?, NULL)",
+                "INSERT INTO jobs (job_id, ord, request, priority, seed, created_at, state)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?)",
                 (
                     job_id,
                     order,
@@ -122,6 +129,23 @@ class JobStore:
         for job_id in broken:
             self.set_state(job_id, JobState.failed)
         return jobs
+
+    def run_times(self) -> dict[tuple[Op, int], float]:
+        """What the ETA model learned before (op, size bucket) → seconds."""
+        with self._lock:
+            rows = self._db.execute("SELECT op, bucket, seconds FROM run_times").fetchall()
+        known = {}
+        for op, bucket, seconds in rows:
+            if op in Op._value2member_map_ and seconds >= 0:
+                known[(Op(op), int(bucket))] = float(seconds)
+        return known
+
+    def save_run_time(self, op: Op, bucket: int, seconds: float) -> None:
+        with self._tx() as db:
+            db.execute(
+                "INSERT OR REPLACE INTO run_times (op, bucket, seconds) VALUES (?, ?, ?)",
+                (op.value, bucket, seconds),
+            )
 
     def max_order(self) -> int:
         with self._lock:

@@ -154,7 +154,8 @@ class Worker:
         job.run_seconds += ctx.elapsed()
         job.saved.clear()
         info, _ = scheduler.images.put(np.ascontiguousarray(result))
-        scheduler.eta.learn(request.op, megapixels, job.run_seconds)
+        (op, bucket), expected = scheduler.eta.learn(request.op, megapixels, job.run_seconds)
+        scheduler.store.save_run_time(op, bucket, expected)
         scheduler.finish(job, JobState.done, result_id=info.image_id)
 
     def _requeue(self, job: Job) -> None:

@@ -1,0 +1,163 @@
+"""Nothing queued is lost: after a clean stop or a crash, queued and interrupted jobs
+come back in their order and run to the end; what the ETA learned survives too."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import aiohttp
+import numpy as np
+from jobs_support import status, submit, upload, wait_for
+
+from sidecar.cli import build_app
+from sidecar.jobs import JobStore
+from sidecar.schema import Op
+
+
+def noise() -> np.ndarray:
+    return np.random.default_rng(11).integers(0, 256, (40, 60, 3), dtype=np.uint8)
+
+
+async def test_a_clean_stop_keeps_queued_and_running_work(aiohttp_client, settings):
+    first = await aiohttp_client(build_app(settings, engines=["synthetic"]))
+    auth = {"Authorization": f"Bearer {settings.token_path.read_text().strip()}"}
+    image_id = await upload(first, auth, noise())
+    running = await submit(first, auth, image_id, steps=100, step_ms=20)
+    await wait_for(first, auth, running, {"running"})
+    waiting = [
+        await submit(first, auth, image_id, priority=p, steps=2, step_ms=1)
+        for p in ("background", "normal", "hero")
+    ]
+    await first.close()  # the running job stops at its next step boundary
+
+    second = await aiohttp_client(build_app(settings, engines=["synthetic"]))
+    listed = (await (await second.get("/v1/jobs", headers=auth)).json())["jobs"]
+    assert [j["job_id"] for j in listed] == [waiting[2], running, waiting[1], waiting[0]]
+    assert {j["state"] for j in listed} <= {"queued", "running"}  # the worker is already on it
+    later = await submit(second, auth, image_id, steps=1, step_ms=1)
+    for job_id in [running, *waiting, later]:
+        assert (await wait_for(second, auth, job_id, timeout=30))["state"] == "done"
+    # a job submitted after the restart still queues behind the ones from before it
+    order = {j: (await status(second, auth, j))["started_at"] for j in [waiting[1], later]}
+    assert order[waiting[1]] < order[later]
+
+
+async def test_what_the_eta_learned_survives_a_restart(aiohttp_client, settings):
+    first = await aiohttp_client(build_app(settings, engines=["synthetic"]))
+    auth = {"Authorization": f"Bearer {settings.token_path.read_text().strip()}"}
+    image_id = await upload(first, auth, noise())
+    job_id = await submit(first, auth, image_id, steps=4, step_ms=50)
+    await wait_for(first, auth, job_id)
+    await first.close()
+    known = JobStore(settings.jobs_db).run_times()
+    ((op, _), seconds), *_ = known.items()
+    assert op is Op.beauty and 0.15 < seconds < 5
+
+    second = await aiohttp_client(build_app(settings, engines=["synthetic"]))
+    job_id = await submit(second, auth, image_id, steps=4, step_ms=50)
+    first_progress = None
+    async with second.ws_connect(f"/v1/ws?token={auth['Authorization'][7:]}") as ws:
+        async with asyncio.timeout(20):
+            while first_progress is None:
+                message = await ws.receive_json()
+                if message["type"] == "progress" and message["job_id"] == job_id:
+                    first_progress = message
+    # at 25 % a fresh model would still say nothing; the learned one already knows
+    assert first_progress["eta_s"] is not None
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def start_sidecar(tmp_path, port: int) -> subprocess.Popen:
+    env = {
+        **os.environ,
+        "RETOUCH_CACHE_DIR": str(tmp_path / "cache"),
+        "RETOUCH_CONFIG_DIR": str(tmp_path / "config"),
+        "RETOUCH_DATA_DIR": str(tmp_path / "data"),
+    }
+    return subprocess.Popen(
+        [sys.executable, "-m", "sidecar", "serve", "--port", str(port), "--engine", "synthetic"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+
+async def wait_healthy(session: aiohttp.ClientSession, base: str, proc) -> None:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        assert proc.poll() is None, "sidecar exited"
+        try:
+            async with session.get(f"{base}/v1/health") as response:
+                if response.status == 200:
+                    return
+        except aiohttp.ClientConnectionError:
+            pass
+        await asyncio.sleep(0.1)
+    raise AssertionError("sidecar did not come up")
+
+
+async def test_a_killed_sidecar_runs_its_interrupted_and_queued_jobs_again(tmp_path):
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    proc = start_sidecar(tmp_path, port)
+    try:
+        async with aiohttp.ClientSession() as session:
+            await wait_healthy(session, base, proc)
+            token = (tmp_path / "config" / "token").read_text().strip()
+            auth = {"Authorization": f"Bearer {token}"}
+            pixels = noise()
+            headers = {
+                **auth,
+                "Content-Type": "application/octet-stream",
+                "X-Image-Width": "60",
+                "X-Image-Height": "40",
+                "X-Image-Channels": "3",
+                "X-Image-Depth": "8",
+            }
+            async with session.post(
+                f"{base}/v1/images", data=pixels.tobytes(), headers=headers
+            ) as r:
+                image_id = (await r.json())["image_id"]
+            ids = []
+            for steps in (200, 3, 3):
+                params = {"steps": steps, "step_ms": 10}
+                body = {"op": "beauty", "image_id": image_id, "params": params}
+                async with session.post(f"{base}/v1/jobs", json=body, headers=auth) as r:
+                    assert r.status == 202
+                    ids.append((await r.json())["job_id"])
+            while True:
+                async with session.get(f"{base}/v1/jobs/{ids[0]}", headers=auth) as r:
+                    if (await r.json())["progress"] > 0.05:
+                        break
+                await asyncio.sleep(0.05)
+            await asyncio.sleep(0.5)  # the image's write-behind reaches the disk
+            proc.send_signal(signal.SIGKILL)
+            proc.wait(10)
+
+            proc = start_sidecar(tmp_path, port)
+            await wait_healthy(session, base, proc)
+            states = {}
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline and len(states) < 3:
+                for job_id in ids:
+                    async with session.get(f"{base}/v1/jobs/{job_id}", headers=auth) as r:
+                        assert r.status == 200, "a queued job was lost"
+                        state = (await r.json())["state"]
+                    if state in ("done", "failed", "cancelled"):
+                        states[job_id] = state
+                await asyncio.sleep(0.1)
+            assert states == dict.fromkeys(ids, "done")
+    finally:
+        proc.kill()
+        proc.wait(10)
