@@ -15,9 +15,6 @@ from __future__ import annotations
 import argparse
 import http.client
 import io
-import os
-import socket
-import subprocess
 import sys
 import tempfile
 import time
@@ -32,6 +29,7 @@ from sidecar.imaging import decode_image, read_header
 from sidecar.imaging.pixels import Limits
 
 from .report import machine, median, timed, write_report
+from .sidecar import Sidecar
 
 
 def portrait(width: int, height: int) -> np.ndarray:
@@ -51,76 +49,12 @@ def tiff_bytes(pixels: np.ndarray, deflate: bool = False) -> bytes:
     return out.getvalue()
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-class Sidecar:
-    """A real `retouch-sidecar serve` process with its own temporary folders."""
-
-    def __init__(self, root: Path) -> None:
-        self.port = free_port()
-        self.env = {
-            **os.environ,
-            "RETOUCH_CACHE_DIR": str(root / "cache"),
-            "RETOUCH_CONFIG_DIR": str(root / "config"),
-        }
-        self.proc: subprocess.Popen | None = None
-
-    def __enter__(self) -> Sidecar:
-        self.proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "sidecar",
-                "serve",
-                "--port",
-                str(self.port),
-                "--log-level",
-                "WARNING",
-            ],
-            env=self.env,
-        )
-        self.token = subprocess.run(
-            [sys.executable, "-m", "sidecar", "token"],
-            env=self.env,
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout.strip()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        assert self.proc is not None
-        self.proc.terminate()
-        self.proc.wait(timeout=30)
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-
-def wait_ready(sidecar: Sidecar) -> None:
-    for _ in range(300):
-        try:
-            conn = http.client.HTTPConnection("127.0.0.1", sidecar.port, timeout=2)
-            conn.request("GET", "/v1/health")
-            if conn.getresponse().status == 200:
-                return
-        except OSError:
-            time.sleep(0.1)
-    raise RuntimeError("sidecar did not start")
-
-
 def post_times(
     sidecar: Sidecar, bodies: list[tuple[bytes, dict[str, str]]], expect: int, pause: float = 0.0
 ) -> list[float]:
     """POST each body on one keep-alive connection. http.client hands the body to the
     kernel in one sendall, like a native client (UXP's fetch, curl), so the figure is
     the sidecar's, not a Python client's."""
-    wait_ready(sidecar)
     conn = http.client.HTTPConnection("127.0.0.1", sidecar.port, timeout=120)
     headers = {"Authorization": f"Bearer {sidecar.token}"}
     times = []

@@ -155,8 +155,8 @@ def stalled_websocket(port: int, token: str) -> socket.socket:
 
 async def test_a_stalled_client_stays_bounded_and_others_keep_up(client, auth, token, app):
     bus = app[BUS]
-    # previews of noise at 384 px are ~10-30 KB each: 1,000 of them (~15 MB) overflow
-    # every socket buffer on the way
+    # unsoftened previews of noise at 384 px are ~60 KB each: 1,000 of them (~60 MB)
+    # overflow every socket buffer on the way
     noise = np.random.default_rng(1).integers(0, 256, (512, 768, 3), dtype=np.uint8)
     image_id = await upload(client, auth, noise)
     stalled = await asyncio.to_thread(stalled_websocket, client.server.port, token)
@@ -174,7 +174,7 @@ async def _stalled_run(client, auth, token, bus, image_id):
             image_id,
             steps=1000,
             step_ms=0,
-            params={"preview_every": 1, "preview_side": 384},
+            params={"preview_every": 1, "preview_side": 384, "soften": False},
         )
         peak = 0
 
@@ -195,7 +195,7 @@ async def _stalled_run(client, auth, token, bus, image_id):
     assert peak <= 8, peak
     # the stalled socket really stalled once the kernel's buffers were full: its
     # sender was handed far fewer items than the live one (the rest were superseded)
-    assert delivered[0] < 0.8 * delivered[-1], delivered
+    assert delivered[0] < 0.25 * delivered[-1], delivered
 
 
 async def test_shutdown_does_not_wait_for_a_client_that_stopped_reading(

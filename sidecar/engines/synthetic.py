@@ -5,7 +5,8 @@ events) without the retouch or diffusion engines: each step sleeps for `step_ms`
 (default 50) and blurs a working copy a little, every step is a step boundary,
 and every `preview_every` steps a preview goes out. The result is a real image:
 the input, softened. Params: steps (1..1000), step_ms (0..10000), preview_every,
-preview_side (16..2048 px, default 256).
+preview_side (16..2048 px, default 256), soften (default true; false leaves the
+pixels as they are, so previews keep full detail when measuring transport).
 Not registered by default; `retouch-sidecar serve --engine synthetic` adds it.
 """
 
@@ -33,6 +34,7 @@ class SyntheticEngine:
         step_s = min(max(float(params.get("step_ms", 50)), 0.0), 10_000.0) / 1000.0
         preview_every = max(int(params.get("preview_every", 1)), 1)
         preview_side = min(max(int(params.get("preview_side", PREVIEW_SIDE)), 16), 2048)
+        soften = bool(params.get("soften", True))
         pixels = job.pixels
         assert pixels is not None
         work = job.saved.get("work")
@@ -43,7 +45,8 @@ class SyntheticEngine:
         for step in range(done, steps):
             ctx.checkpoint()
             started = time.perf_counter()
-            work = cv2.GaussianBlur(work, (3, 3), 0)
+            if soften:
+                work = cv2.GaussianBlur(work, (3, 3), 0)
             left = step_s - (time.perf_counter() - started)
             if left > 0:
                 time.sleep(left)

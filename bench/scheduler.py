@@ -1,0 +1,393 @@
+"""The job queue and its event stream, against a real sidecar process (synthetic engine).
+
+Measured side by side in one run:
+- reprioritisation: how long after an `active` job is submitted (or a waiting job is
+  PATCHed to `active`) it starts, while a `normal` job is running, in ms and in steps of
+  the running job; against a `hero`, which waits for the running job to finish (what a
+  queue without pre-emption gives every urgent job);
+- event throughput: many short jobs while 20 WebSocket clients listen;
+- memory: the sidecar's peak RSS growth while one job makes 1,000 previews, with and
+  without a client that never reads its socket;
+- a storm of random submits, cancels and reprioritisations: every job ends once.
+
+    .venv/bin/python -m bench.scheduler            # full (about two minutes)
+    .venv/bin/python -m bench.scheduler --quick    # seconds (CI)
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import json
+import os
+import random
+import socket
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from collections import Counter
+from pathlib import Path
+
+import aiohttp
+import numpy as np
+
+from .report import machine, median, write_report
+from .sidecar import Sidecar
+
+TERMINAL = {"done", "failed", "cancelled"}
+
+
+class Events:
+    """One WebSocket client: every text event it receives, with the time it arrived."""
+
+    def __init__(self, session: aiohttp.ClientSession, sidecar: Sidecar) -> None:
+        self._session = session
+        self._url = f"{sidecar.url}/v1/ws?token={sidecar.token}"
+        self.arrivals: list[tuple[float, dict]] = []
+        self.frames = 0
+        self.frame_bytes = 0
+        self._waiters: list[tuple[str, str, asyncio.Future]] = []
+
+    async def __aenter__(self) -> Events:
+        self._ws = await self._session.ws_connect(self._url, max_msg_size=0)
+        self._task = asyncio.create_task(self._read())
+        return self
+
+    async def __aexit__(self, *exc) -> None:
+        self._task.cancel()
+        await self._ws.close()
+
+    async def _read(self) -> None:
+        async for message in self._ws:
+            if message.type is aiohttp.WSMsgType.BINARY:
+                self.frames += 1
+                self.frame_bytes += len(message.data)
+                continue
+            now = time.perf_counter()
+            event = json.loads(message.data)
+            self.arrivals.append((now, event))
+            for waiter in list(self._waiters):
+                job_id, kind, future = waiter
+                if event.get("job_id") == job_id and event["type"] == kind:
+                    self._waiters.remove(waiter)
+                    if not future.done():
+                        future.set_result(now)
+
+    def expect(self, job_id: str, kind: str) -> asyncio.Future:
+        """A future with the arrival time of `kind` for `job_id` (registered up front)."""
+        future = asyncio.get_running_loop().create_future()
+        for now, event in self.arrivals:
+            if event.get("job_id") == job_id and event["type"] == kind:
+                future.set_result(now)
+                return future
+        self._waiters.append((job_id, kind, future))
+        return future
+
+
+async def upload(session, sidecar: Sidecar, pixels: np.ndarray) -> str:
+    height, width, channels = pixels.shape
+    headers = {
+        **sidecar.auth,
+        "Content-Type": "application/octet-stream",
+        "X-Image-Width": str(width),
+        "X-Image-Height": str(height),
+        "X-Image-Channels": str(channels),
+        "X-Image-Depth": "8",
+    }
+    async with session.post(
+        f"{sidecar.url}/v1/images", data=pixels.tobytes(), headers=headers
+    ) as r:
+        assert r.status in (200, 201), await r.text()
+        return (await r.json())["image_id"]
+
+
+async def submit(session, sidecar: Sidecar, image_id: str, priority="normal", **params) -> str:
+    body = {"op": "beauty", "image_id": image_id, "priority": priority, "params": params}
+    async with session.post(f"{sidecar.url}/v1/jobs", json=body, headers=sidecar.auth) as r:
+        assert r.status == 202, await r.text()
+        return (await r.json())["job_id"]
+
+
+async def wait_state(session, sidecar: Sidecar, job_id: str, states=TERMINAL) -> dict:
+    while True:
+        async with session.get(f"{sidecar.url}/v1/jobs/{job_id}", headers=sidecar.auth) as r:
+            job = await r.json()
+        if job["state"] in states:
+            return job
+        await asyncio.sleep(0.005)
+
+
+# -- reprioritisation ----------------------------------------------------------------
+async def urgent_latency(session, sidecar, image_id, how: str, step_ms: int, rng) -> float:
+    """Seconds from the request to the urgent job's `started` event, while a normal job
+    of 20 steps is part-way through."""
+    async with Events(session, sidecar) as events:
+        running = await submit(session, sidecar, image_id, steps=20, step_ms=step_ms)
+        await wait_state(session, sidecar, running, {"running"})
+        await asyncio.sleep(rng.uniform(0.1, 0.5) * 20 * step_ms / 1000)
+        if how == "patch":
+            waiting = await submit(session, sidecar, image_id, steps=1, step_ms=1)
+            started = events.expect(waiting, "started")
+            t0 = time.perf_counter()
+            url = f"{sidecar.url}/v1/jobs/{waiting}"
+            async with session.patch(url, json={"priority": "active"}, headers=sidecar.auth) as r:
+                assert r.status == 200
+        else:
+            t0 = time.perf_counter()
+            waiting = await submit(session, sidecar, image_id, how, steps=1, step_ms=1)
+            started = events.expect(waiting, "started")
+        latency = await asyncio.wait_for(started, 60) - t0
+        await wait_state(session, sidecar, running)
+        await wait_state(session, sidecar, waiting)
+    return latency
+
+
+# -- event throughput ---------------------------------------------------------------
+async def throughput(session, sidecar, image_id, clients: int, jobs: int) -> dict:
+    listeners = [Events(session, sidecar) for _ in range(clients)]
+    for listener in listeners:
+        await listener.__aenter__()
+    try:
+        t0 = time.perf_counter()
+        ids = [
+            await submit(session, sidecar, image_id, steps=5, step_ms=0, preview_side=64)
+            for _ in range(jobs)
+        ]
+        for job_id in ids:
+            await wait_state(session, sidecar, job_id)
+        last = [listener.expect(ids[-1], "done") for listener in listeners]
+        await asyncio.wait_for(asyncio.gather(*last), 60)
+        elapsed = time.perf_counter() - t0
+        mine = set(ids)
+        counts = [sum(e.get("job_id") in mine for _, e in x.arrivals) for x in listeners]
+        state_kinds = {"queued", "started", "stage", "done"}
+        states = [
+            sum(e.get("job_id") in mine and e["type"] in state_kinds for _, e in x.arrivals)
+            for x in listeners
+        ]
+        frames = [x.frames for x in listeners]
+    finally:
+        for listener in listeners:
+            await listener.__aexit__()
+    return {
+        "elapsed": elapsed,
+        "events_per_client": statistics.median(counts),
+        "frames_per_client": statistics.median(frames),
+        "state_events_complete": len(set(states)) == 1 and states[0] == jobs * 4,
+        "total_rate": (sum(counts) + sum(frames)) / elapsed,
+    }
+
+
+# -- memory with a stalled client ---------------------------------------------------
+def stalled_websocket(port: int, token: str) -> socket.socket:
+    """Completes the WebSocket handshake, then never reads again."""
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.connect(("127.0.0.1", port))
+    key = base64.b64encode(os.urandom(16)).decode()
+    sock.sendall(
+        f"GET /v1/ws?token={token} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
+        f"Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
+        "Sec-WebSocket-Version: 13\r\n\r\n".encode()
+    )
+    head = b""
+    while b"\r\n\r\n" not in head:
+        head += sock.recv(1)
+    return sock
+
+
+async def peak_growth(session, sidecar, image_id, previews: int, stalled: bool) -> dict:
+    stall = (
+        await asyncio.to_thread(stalled_websocket, sidecar.port, sidecar.token) if stalled else None
+    )
+    peak, stop = [0.0], threading.Event()
+    base = sidecar.rss_mb()
+
+    def sample() -> None:
+        while not stop.is_set():
+            peak[0] = max(peak[0], sidecar.rss_mb())
+            time.sleep(0.005)
+
+    sampler = threading.Thread(target=sample)
+    sampler.start()
+    try:
+        async with Events(session, sidecar) as live:
+            job_id = await submit(
+                session,
+                sidecar,
+                image_id,
+                steps=previews,
+                step_ms=0,
+                preview_side=384,
+                soften=False,  # full-detail previews: ~100 KB each
+            )
+            await asyncio.wait_for(live.expect(job_id, "done"), 300)
+            frames, frame_bytes = live.frames, live.frame_bytes
+    finally:
+        stop.set()
+        sampler.join()
+        if stall is not None:
+            stall.close()
+    return {"growth": peak[0] - base, "live_frames": frames, "mb": frame_bytes / 1e6}
+
+
+# -- storm ----------------------------------------------------------------------------
+async def storm(session, sidecar, image_id, jobs: int, seed: int) -> dict:
+    rng = random.Random(seed)
+    priorities = ["active", "hero", "normal", "background"]
+    async with Events(session, sidecar) as events:
+        t0 = time.perf_counter()
+        ids: list[str] = []
+        for _ in range(jobs):
+            params = (
+                {"steps": 8, "step_ms": 5}
+                if rng.random() < 0.1
+                else {"steps": rng.randint(1, 3), "step_ms": rng.randint(0, 3)}
+            )
+            ids.append(await submit(session, sidecar, image_id, rng.choice(priorities), **params))
+            if rng.random() < 0.05:
+                await asyncio.sleep(0.03)
+            for _ in range(rng.choice([0, 0, 1, 2])):
+                url = f"{sidecar.url}/v1/jobs/{rng.choice(ids[-20:])}"
+                if rng.random() < 0.5:
+                    async with session.delete(url, headers=sidecar.auth) as r:
+                        assert r.status in (200, 202, 409)
+                else:
+                    body = {"priority": rng.choice(priorities)}
+                    async with session.patch(url, json=body, headers=sidecar.auth) as r:
+                        assert r.status in (200, 409)
+        submitted = time.perf_counter() - t0
+        final = {j: (await wait_state(session, sidecar, j))["state"] for j in ids}
+        elapsed = time.perf_counter() - t0
+        await asyncio.sleep(0.2)
+        ends = Counter()
+        for _, event in events.arrivals:
+            if event.get("type") in TERMINAL:
+                ends[event["job_id"]] += 1
+    counts = Counter(final.values())
+    return {
+        "jobs": jobs,
+        "counts": dict(counts),
+        "exactly_once": all(ends[j] == 1 for j in ids) and sum(ends.values()) == jobs,
+        "add_up": sum(counts.values()) == jobs,
+        "submitted_s": submitted,
+        "elapsed_s": elapsed,
+    }
+
+
+async def run(args) -> tuple[list[list], dict]:
+    quick = args.quick
+    runs = args.runs or (3 if quick else 20)
+    step_ms = 50
+    rng = random.Random(7)
+    pixels = np.random.default_rng(0).integers(0, 256, (512, 768, 3), dtype=np.uint8)
+    rows: list[list] = []
+    with tempfile.TemporaryDirectory(prefix="bench-scheduler-") as tmp:
+        with Sidecar(Path(tmp), "--engine", "synthetic") as sidecar:
+            async with aiohttp.ClientSession() as session:
+                image_id = await upload(session, sidecar, pixels[:96, :128].copy())
+                latency: dict[str, list[float]] = {"active": [], "patch": [], "hero": []}
+                hero_runs = max(runs // 2, 2)
+                for i in range(runs):  # interleaved, so all three meet the same machine state
+                    for how in ("active", "patch", "hero"):
+                        if how == "hero" and i >= hero_runs:
+                            continue
+                        latency[how].append(
+                            await urgent_latency(session, sidecar, image_id, how, step_ms, rng)
+                        )
+                labels = {
+                    "active": "submit `active` while a normal job runs",
+                    "patch": "PATCH a waiting job to `active`",
+                    "hero": "submit `hero` (no pre-emption: waits for the running job)",
+                }
+                for how, values in latency.items():
+                    ms = median(values) * 1000
+                    rows.append(
+                        [
+                            labels[how],
+                            f"{ms:.0f} ms",
+                            f"{ms / step_ms:.2f} steps",
+                            f"max {max(values) * 1000:.0f} ms over {len(values)} runs",
+                        ]
+                    )
+                ratio = median(latency["hero"]) / median(latency["active"])
+                rows.append(["hero ÷ active (median)", f"{ratio:.1f}×", "", "pre-emption's gain"])
+
+                clients = 20
+                jobs = 20 if quick else 200
+                tp = await throughput(session, sidecar, image_id, clients, jobs)
+                rows.append(
+                    [
+                        f"events to {clients} WebSocket clients ({jobs} jobs of 5 steps)",
+                        f"{tp['total_rate']:.0f} msgs/s",
+                        f"{tp['events_per_client']:.0f} JSON + {tp['frames_per_client']:.0f} "
+                        "frames per client",
+                        "every state event reached every client"
+                        if tp["state_events_complete"]
+                        else "STATE EVENTS MISSING",
+                    ]
+                )
+
+                big = await upload(session, sidecar, pixels)
+                previews = 100 if quick else 1000
+                await peak_growth(session, sidecar, big, 20, stalled=False)  # warm-up
+                free = await peak_growth(session, sidecar, big, previews, stalled=False)
+                held = await peak_growth(session, sidecar, big, previews, stalled=True)
+                for label, m in (("no stalled client", free), ("one stalled client", held)):
+                    rows.append(
+                        [
+                            f"peak RSS growth, {previews} previews (384 px), {label}",
+                            f"{m['growth']:.1f} MB",
+                            f"{m['live_frames']} frames to the live client",
+                            f"an unbounded per-client queue would hold up to {m['mb']:.0f} MB",
+                        ]
+                    )
+
+                s = await storm(session, sidecar, image_id, 100 if quick else 1000, seed=1234)
+                rows.append(
+                    [
+                        f"storm: {s['jobs']} jobs, random cancel/reprioritise",
+                        f"{s['elapsed_s']:.1f} s",
+                        ", ".join(f"{k} {v}" for k, v in sorted(s["counts"].items())),
+                        "each ended exactly once, counts add up"
+                        if s["exactly_once"] and s["add_up"]
+                        else "MISMATCH",
+                    ]
+                )
+    meta = {
+        "machine": machine(),
+        "runs": runs,
+        "input": "synthetic engine (50 ms steps for latency), sidecar in its own process, "
+        "clients over loopback",
+        "target": "an active job starts within one step of the running job (median)",
+    }
+    ok = tp["state_events_complete"] and s["exactly_once"] and s["add_up"]
+    return rows, {**meta, "checks_passed": ok}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="few runs, small loads (CI)")
+    parser.add_argument("--runs", type=int)
+    parser.add_argument("--out", type=Path, help="report folder (default bench/results)")
+    args = parser.parse_args(argv)
+    rows, meta = asyncio.run(run(args))
+    name = "scheduler_quick" if args.quick else "scheduler"
+    print(
+        write_report(
+            name,
+            "Job queue and event stream",
+            ["what", "median", "also", "note"],
+            rows,
+            meta,
+            **({"directory": args.out} if args.out else {}),
+        )
+    )
+    return 0 if meta["checks_passed"] else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
