@@ -105,12 +105,14 @@ class EventBus:
         self._lock = threading.Lock()  # history is read by handlers, written on the loop
 
     def publish(self, event: object, jpeg: bytes | None = None) -> None:
-        """Thread-safe and non-blocking: the worker calls this from its thread."""
-        item = Published(event, jpeg)
-        if _on_loop(self._loop):
-            self._dispatch(item)
-        else:
-            self._loop.call_soon_threadsafe(self._dispatch, item)
+        """Thread-safe and non-blocking. Every event, from the worker's thread or the
+        loop's own, goes through the loop's callback queue: callers publish under the
+        scheduler's lock in `seq` order, and one FIFO keeps that order (dispatching the
+        loop's own events at once would overtake events the worker queued before)."""
+        try:
+            self._loop.call_soon_threadsafe(self._dispatch, Published(event, jpeg))
+        except RuntimeError:  # the loop is closed: the sidecar is gone, so is every client
+            pass
 
     def subscribe(self, job_ids: set[str] | None = None) -> Subscription:
         subscription = Subscription(job_ids)
@@ -165,9 +167,3 @@ class EventBus:
                 while len(record.previews) > PREVIEWS_PER_JOB:
                     record.previews.popitem(last=False)
 
-
-def _on_loop(loop: asyncio.AbstractEventLoop) -> bool:
-    try:
-        return asyncio.get_running_loop() is loop
-    except RuntimeError:
-        return False
