@@ -16,7 +16,10 @@ from .settings import LOOPBACK, Settings
 log = logging.getLogger("sidecar")
 
 
-def build_app(settings: Settings, *, engines: Sequence[str] = ()):
+DEFAULT_ENGINES = ("retouch",)
+
+
+def build_app(settings: Settings, *, engines: Sequence[str] = DEFAULT_ENGINES):
     """The real application for these settings (used by `serve` and by the tests)."""
     from .api import create_app
     from .cache import ImageStore
@@ -41,6 +44,10 @@ def _engines(names: Sequence[str]) -> dict:
             from .engines.synthetic import SyntheticEngine
 
             engine = SyntheticEngine()
+        elif name == "retouch":
+            from .engines.retouch import RetouchEngine
+
+            engine = RetouchEngine()
         else:
             raise ValueError(f"unknown engine {name!r}")
         table.update(dict.fromkeys(engine.ops, engine))
@@ -65,7 +72,8 @@ def _parser() -> argparse.ArgumentParser:
         action="append",
         default=[],
         choices=["synthetic"],
-        help="add an engine: 'synthetic' runs N timed steps per job (scheduler testing)",
+        help="add an engine after the classical retouch engine (later ones take over its "
+        "ops): 'synthetic' runs N timed steps per job (scheduler testing)",
     )
 
     token = sub.add_parser("token", help="print the bearer token (created on first use)")
@@ -95,7 +103,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         print(load_or_create_token(settings.token_path))
         return 0
-    return _serve(settings, args.log_level, args.engine)
+    return _serve(settings, args.log_level, [*DEFAULT_ENGINES, *args.engine])
 
 
 def _serve(settings: Settings, log_level: str, engines: Sequence[str]) -> int:

@@ -17,6 +17,9 @@ import pytest
         "sidecar.schema",
         "sidecar.cache",
         "sidecar.cli",
+        "sidecar.stages.landmarks",
+        "sidecar.stages.skin",
+        "sidecar.engines.retouch",
     ],
 )
 def test_room_does_not_import_torch(room):

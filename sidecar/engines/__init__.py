@@ -1,5 +1,23 @@
 """The operations. `base` is the contract every engine meets (no torch here)."""
 
-from .base import Cancelled, Engine, JobContext, Preempted, RunInput
+from .base import (
+    Cancelled,
+    Engine,
+    ImageGone,
+    JobContext,
+    Preempted,
+    RunInput,
+    close_engine,
+    validate_request,
+)
 
-__all__ = ["Cancelled", "Engine", "JobContext", "Preempted", "RunInput"]
+__all__ = [
+    "Cancelled",
+    "Engine",
+    "ImageGone",
+    "JobContext",
+    "Preempted",
+    "RunInput",
+    "close_engine",
+    "validate_request",
+]

@@ -7,6 +7,7 @@ over previews and, at each of those step boundaries, raises `Cancelled` or
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
@@ -25,14 +26,39 @@ class Preempted(Exception):
     """Raised at a step boundary: a more urgent job needs the worker; run again later."""
 
 
+class ImageGone(Exception):
+    """The job's image was removed from the store before the engine read it."""
+
+
 @dataclass
 class RunInput:
     request: JobRequest
-    pixels: np.ndarray | None  # canonical (H, W, C) uint8/uint16; None for generate
+    pixels: np.ndarray | None  # canonical (H, W, C) uint8/uint16; None until loaded
     seed: int
     # Survives pre-emption: an engine may keep finished stages here and skip them
     # when the job runs again.
     saved: dict[str, Any] = field(default_factory=dict)
+    # Reads the pixels on first use, so an engine whose stages are cached can show a
+    # draft before a 24 MP image has come off the disk.
+    loader: Callable[[], np.ndarray | None] | None = None
+    size: tuple[int, int] | None = None  # (width, height), known before the pixels are
+
+    @property
+    def width_height(self) -> tuple[int, int]:
+        if self.size is not None:
+            return self.size
+        height, width = self.image().shape[:2]
+        return width, height
+
+    def image(self) -> np.ndarray:
+        """The canonical (H, W, C) uint8/uint16 pixels (read now if not yet)."""
+        if self.pixels is None and self.loader is not None:
+            self.pixels = self.loader()
+            if self.pixels is None:
+                raise ImageGone
+        if self.pixels is None:
+            raise ImageGone
+        return self.pixels
 
 
 class JobContext(Protocol):
@@ -59,3 +85,17 @@ class Engine(Protocol):
     def run(self, job: RunInput, ctx: JobContext) -> np.ndarray:
         """Return the result: canonical pixels of the input's size and depth."""
         ...
+
+
+def validate_request(engine: Engine, request: JobRequest) -> None:
+    """An engine may check a request's params up front (`validate`, raising an
+    ApiError), so a bad request is refused at submit instead of failing in the queue."""
+    check = getattr(engine, "validate", None)
+    if check is not None:
+        check(request)
+
+
+def close_engine(engine: Engine) -> None:
+    close = getattr(engine, "close", None)
+    if close is not None:
+        close()

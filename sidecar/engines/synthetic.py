@@ -35,8 +35,7 @@ class SyntheticEngine:
         preview_every = max(int(params.get("preview_every", 1)), 1)
         preview_side = min(max(int(params.get("preview_side", PREVIEW_SIDE)), 16), 2048)
         soften = bool(params.get("soften", True))
-        pixels = job.pixels
-        assert pixels is not None
+        pixels = job.image()
         work = job.saved.get("work")
         done = int(job.saved.get("steps_done", 0))
         if work is None:

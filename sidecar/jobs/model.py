@@ -40,6 +40,7 @@ class Job:
     result_id: str | None = None
     last_seq: int = -1
     cancel_requested: bool = False
+    cancel_reason: str | None = None  # set when the sidecar cancelled it (superseded)
     run_seconds: float = 0.0  # time spent running, across pre-emptions
     saved: dict[str, Any] = field(default_factory=dict)  # engine state kept across runs
 

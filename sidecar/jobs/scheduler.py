@@ -18,7 +18,7 @@ import blake3
 
 from .. import errors
 from ..cache import ImageStore
-from ..engines import Engine
+from ..engines import Engine, close_engine, validate_request
 from ..schema import TERMINAL_STATES, ErrorDetail, JobRequest, JobState, Op, Priority
 from ..schema import events as ev
 from .eta import EtaModel
@@ -85,6 +85,8 @@ class Scheduler:
     def stop(self, timeout: float = 30.0) -> None:
         """Stop after the running job's next step boundary; it stays queued on disk."""
         self._worker.stop(timeout)
+        for engine in set(self.engines.values()):
+            close_engine(engine)
         self.store.prune()
         self.store.close()
 
@@ -103,15 +105,34 @@ class Scheduler:
             raise errors.ImageNotFound(
                 "upload the image first", details={"image_id": request.image_id}
             )
+        validate_request(self.engines[request.op], request)
         seed = request.seed if request.seed is not None else derive_seed(request)
         with self.lock:
             job = Job(new_job_id(), request, request.priority, next(self._order), seed)
+            self._supersede(job)
             self.store.add(job.job_id, job.order, request, job.priority, seed, job.created_at)
             self.jobs[job.job_id] = job
             self._forget_old()
             self.queue.put(job)
             self.emit(job, ev.Queued, position=self.position(job) or 0)
         return job
+
+    def _supersede(self, newer: Job) -> None:
+        """A newer Apply of the same op on the same document replaces the older one:
+        a waiting one is cancelled at once, a running one at its next level boundary."""
+        document = newer.request.document_id
+        if document is None:
+            return
+        for job in list(self.jobs.values()):
+            if (
+                job.state not in TERMINAL_STATES
+                and job.request.document_id == document
+                and job.request.op is newer.request.op
+            ):
+                job.cancel_requested = True
+                job.cancel_reason = f"superseded by {newer.job_id}"
+                if self.queue.remove(job.job_id) is not None:
+                    self.finish(job, JobState.cancelled)
 
     def get(self, job_id: str) -> Job:
         job = self.jobs.get(job_id)
@@ -198,7 +219,7 @@ class Scheduler:
                 assert error is not None
                 self.emit(job, ev.Failed, error=error)
             else:
-                self.emit(job, ev.Cancelled)
+                self.emit(job, ev.Cancelled, reason=job.cancel_reason)
 
     def _forget_old(self) -> None:
         while len(self.jobs) > JOBS_REMEMBERED:

@@ -4,6 +4,7 @@ The event loop never runs model work."""
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 import time
@@ -11,7 +12,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from ..engines import Cancelled, Preempted, RunInput
+from ..engines import Cancelled, ImageGone, Preempted, RunInput
 from ..imaging.encode import encode_jpeg
 from ..schema import ErrorDetail, JobState
 from ..schema import events as ev
@@ -117,30 +118,29 @@ class Worker:
         scheduler.emit(job, ev.Started)
 
         request = job.request
-        pixels = None
+        loader = size = None
+        megapixels = 1.0
         if request.image_id is not None:
-            pixels = scheduler.images.load(request.image_id)
-            if pixels is None:
-                scheduler.finish(
-                    job,
-                    JobState.failed,
-                    error=ErrorDetail(
-                        code="image_not_found",
-                        message="the job's image is no longer stored",
-                        details={"image_id": request.image_id},
-                    ),
-                )
+            info = scheduler.images.info(request.image_id)
+            if info is None:
+                scheduler.finish(job, JobState.failed, error=_image_gone(request.image_id))
                 return
-        megapixels = pixels.shape[0] * pixels.shape[1] / 1e6 if pixels is not None else 1.0
+            megapixels = info.width * info.height / 1e6
+            size = (info.width, info.height)
+            loader = functools.partial(scheduler.images.load, request.image_id)
         ctx = StepContext(scheduler, job, megapixels)
         engine = scheduler.engines[request.op]
         try:
-            result = engine.run(RunInput(request, pixels, job.seed, job.saved), ctx)
+            result = engine.run(RunInput(request, None, job.seed, job.saved, loader, size), ctx)
             if job.cancel_requested:  # cancelled after the last step boundary
                 raise Cancelled
         except Cancelled:
             job.saved.clear()
             scheduler.finish(job, JobState.cancelled)
+            return
+        except ImageGone:
+            job.saved.clear()
+            scheduler.finish(job, JobState.failed, error=_image_gone(request.image_id))
             return
         except Preempted:
             job.run_seconds += ctx.elapsed()
@@ -170,6 +170,14 @@ class Worker:
             scheduler.queue.put(job)
             scheduler.emit(job, ev.Requeued, reason=reason)
             scheduler.emit(job, ev.Queued, position=scheduler.position(job) or 0)
+
+
+def _image_gone(image_id: str | None) -> ErrorDetail:
+    return ErrorDetail(
+        code="image_not_found",
+        message="the job's image is no longer stored; upload it again",
+        details={"image_id": image_id},
+    )
 
 
 def _internal() -> ErrorDetail:

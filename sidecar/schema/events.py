@@ -68,6 +68,9 @@ class Failed(_Event):
 
 class Cancelled(_Event):
     type: Literal["cancelled"] = "cancelled"
+    reason: str | None = Field(
+        None, description="Set when the sidecar, not a client, cancelled (e.g. superseded)."
+    )
 
 
 class Requeued(_Event):

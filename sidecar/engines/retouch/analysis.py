@@ -1,0 +1,85 @@
+"""What every retouch op needs to know about an image, at a low "field" resolution:
+its faces (478 landmarks each), its skin mask, and a float copy of its pixels.
+
+Computed once per image and kept in the stage cache, keyed by the image id and the
+stages' versions, so a second op on the same image starts from here at once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from ...cache.stages import StageCache, stage_key
+from ...stages import landmarks, skin
+from ...stages.landmarks import Face, FaceFinder
+from ...stages.skin import PersonSegmenter
+
+FIELD_SIDE = 1024  # long side of the analysis copy; fields are smooth at this scale
+VERSION = f"analysis/1+{landmarks.VERSION}+{skin.VERSION}+{FIELD_SIDE}"
+
+
+@dataclass(frozen=True)
+class Analysis:
+    width: int  # full resolution
+    height: int
+    rgb: np.ndarray  # (h, w, 3) float32 in [0, 1], the image at field resolution
+    faces: tuple[Face, ...]  # in field coordinates, largest first
+    mask: np.ndarray  # (h, w) float32 skin mask in [0, 1]
+
+    @property
+    def scale(self) -> float:
+        """Field pixels per full-resolution pixel."""
+        return self.rgb.shape[1] / self.width
+
+    @property
+    def face_width(self) -> float:
+        """The main face's width in field pixels, or a nominal one when there is none,
+        so that every radius scales with the portrait."""
+        if self.faces:
+            return max(self.faces[0].width, 8.0)
+        return max(min(self.rgb.shape[:2]) / 4.0, 8.0)
+
+
+def to_unit_float(pixels: np.ndarray) -> np.ndarray:
+    """RGB of canonical pixels as float32 in [0, 1] (alpha dropped)."""
+    rgb = pixels[..., :3]
+    scale = np.float32(1.0 / np.iinfo(pixels.dtype).max)
+    return rgb.astype(np.float32) * scale
+
+
+class Analyser:
+    """Owns the mediapipe graphs (created lazily on first use)."""
+
+    def __init__(self, cache: StageCache) -> None:
+        self._cache = cache
+        self._finder = FaceFinder()
+        self._segmenter = PersonSegmenter()
+
+    def analyse(self, image_id: str | None, load: Callable[[], np.ndarray]) -> Analysis:
+        """The image's analysis; `load` is called for its pixels only when not cached."""
+        if image_id is None:
+            return self._compute(load())
+        key = stage_key(VERSION, image_id)
+        return self._cache.get_or_compute(key, lambda: self._compute(load()))
+
+    def _compute(self, pixels: np.ndarray) -> Analysis:
+        height, width = pixels.shape[:2]
+        # an integer reduction takes OpenCV's fast path (5× quicker at 24 MP)
+        factor = -(-max(height, width) // FIELD_SIDE)
+        small = pixels
+        if factor > 1:
+            size = (max(1, round(width / factor)), max(1, round(height / factor)))
+            small = cv2.resize(pixels, size, interpolation=cv2.INTER_AREA)
+        small = np.ascontiguousarray(small)
+        faces = tuple(self._finder.find(small))
+        person = self._segmenter.person(small)
+        mask = skin.skin_mask(small, list(faces), person)
+        return Analysis(width, height, to_unit_float(small), faces, mask.astype(np.float32))
+
+    def close(self) -> None:
+        self._finder.close()
+        self._segmenter.close()

@@ -1,0 +1,124 @@
+"""The classical retouch engine: beauty, dodge & burn, volume and color on the CPU,
+with no downloaded weights. Always available."""
+
+from __future__ import annotations
+
+import numpy as np
+from pydantic import ValidationError
+
+from ... import errors
+from ...cache.stages import StageCache, stage_key
+from ...schema import JobRequest, Op
+from ..base import JobContext, RunInput
+from . import analysis as analysis_mod
+from . import ops, pyramid
+from .analysis import Analyser
+from .params import RetouchParams
+from .pyramid import (
+    LevelRender,
+    downscale,
+    level_size,
+    levels_for,
+    preview_of,
+    render_final_tiled,
+)
+from .tiles import tiles
+
+ANALYSIS_WEIGHT = 1_000_000  # progress share of the analysis, in "pixels"
+
+
+class RetouchEngine:
+    name = "retouch"
+    ops = frozenset({Op.beauty, Op.dodge_burn, Op.volume, Op.color})
+
+    def __init__(self, cache: StageCache | None = None) -> None:
+        self.cache = cache or StageCache()
+        self._analyser = Analyser(self.cache)
+
+    def validate(self, request: JobRequest) -> None:
+        try:
+            RetouchParams.model_validate(request.params)
+        except ValidationError as exc:
+            raise errors.InvalidRequest(
+                f"bad params for {request.op.value}",
+                details={
+                    "errors": exc.errors(
+                        include_url=False, include_input=False, include_context=False
+                    )
+                },
+            ) from None
+
+    def analyse(self, image_id: str | None, pixels: np.ndarray) -> analysis_mod.Analysis:
+        """Faces, skin mask and the field-resolution copy (cached per image id)."""
+        return self._analyser.analyse(image_id, lambda: pixels)
+
+    def close(self) -> None:
+        self._analyser.close()
+
+    def run(self, job: RunInput, ctx: JobContext) -> np.ndarray:
+        request, saved = job.request, job.saved
+        op, t = request.op, float(request.intensity)
+        params = RetouchParams.model_validate(request.params)
+        width, height = job.width_height
+        levels = levels_for(width, height, request.preview.progressive)
+        count = len(levels) + 1
+        ctx.stage("analysis", 0, count)
+        analysis = saved.get("analysis")
+        if analysis is None:  # the pixels are read only if the analysis is not cached
+            analysis = self._analyser.analyse(request.image_id, job.image)
+            saved["analysis"] = analysis
+        plan = self._plan(request, op, params, analysis)
+        work = ANALYSIS_WEIGHT + sum(np.prod(level_size(width, height, d)) for _, d in levels)
+        done = [0.0]
+
+        def advance(amount: float) -> None:
+            done[0] += amount
+            ctx.progress(min(done[0] / work, 1.0))
+
+        advance(ANALYSIS_WEIGHT)
+
+        result = None
+        for index, (level, divisor) in enumerate(levels, start=1):
+            size = level_size(width, height, divisor)
+            if level in saved.get("levels_done", ()):
+                done[0] += size[0] * size[1]
+                continue
+            ctx.stage(level, index, count)
+            level_pixels = self._level(request.image_id, job.image, divisor)
+            render = LevelRender(plan, level_pixels, 1.0 / divisor, t)
+            if level == "final" and width * height > pyramid.TILED_FINAL_PIXELS:
+                canvas = saved.get("canvas")
+                if canvas is None:
+                    canvas = preview_of(saved.get("last_level", level_pixels))
+                    saved["canvas"] = canvas
+
+                def report(finished: int, total: int, preview, _size=size) -> None:
+                    if preview is not None:
+                        ctx.preview("final", preview, step=finished, total_steps=total)
+                    advance(_size[0] * _size[1] / total)
+
+                result = render_final_tiled(saved, render, canvas, report)
+            else:
+                for box in tiles(*size):
+                    render.tile(box)
+                    advance(box.area)
+                result = render.result
+                ctx.preview(level, preview_of(result))
+            saved.setdefault("levels_done", set()).add(level)
+            saved["last_level"] = result
+        assert result is not None
+        return result
+
+    def _plan(self, request: JobRequest, op: Op, params: RetouchParams, analysis) -> ops.Plan:
+        if request.image_id is None:
+            return ops.plan(op, analysis, params)
+        key = stage_key(
+            ops.VERSION, analysis_mod.VERSION, request.image_id, op.value, params.model_dump_json()
+        )
+        return self.cache.get_or_compute(key, lambda: ops.plan(op, analysis, params))
+
+    def _level(self, image_id: str | None, load, divisor: int) -> np.ndarray:
+        if divisor == 1 or image_id is None:
+            return downscale(load(), divisor)
+        key = stage_key("level/1", image_id, divisor)
+        return self.cache.get_or_compute(key, lambda: downscale(load(), divisor))

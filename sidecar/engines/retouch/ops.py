@@ -1,0 +1,152 @@
+"""The four retouch operations, each in two halves.
+
+`plan_*` works at field resolution (a ~1 MP copy): it measures the skin and builds
+smooth fields (a low band, a gain, a colour shift) that say what to change where.
+`render` applies a plan to any tile of any pyramid level at full precision: the
+fine detail (pores, hair, eyelashes) always comes from the real pixels.
+
+Linear ops (`beauty`, `dodge_burn`, `volume`) change each pixel by `t · delta`, so a
+result at intensity t is exactly `original + t·(full − original)`. `color` shifts
+a*, b* in Lab and is not linear in RGB: intensity t re-computes it with the shift
+scaled by t.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import cv2
+import numpy as np
+
+from ...schema import Op
+from ...stages.frequency import gaussian, masked_gaussian
+from .analysis import Analysis
+from .params import RetouchParams
+from .sculpt import light_and_shade
+from .tiles import Box, sample
+
+LINEAR = frozenset({Op.beauty, Op.dodge_burn, Op.volume})
+VERSION = "retouch-ops/1"
+LUMA = np.array([0.2126, 0.7152, 0.0722], np.float32)
+FINE_SIGMA = 1.3  # px: detail finer than this (pores, fine hair) is never smoothed
+MAX_GAIN = 0.3  # dodge & burn never lifts or lowers a pixel by more than 30 %
+
+
+@dataclass(frozen=True)
+class Plan:
+    op: Op
+    fields: dict[str, np.ndarray]  # at field resolution
+    support: np.ndarray  # (h, w) float32: where the op changes anything (> 0)
+    fine_sigma: float = 0.0  # beauty: the pore scale in full-resolution pixels
+    extra: dict[str, float] = field(default_factory=dict)
+
+
+def plan(op: Op, analysis: Analysis, params: RetouchParams) -> Plan:
+    return {
+        Op.beauty: _plan_beauty,
+        Op.dodge_burn: _plan_dodge_burn,
+        Op.volume: _plan_volume,
+        Op.color: _plan_color,
+    }[op](analysis, params)
+
+
+def _plan_beauty(a: Analysis, params: RetouchParams) -> Plan:
+    # blotches and uneven tone live between the pore scale and ~1/25 of the face
+    sigma = max(a.face_width / 25.0, 1.0)
+    low = masked_gaussian(a.rgb, a.mask, sigma)
+    weight = (params.strength_for(Op.beauty) * a.mask).astype(np.float32)
+    # pores are ~1/400 of the face; smoothing starts well above that (3×)
+    fine = float(np.clip(a.face_width / a.scale / 130.0, FINE_SIGMA, 12.0))
+    return Plan(Op.beauty, {"low": low, "weight": weight}, weight, fine_sigma=fine)
+
+
+def _plan_dodge_burn(a: Analysis, params: RetouchParams) -> Plan:
+    # light and dark patches a few % of the face across, against their surroundings
+    # (~1/12 of the face): large enough to keep the face's own modelling intact
+    luma = a.rgb @ LUMA
+    local = masked_gaussian(luma, a.mask, max(a.face_width / 50.0, 1.0))
+    around = masked_gaussian(luma, a.mask, max(a.face_width / 12.0, 2.0))
+    uneven = local - around
+    total = float(a.mask.sum())
+    if total > 0:  # as much dodged as burnt: the skin's mean luminance stays
+        uneven -= float((uneven * a.mask).sum()) / total
+    strength = params.strength_for(Op.dodge_burn)
+    # a gain on RGB keeps the hue; over `local` it moves luminance by -strength·uneven
+    gain = np.clip(-strength * uneven / np.maximum(local, 0.05), -MAX_GAIN, MAX_GAIN)
+    weight = a.mask * luma
+    if float(weight.sum()) > 0:  # what clipping and the gain's form moved, put back
+        gain -= float((gain * weight).sum()) / float(weight.sum())
+    gain = (gain * a.mask).astype(np.float32)
+    return Plan(Op.dodge_burn, {"gain": gain}, np.abs(gain))
+
+
+def _plan_volume(a: Analysis, params: RetouchParams) -> Plan:
+    highlight, shadow = light_and_shade(a.mask.shape, a.faces)
+    strength = params.strength_for(Op.volume)
+    gain = strength * a.mask * (0.16 * highlight - 0.18 * shadow)
+    gain = gain.astype(np.float32)
+    return Plan(Op.volume, {"gain": gain}, np.abs(gain))
+
+
+def _plan_color(a: Analysis, params: RetouchParams) -> Plan:
+    lab = cv2.cvtColor(a.rgb, cv2.COLOR_RGB2Lab)
+    chroma = np.ascontiguousarray(lab[..., 1:])
+    skin = a.mask > 0.8
+    if skin.sum() < 50:
+        skin = a.mask > 0.3
+    if not skin.any():
+        zero = np.zeros(a.mask.shape, np.float32)
+        return Plan(Op.color, {"shift": np.zeros_like(chroma)}, zero)
+    target = np.median(chroma[skin], axis=0)
+    if params.prior_a is not None and params.prior_b is not None:
+        # a session-wide tone is only a weak pull: one badly lit frame cannot dominate
+        prior = np.array([params.prior_a, params.prior_b], np.float32)
+        target = 0.9 * target + 0.1 * prior
+    local = masked_gaussian(chroma, a.mask, max(a.face_width / 50.0, 1.0))
+    strength = params.strength_for(Op.color)
+    shift = (-strength * a.mask[..., None] * (local - target)).astype(np.float32)
+    return Plan(
+        Op.color, {"shift": shift}, a.mask * strength, extra={"a": target[0], "b": target[1]}
+    )
+
+
+def halo(plan_: Plan, level_scale: float) -> int:
+    """Pixels of context a tile needs around it at this level."""
+    return int(np.ceil(3 * plan_.fine_sigma * level_scale)) + 1 if plan_.fine_sigma else 0
+
+
+def touches(plan_: Plan, size: tuple[int, int], box: Box) -> bool:
+    return bool(sample(plan_.support, size, box).max() > 0)
+
+
+def render(
+    plan_: Plan,
+    rgb: np.ndarray,
+    outer: Box,
+    box: Box,
+    size: tuple[int, int],
+    level_scale: float,
+    t: float,
+) -> np.ndarray:
+    """The op applied to `box` of an image of `size` at this pyramid level. `rgb` is
+    float32 in [0, 1] covering `outer` (the box plus its halo)."""
+    inner = rgb[box.within(outer)]
+    if plan_.op in LINEAR:
+        if plan_.op is Op.beauty:
+            fine = gaussian(rgb, plan_.fine_sigma * level_scale)[box.within(outer)]
+            low = sample(plan_.fields["low"], size, box)
+            weight = sample(plan_.fields["weight"], size, box)[..., None]
+            delta = weight * (low - fine)
+        else:
+            delta = inner * sample(plan_.fields["gain"], size, box)[..., None]
+        # the full change stays within range, so every t in [0, 1] needs no clipping
+        # and a result at intensity t is exactly the blend toward the full one
+        delta = np.clip(inner + delta, 0.0, 1.0) - inner
+        return inner + np.float32(t) * delta
+    shift = sample(plan_.fields["shift"], size, box)
+    lab = cv2.cvtColor(inner, cv2.COLOR_RGB2Lab)
+    moved = lab.copy()
+    moved[..., 1:] += t * shift
+    # the change, not the round trip: where the shift is zero the pixel is untouched
+    delta = cv2.cvtColor(moved, cv2.COLOR_Lab2RGB) - cv2.cvtColor(lab, cv2.COLOR_Lab2RGB)
+    return inner + delta

@@ -1,0 +1,121 @@
+"""Rendering a plan level by level: draft 1/8 → preview 1/4 → refine 1/2 → final.
+
+Each level is rendered in tiles and sent as a preview when done. Over 16 MP the final
+level goes tile by tile from the centre outward, with previews as tiles complete, and
+what is finished survives a pre-emption (kept in the job's saved state).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+import cv2
+import numpy as np
+
+from ...imaging.encode import fit_within, to_rgb8
+from .ops import Plan, halo, render, touches
+from .tiles import Box, tiles
+
+LEVELS = (("draft", 8), ("preview", 4), ("refine", 2), ("final", 1))
+TILED_FINAL_PIXELS = 16_000_000
+PREVIEW_SIDE = 1024
+PREVIEW_INTERVAL = 0.25  # seconds between tile previews of the final level
+SMALLEST_LEVEL = 24  # px on the long side; smaller draft levels are skipped
+
+
+def levels_for(width: int, height: int, progressive: bool) -> list[tuple[str, int]]:
+    if not progressive:
+        return [("final", 1)]
+    chosen = []
+    for name, divisor in LEVELS:
+        if divisor > 1 and max(width, height) / divisor < SMALLEST_LEVEL:
+            continue
+        chosen.append((name, divisor))
+    return chosen
+
+
+def level_size(width: int, height: int, divisor: int) -> tuple[int, int]:
+    return max(1, round(width / divisor)), max(1, round(height / divisor))
+
+
+def downscale(pixels: np.ndarray, divisor: int) -> np.ndarray:
+    if divisor == 1:
+        return pixels
+    height, width = pixels.shape[:2]
+    size = level_size(width, height, divisor)
+    return cv2.resize(pixels, size, interpolation=cv2.INTER_AREA)
+
+
+def preview_of(pixels: np.ndarray) -> np.ndarray:
+    return to_rgb8(fit_within(pixels, PREVIEW_SIDE), pixels.dtype.itemsize * 8)
+
+
+class LevelRender:
+    """One level of one job, rendered into `result` a tile at a time."""
+
+    def __init__(self, plan: Plan, pixels: np.ndarray, level_scale: float, t: float) -> None:
+        self.plan = plan
+        self.pixels = pixels
+        self.level_scale = level_scale
+        self.t = t
+        self.height, self.width = pixels.shape[:2]
+        self.result = pixels.copy()
+        self._halo = halo(plan, level_scale)
+        self._max = float(np.iinfo(pixels.dtype).max)
+
+    def tile(self, box: Box) -> None:
+        size = (self.width, self.height)
+        if not touches(self.plan, size, box):
+            return  # nothing changes here: the copy already holds the input's bits
+        outer = box.grown(self._halo, self.width, self.height)
+        rgb = self.pixels[outer.y0 : outer.y1, outer.x0 : outer.x1, :3].astype(np.float32)
+        rgb *= np.float32(1.0 / self._max)
+        out = render(self.plan, rgb, outer, box, size, self.level_scale, self.t)
+        out *= np.float32(self._max)
+        np.rint(out, out=out)
+        np.clip(out, 0.0, self._max, out=out)
+        self.result[box.y0 : box.y1, box.x0 : box.x1, :3] = out.astype(self.pixels.dtype)
+
+
+def render_final_tiled(
+    job_saved: dict,
+    render_: LevelRender,
+    canvas: np.ndarray,
+    report: Callable[[int, int, np.ndarray | None], None],
+) -> np.ndarray:
+    """The final level of a large image, centre tiles first. `canvas` is a preview-sized
+    image (the refine level) that finished tiles are pasted into; `report(done, total,
+    preview_or_None)` is called after every tile (a step boundary)."""
+    boxes = tiles(render_.width, render_.height, centre_first=True)
+    done: set[int] = job_saved.setdefault("final_tiles", set())
+    if "final_result" in job_saved:
+        render_.result = job_saved["final_result"]
+    job_saved["final_result"] = render_.result
+    scale = canvas.shape[1] / render_.width
+    last_preview = 0.0
+    for index, box in enumerate(boxes):
+        if index in done:
+            continue
+        render_.tile(box)
+        done.add(index)
+        _paste(canvas, render_.result, box, scale)
+        now = time.monotonic()
+        final = len(done) == len(boxes)
+        if final or now - last_preview >= PREVIEW_INTERVAL:
+            last_preview = now
+            report(len(done), len(boxes), canvas)
+        else:
+            report(len(done), len(boxes), None)
+    return render_.result
+
+
+def _paste(canvas: np.ndarray, result: np.ndarray, box: Box, scale: float) -> None:
+    x0, y0 = int(box.x0 * scale), int(box.y0 * scale)
+    x1 = min(max(int(round(box.x1 * scale)), x0 + 1), canvas.shape[1])
+    y1 = min(max(int(round(box.y1 * scale)), y0 + 1), canvas.shape[0])
+    if x1 <= x0 or y1 <= y0:
+        return
+    piece = result[box.y0 : box.y1, box.x0 : box.x1]
+    small = cv2.resize(piece, (x1 - x0, y1 - y0), interpolation=cv2.INTER_AREA)
+    canvas[y0:y1, x0:x1] = to_rgb8(small.reshape(y1 - y0, x1 - x0, -1), result.dtype.itemsize * 8)

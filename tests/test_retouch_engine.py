@@ -1,0 +1,167 @@
+"""The retouch engine as a job runs it: intensity, depth and alpha, determinism, the
+progressive levels, tiles, pre-emption and odd input."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from retouch_support import RecordingContext, new_engine, run_op, untouched_region
+
+from sidecar.engines import Preempted
+from sidecar.engines.retouch import pyramid, tiles
+from sidecar.engines.retouch.ops import LINEAR
+from sidecar.schema import Op
+
+OPS = ("beauty", "dodge_burn", "volume", "color")
+
+
+@pytest.fixture(scope="module")
+def engine():
+    engine = new_engine()
+    yield engine
+    engine.close()
+
+
+@pytest.mark.parametrize("op", sorted(o.value for o in LINEAR))
+def test_intensity_of_a_linear_op_is_the_blend(engine, portrait, op):
+    full = run_op(engine, portrait, op).astype(np.float64)
+    for t in (0.25, 0.6):
+        partial = run_op(engine, portrait, op, intensity=t).astype(np.float64)
+        blend = portrait + t * (full - portrait)
+        # `full` is itself rounded, so the blend carries up to t·0.5 LSB of its rounding
+        assert np.abs(partial - blend).max() <= 1.0
+
+
+def test_intensity_of_color_is_recomputed_and_between(engine, portrait):
+    """color is non-linear (a shift in Lab): t re-computes with the shift scaled by t."""
+    full = run_op(engine, portrait, "color").astype(np.int64)
+    half = run_op(engine, portrait, "color", intensity=0.5).astype(np.int64)
+    zero = run_op(engine, portrait, "color", intensity=0.0)
+    assert np.array_equal(zero, portrait)
+    moved_full = np.abs(full - portrait).sum()
+    moved_half = np.abs(half - portrait).sum()
+    assert 0.3 * moved_full < moved_half < 0.7 * moved_full
+
+
+@pytest.mark.parametrize("op", OPS)
+def test_same_input_same_bits(portrait, op):
+    first = run_op(new_engine(), portrait, op)
+    second = run_op(new_engine(), portrait, op)  # nothing cached: computed again
+    assert np.array_equal(first, second)
+
+
+@pytest.mark.parametrize("op", OPS)
+def test_sixteen_bit_matches_eight_bit(engine, portrait, op):
+    wide = portrait.astype(np.uint16) * 257
+    out8 = run_op(engine, portrait, op, image_id="11" * 32)
+    out16 = run_op(engine, wide, op, image_id="22" * 32)
+    assert out16.dtype == np.uint16 and out16.shape == wide.shape
+    assert np.abs(out16 / 257.0 - out8).mean() < 0.5
+    assert np.abs(out16 / 257.0 - out8).max() <= 4
+
+
+@pytest.mark.parametrize("op", OPS)
+def test_alpha_passes_through_untouched(engine, portrait, op):
+    alpha = np.random.default_rng(1).integers(0, 256, portrait.shape[:2], dtype=np.uint8)
+    rgba = np.dstack([portrait, alpha])
+    out = run_op(engine, rgba, op, image_id="33" * 32)
+    assert out.shape == rgba.shape
+    assert np.array_equal(out[..., 3], alpha)
+    assert np.array_equal(out[..., :3], run_op(engine, portrait, op))
+
+
+def test_levels_come_in_order_with_their_previews(engine, portrait):
+    ctx = RecordingContext()
+    run_op(engine, portrait, "beauty", ctx=ctx)
+    assert ctx.stages == ["analysis", "draft", "preview", "refine", "final"]
+    assert [p[0] for p in ctx.previews] == ["draft", "preview", "refine", "final"]
+    sides = [max(p[1]) for p in ctx.previews]
+    assert sides == [64, 128, 256, 512]
+    assert ctx.progress_values == sorted(ctx.progress_values)
+    assert ctx.progress_values[-1] == pytest.approx(1.0)
+
+
+def test_progressive_off_sends_only_the_final(engine, portrait):
+    from retouch_support import FAKE_ID
+
+    from sidecar.engines import RunInput
+    from sidecar.schema import JobRequest
+
+    request = JobRequest(op=Op.beauty, image_id=FAKE_ID, preview={"progressive": False}, params={})
+    ctx = RecordingContext()
+    engine.run(RunInput(request, portrait, 0, {}), ctx)
+    assert [p[0] for p in ctx.previews] == ["final"]
+
+
+def test_large_images_finish_in_tiles_from_the_centre_with_the_same_bits(
+    engine, portrait, monkeypatch
+):
+    untiled = run_op(engine, portrait, "dodge_burn")
+    monkeypatch.setattr(pyramid, "TILED_FINAL_PIXELS", 100_000)  # 512² is "large" now
+    monkeypatch.setattr(tiles, "TILE", 128)
+    monkeypatch.setattr(pyramid, "PREVIEW_INTERVAL", 0.0)
+    ctx = RecordingContext()
+    tiled = run_op(engine, portrait, "dodge_burn", ctx=ctx)
+    assert np.array_equal(tiled, untiled)
+    finals = [p for p in ctx.previews if p[0] == "final"]
+    assert len(finals) == 16 and [p[2] for p in finals] == list(range(1, 17))
+    order = tiles.tiles(512, 512, centre_first=True)
+    centre = {(b.x0, b.y0) for b in order[:4]}
+    assert centre == {(128, 128), (256, 128), (128, 256), (256, 256)}
+
+
+def test_a_preempted_job_resumes_where_it_stopped_with_the_same_bits(engine, portrait, monkeypatch):
+    monkeypatch.setattr(pyramid, "TILED_FINAL_PIXELS", 100_000)
+    monkeypatch.setattr(tiles, "TILE", 128)
+    plain = run_op(engine, portrait, "beauty")
+    saved: dict = {}
+    ctx = RecordingContext(preempt_at=12)  # a few tiles into the final level
+    with pytest.raises(Preempted):
+        run_op(engine, portrait, "beauty", ctx=ctx, saved=saved)
+    done_before = set(saved["final_tiles"])
+    assert 0 < len(done_before) < 16
+    again = RecordingContext()
+    resumed = run_op(engine, portrait, "beauty", ctx=again, saved=saved)
+    assert np.array_equal(resumed, plain)
+    # the levels and tiles already done were not sent again
+    assert "draft" not in again.stages
+    assert len([p for p in again.previews if p[0] == "final"]) <= 16 - len(done_before) + 1
+
+
+def test_stages_are_cached_between_ops_on_the_same_image(portrait):
+    engine = new_engine()
+    run_op(engine, portrait, "beauty")
+    misses = engine.cache.misses
+    run_op(engine, portrait, "color")
+    # the analysis and the pyramid levels were served from the cache; only the plan is new
+    assert engine.cache.misses == misses + 1
+
+
+@pytest.mark.parametrize(
+    "pixels",
+    [
+        np.zeros((1, 1, 3), np.uint8),
+        np.full((3, 5, 4), 200, np.uint8),
+        np.full((64, 48, 3), 128, np.uint8),  # flat grey: no face, no skin
+        np.random.default_rng(3).integers(0, 65536, (40, 70, 3), dtype=np.uint16),
+    ],
+    ids=["1x1", "3x5-rgba", "flat-grey", "noise-16bit"],
+)
+@pytest.mark.parametrize("op", OPS)
+def test_odd_images_give_a_result_of_their_own_size(pixels, op):
+    engine = new_engine()
+    out = run_op(engine, pixels, op)
+    assert out.shape == pixels.shape and out.dtype == pixels.dtype
+
+
+def test_no_face_leaves_a_faceless_image_alone(engine):
+    sky = np.zeros((200, 300, 3), np.uint8)
+    sky[...] = (90, 140, 220)
+    for op in OPS:
+        out = run_op(engine, sky, op, image_id="44" * 32)
+        assert np.array_equal(out, sky)
+
+
+def test_untouched_region_is_most_of_a_portrait(engine, portrait):
+    analysis = engine.analyse("55" * 32, portrait)
+    assert 0.6 < untouched_region(analysis).mean() < 0.99
