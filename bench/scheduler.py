@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
-import json
 import os
 import random
 import socket
@@ -34,90 +33,9 @@ from pathlib import Path
 import aiohttp
 import numpy as np
 
+from .client import TERMINAL, Events, submit, upload, wait_state
 from .report import machine, median, write_report
 from .sidecar import Sidecar
-
-TERMINAL = {"done", "failed", "cancelled"}
-
-
-class Events:
-    """One WebSocket client: every text event it receives, with the time it arrived."""
-
-    def __init__(self, session: aiohttp.ClientSession, sidecar: Sidecar) -> None:
-        self._session = session
-        self._url = f"{sidecar.url}/v1/ws?token={sidecar.token}"
-        self.arrivals: list[tuple[float, dict]] = []
-        self.frames = 0
-        self.frame_bytes = 0
-        self._waiters: list[tuple[str, str, asyncio.Future]] = []
-
-    async def __aenter__(self) -> Events:
-        self._ws = await self._session.ws_connect(self._url, max_msg_size=0)
-        self._task = asyncio.create_task(self._read())
-        return self
-
-    async def __aexit__(self, *exc) -> None:
-        self._task.cancel()
-        await self._ws.close()
-
-    async def _read(self) -> None:
-        async for message in self._ws:
-            if message.type is aiohttp.WSMsgType.BINARY:
-                self.frames += 1
-                self.frame_bytes += len(message.data)
-                continue
-            now = time.perf_counter()
-            event = json.loads(message.data)
-            self.arrivals.append((now, event))
-            for waiter in list(self._waiters):
-                job_id, kind, future = waiter
-                if event.get("job_id") == job_id and event["type"] == kind:
-                    self._waiters.remove(waiter)
-                    if not future.done():
-                        future.set_result(now)
-
-    def expect(self, job_id: str, kind: str) -> asyncio.Future:
-        """A future with the arrival time of `kind` for `job_id` (registered up front)."""
-        future = asyncio.get_running_loop().create_future()
-        for now, event in self.arrivals:
-            if event.get("job_id") == job_id and event["type"] == kind:
-                future.set_result(now)
-                return future
-        self._waiters.append((job_id, kind, future))
-        return future
-
-
-async def upload(session, sidecar: Sidecar, pixels: np.ndarray) -> str:
-    height, width, channels = pixels.shape
-    headers = {
-        **sidecar.auth,
-        "Content-Type": "application/octet-stream",
-        "X-Image-Width": str(width),
-        "X-Image-Height": str(height),
-        "X-Image-Channels": str(channels),
-        "X-Image-Depth": "8",
-    }
-    async with session.post(
-        f"{sidecar.url}/v1/images", data=pixels.tobytes(), headers=headers
-    ) as r:
-        assert r.status in (200, 201), await r.text()
-        return (await r.json())["image_id"]
-
-
-async def submit(session, sidecar: Sidecar, image_id: str, priority="normal", **params) -> str:
-    body = {"op": "beauty", "image_id": image_id, "priority": priority, "params": params}
-    async with session.post(f"{sidecar.url}/v1/jobs", json=body, headers=sidecar.auth) as r:
-        assert r.status == 202, await r.text()
-        return (await r.json())["job_id"]
-
-
-async def wait_state(session, sidecar: Sidecar, job_id: str, states=TERMINAL) -> dict:
-    while True:
-        async with session.get(f"{sidecar.url}/v1/jobs/{job_id}", headers=sidecar.auth) as r:
-            job = await r.json()
-        if job["state"] in states:
-            return job
-        await asyncio.sleep(0.005)
 
 
 # -- reprioritisation ----------------------------------------------------------------
@@ -162,7 +80,10 @@ async def throughput(session, sidecar, image_id, clients: int, jobs: int) -> dic
         await asyncio.wait_for(asyncio.gather(*last), 60)
         elapsed = time.perf_counter() - t0
         mine = set(ids)
-        counts = [sum(e.get("job_id") in mine for _, e in x.arrivals) for x in listeners]
+        counts = [
+            sum(e.get("job_id") in mine and e["type"] != "preview" for _, e in x.arrivals)
+            for x in listeners
+        ]
         state_kinds = {"queued", "started", "stage", "done"}
         states = [
             sum(e.get("job_id") in mine and e["type"] in state_kinds for _, e in x.arrivals)

@@ -1,0 +1,98 @@
+"""An asyncio client of a real sidecar for the benchmarks: uploads, jobs, events."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import struct
+import time
+
+import aiohttp
+import numpy as np
+
+from .sidecar import Sidecar
+
+TERMINAL = {"done", "failed", "cancelled"}
+
+
+class Events:
+    """One WebSocket client: every text event it receives, with the time it arrived."""
+
+    def __init__(self, session: aiohttp.ClientSession, sidecar: Sidecar) -> None:
+        self._session = session
+        self._url = f"{sidecar.url}/v1/ws?token={sidecar.token}"
+        self.arrivals: list[tuple[float, dict]] = []
+        self.frames = 0
+        self.frame_bytes = 0
+        self._waiters: list[tuple[str, str, asyncio.Future]] = []
+
+    async def __aenter__(self) -> Events:
+        self._ws = await self._session.ws_connect(self._url, max_msg_size=0)
+        self._task = asyncio.create_task(self._read())
+        return self
+
+    async def __aexit__(self, *exc) -> None:
+        self._task.cancel()
+        await self._ws.close()
+
+    async def _read(self) -> None:
+        async for message in self._ws:
+            now = time.perf_counter()
+            if message.type is aiohttp.WSMsgType.BINARY:
+                self.frames += 1
+                self.frame_bytes += len(message.data)
+                (length,) = struct.unpack(">I", message.data[:4])
+                event = json.loads(message.data[4 : 4 + length])  # the preview's header
+            else:
+                event = json.loads(message.data)
+            self.arrivals.append((now, event))
+            for waiter in list(self._waiters):
+                job_id, kind, future = waiter
+                if event.get("job_id") == job_id and event["type"] == kind:
+                    self._waiters.remove(waiter)
+                    if not future.done():
+                        future.set_result(now)
+
+    def expect(self, job_id: str, kind: str) -> asyncio.Future:
+        """A future with the arrival time of `kind` for `job_id` (registered up front)."""
+        future = asyncio.get_running_loop().create_future()
+        for now, event in self.arrivals:
+            if event.get("job_id") == job_id and event["type"] == kind:
+                future.set_result(now)
+                return future
+        self._waiters.append((job_id, kind, future))
+        return future
+
+
+async def upload(session, sidecar: Sidecar, pixels: np.ndarray) -> str:
+    height, width, channels = pixels.shape
+    depth = pixels.dtype.itemsize * 8
+    headers = {
+        **sidecar.auth,
+        "Content-Type": "application/octet-stream",
+        "X-Image-Width": str(width),
+        "X-Image-Height": str(height),
+        "X-Image-Channels": str(channels),
+        "X-Image-Depth": str(depth),
+    }
+    async with session.post(
+        f"{sidecar.url}/v1/images", data=pixels.tobytes(), headers=headers
+    ) as r:
+        assert r.status in (200, 201), await r.text()
+        return (await r.json())["image_id"]
+
+
+async def submit(session, sidecar: Sidecar, image_id: str, priority="normal", **params) -> str:
+    body = {"op": "beauty", "image_id": image_id, "priority": priority, "params": params}
+    async with session.post(f"{sidecar.url}/v1/jobs", json=body, headers=sidecar.auth) as r:
+        assert r.status == 202, await r.text()
+        return (await r.json())["job_id"]
+
+
+async def wait_state(session, sidecar: Sidecar, job_id: str, states=TERMINAL) -> dict:
+    while True:
+        async with session.get(f"{sidecar.url}/v1/jobs/{job_id}", headers=sidecar.auth) as r:
+            job = await r.json()
+        if job["state"] in states:
+            return job
+        await asyncio.sleep(0.005)
