@@ -218,12 +218,13 @@ def _face(points: np.ndarray, score: float) -> Face:
 def _tiles(width: int, height: int):
     """Windows for the detector, which squashes what it is given to 192 px and misses
     faces under about 7% of that: the whole frame (square windows along a long strip),
-    then overlapping tiles a third of that size."""
+    then overlapping tiles half that size (faces down to ~3.5% of the frame; a third
+    would reach ~2.3% but costs twice the detector calls on every Apply)."""
     short, long = min(width, height), max(width, height)
     side = long if long <= 2 * short or short < MIN_SIDE else short
     yield from _grid(width, height, side)
-    if math.ceil(side / 3) >= MIN_TILE:
-        yield from _grid(width, height, math.ceil(side / 3))
+    if math.ceil(side / 2) >= MIN_TILE:
+        yield from _grid(width, height, math.ceil(side / 2))
 
 
 def _grid(width: int, height: int, side: int):
