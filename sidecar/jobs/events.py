@@ -166,4 +166,3 @@ class EventBus:
                 record.previews[event.seq] = item.jpeg  # type: ignore[attr-defined]
                 while len(record.previews) > PREVIEWS_PER_JOB:
                     record.previews.popitem(last=False)
-
