@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
+import os
+import socket
 import struct
 import time
 
@@ -96,3 +99,22 @@ async def wait_state(session, sidecar: Sidecar, job_id: str, states=TERMINAL) ->
         if job["state"] in states:
             return job
         await asyncio.sleep(0.005)
+
+
+def stalled_websocket(port: int, token: str) -> socket.socket:
+    """Completes the WebSocket handshake, then never reads again."""
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.connect(("127.0.0.1", port))
+    key = base64.b64encode(os.urandom(16)).decode()
+    sock.sendall(
+        f"GET /v1/ws?token={token} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
+        f"Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
+        "Sec-WebSocket-Version: 13\r\n\r\n".encode()
+    )
+    head = b""
+    while b"\r\n\r\n" not in head:
+        head += sock.recv(1)
+    if not head.startswith(b"HTTP/1.1 101"):
+        raise RuntimeError(f"WebSocket handshake refused: {head[:40]!r}")
+    return sock

@@ -12,7 +12,6 @@ Throughput is MB of pixel data (width·height·channels·2 bytes) per second.
 
 from __future__ import annotations
 
-import argparse
 import http.client
 import io
 import sys
@@ -28,7 +27,7 @@ from sidecar.cache import ImageStore, image_id
 from sidecar.imaging import decode_image, read_header
 from sidecar.imaging.pixels import Limits
 
-from .report import machine, median, timed, write_report
+from .report import arguments, machine, median, publish, timed
 from .sidecar import Sidecar
 
 
@@ -81,11 +80,7 @@ def variants(pixels: np.ndarray, runs: int) -> list[np.ndarray]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="small image, few runs (CI)")
-    parser.add_argument("--runs", type=int)
-    parser.add_argument("--out", type=Path, help="report folder (default bench/results)")
-    args = parser.parse_args(argv)
+    args = arguments(__doc__, "small image, few runs (CI)", argv)
     width, height = (600, 400) if args.quick else (6000, 4000)
     runs = args.runs or (3 if args.quick else 7)
     pause = 0.2 if args.quick else 1.5  # seconds between Applies
@@ -168,16 +163,13 @@ def main(argv: list[str] | None = None) -> int:
         f"TIFF {len(body) / 1e6:.0f} MB, sidecar in its own process",
         "target": "POST TIFF >= 500 MB/s of pixel data",
     }
-    name = "image_upload_quick" if args.quick else "image_upload"
-    print(
-        write_report(
-            name,
-            "Image upload and hashing",
-            ["what", "median ms", "MB/s", "note"],
-            rows,
-            meta,
-            **({"directory": args.out} if args.out else {}),
-        )
+    publish(
+        args,
+        "image_upload",
+        "Image upload and hashing",
+        ["what", "median ms", "MB/s", "note"],
+        rows,
+        meta,
     )
     return 0
 

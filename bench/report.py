@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import platform
@@ -73,3 +74,26 @@ def write_report(
     payload = {**meta, "header": header, "rows": rows}
     (directory / f"{name}.json").write_text(json.dumps(payload, indent=2) + "\n", encoding="utf-8")
     return text
+
+
+def arguments(doc: str, quick_help: str, argv: list[str] | None) -> argparse.Namespace:
+    """The flags every benchmark takes: --quick (CI), --runs, --out."""
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help=quick_help)
+    parser.add_argument("--runs", type=int)
+    parser.add_argument("--out", type=Path, help="report folder (default bench/results)")
+    return parser.parse_args(argv)
+
+
+def publish(
+    args: argparse.Namespace,
+    name: str,
+    title: str,
+    header: list[str],
+    rows: list[list[Any]],
+    meta: dict[str, Any],
+) -> None:
+    """Write and print the report, as `<name>_quick` in quick mode."""
+    name = f"{name}_quick" if args.quick else name
+    directory = {"directory": args.out} if args.out else {}
+    print(write_report(name, title, header, rows, meta, **directory))

@@ -12,7 +12,6 @@ For each op, measured from the job's `started` event to its first preview and to
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import sys
 import tempfile
@@ -24,7 +23,7 @@ import cv2
 import numpy as np
 
 from .client import Events, upload
-from .report import machine, median, write_report
+from .report import arguments, machine, median, publish
 from .sidecar import Sidecar
 
 OPS = ("beauty", "dodge_burn", "volume", "color")
@@ -132,22 +131,15 @@ async def run(args) -> tuple[list[list], dict]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="small image, one run (CI)")
-    parser.add_argument("--runs", type=int)
-    parser.add_argument("--out", type=Path, help="report folder (default bench/results)")
-    args = parser.parse_args(argv)
+    args = arguments(__doc__, "small image, one run (CI)", argv)
     rows, meta = asyncio.run(run(args))
-    name = "retouch_quick" if args.quick else "retouch"
-    print(
-        write_report(
-            name,
-            "Retouch engine: first preview and full result",
-            ["op", "case", "first preview (level)", "done"],
-            rows,
-            meta,
-            **({"directory": args.out} if args.out else {}),
-        )
+    publish(
+        args,
+        "retouch",
+        "Retouch engine: first preview and full result",
+        ["op", "case", "first preview (level)", "done"],
+        rows,
+        meta,
     )
     return 0
 

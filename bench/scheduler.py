@@ -16,12 +16,8 @@ Measured side by side in one run:
 
 from __future__ import annotations
 
-import argparse
 import asyncio
-import base64
-import os
 import random
-import socket
 import statistics
 import sys
 import tempfile
@@ -33,8 +29,8 @@ from pathlib import Path
 import aiohttp
 import numpy as np
 
-from .client import TERMINAL, Events, submit, upload, wait_state
-from .report import machine, median, write_report
+from .client import TERMINAL, Events, stalled_websocket, submit, upload, wait_state
+from .report import arguments, machine, median, publish
 from .sidecar import Sidecar
 
 
@@ -103,23 +99,6 @@ async def throughput(session, sidecar, image_id, clients: int, jobs: int) -> dic
 
 
 # -- memory with a stalled client ---------------------------------------------------
-def stalled_websocket(port: int, token: str) -> socket.socket:
-    """Completes the WebSocket handshake, then never reads again."""
-    sock = socket.socket()
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-    sock.connect(("127.0.0.1", port))
-    key = base64.b64encode(os.urandom(16)).decode()
-    sock.sendall(
-        f"GET /v1/ws?token={token} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
-        f"Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
-        "Sec-WebSocket-Version: 13\r\n\r\n".encode()
-    )
-    head = b""
-    while b"\r\n\r\n" not in head:
-        head += sock.recv(1)
-    return sock
-
-
 async def peak_growth(session, sidecar, image_id, previews: int, stalled: bool) -> dict:
     stall = (
         await asyncio.to_thread(stalled_websocket, sidecar.port, sidecar.token) if stalled else None
@@ -290,22 +269,15 @@ async def run(args) -> tuple[list[list], dict]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="few runs, small loads (CI)")
-    parser.add_argument("--runs", type=int)
-    parser.add_argument("--out", type=Path, help="report folder (default bench/results)")
-    args = parser.parse_args(argv)
+    args = arguments(__doc__, "few runs, small loads (CI)", argv)
     rows, meta = asyncio.run(run(args))
-    name = "scheduler_quick" if args.quick else "scheduler"
-    print(
-        write_report(
-            name,
-            "Job queue and event stream",
-            ["what", "median", "also", "note"],
-            rows,
-            meta,
-            **({"directory": args.out} if args.out else {}),
-        )
+    publish(
+        args,
+        "scheduler",
+        "Job queue and event stream",
+        ["what", "median", "also", "note"],
+        rows,
+        meta,
     )
     return 0 if meta["checks_passed"] else 1
 

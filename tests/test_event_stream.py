@@ -4,10 +4,7 @@ and a client that stops reading costs nobody anything."""
 from __future__ import annotations
 
 import asyncio
-import base64
 import json
-import os
-import socket
 import struct
 
 import cv2
@@ -15,6 +12,7 @@ import numpy as np
 import pytest
 from jobs_support import submit, upload, wait_for
 
+from bench.client import stalled_websocket
 from sidecar.api.keys import BUS
 from sidecar.cli import build_app
 
@@ -133,24 +131,6 @@ async def test_sse_resumes_after_last_event_id(client, auth, image_id):
     again = await response.text()
     resumed = [int(line[4:]) for line in again.splitlines() if line.startswith("id: ")]
     assert resumed == [i for i in ids if i > resume_from]
-
-
-def stalled_websocket(port: int, token: str) -> socket.socket:
-    """A real WebSocket client that completes the handshake and then never reads."""
-    sock = socket.socket()
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-    sock.connect(("127.0.0.1", port))
-    key = base64.b64encode(os.urandom(16)).decode()
-    sock.sendall(
-        f"GET /v1/ws?token={token} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
-        f"Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
-        "Sec-WebSocket-Version: 13\r\n\r\n".encode()
-    )
-    head = b""
-    while b"\r\n\r\n" not in head:
-        head += sock.recv(1)
-    assert head.startswith(b"HTTP/1.1 101"), head
-    return sock
 
 
 async def test_a_stalled_client_stays_bounded_and_others_keep_up(client, auth, token, app):
