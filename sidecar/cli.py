@@ -32,12 +32,17 @@ def build_app(settings: Settings, *, engines: Sequence[str] = DEFAULT_ENGINES):
         token=token,
         images_store=ImageStore(settings.images_dir),
         job_store=JobStore(settings.jobs_db),
-        engines=_engines(engines),
+        engines=_engines(engines, settings),
     )
 
 
-def _engines(names: Sequence[str]) -> dict:
-    """Op → engine for the engines named (later ones win for an op)."""
+def _engines(names: Sequence[str], settings: Settings) -> dict:
+    """Op → engine for the engines named (later ones win for an op). With a model
+    configured, the diffusion engine takes `generate` and the retouch ops (it runs the
+    classical op itself and refines on request)."""
+    from .cache.stages import StageCache
+
+    cache = StageCache()
     table: dict = {}
     for name in names:
         if name == "synthetic":
@@ -47,11 +52,24 @@ def _engines(names: Sequence[str]) -> dict:
         elif name == "retouch":
             from .engines.retouch import RetouchEngine
 
-            engine = RetouchEngine()
+            engine = RetouchEngine(cache)
+            if settings.model is not None:
+                engine = _diffusion(settings, engine, cache)
         else:
             raise ValueError(f"unknown engine {name!r}")
         table.update(dict.fromkeys(engine.ops, engine))
     return table
+
+
+def _diffusion(settings: Settings, retouch, cache):
+    """The only place torch and diffusers get imported (and only with --model)."""
+    from .engines.diffusion.engine import DiffusionEngine
+    from .engines.diffusion.loading import load_model
+
+    assert settings.model is not None
+    model = load_model(settings.model, device=settings.device, loras=settings.loras or None)
+    log.info("diffusion model: %s", model.describe())
+    return DiffusionEngine(model, retouch, cache)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -66,6 +84,14 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--data-dir", type=Path, help="queued work (env RETOUCH_DATA_DIR)")
     serve.add_argument("--model", type=Path, help="diffusers folder or .safetensors file")
     serve.add_argument("--device", choices=["auto", "cpu", "cuda", "mps"])
+    serve.add_argument(
+        "--lora",
+        action="append",
+        default=[],
+        metavar="OP=FILE",
+        type=_lora_arg,
+        help="a LoRA .safetensors for one retouch op, e.g. beauty=skin.safetensors (repeatable)",
+    )
     serve.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING"])
     serve.add_argument(
         "--engine",
@@ -81,11 +107,22 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _lora_arg(text: str) -> tuple[str, str]:
+    op, sep, path = text.partition("=")
+    ops = ("beauty", "dodge_burn", "volume", "color")
+    if not sep or op not in ops or not path:
+        raise argparse.ArgumentTypeError(f"expected OP=FILE with OP one of {', '.join(ops)}")
+    return op, path
+
+
 def _settings(args: argparse.Namespace) -> Settings:
     flags = ("port", "cache_dir", "config_dir", "data_dir", "model", "device")
     overrides = {
         name: getattr(args, name) for name in flags if getattr(args, name, None) is not None
     }
+    loras = dict(getattr(args, "lora", []))
+    if loras:
+        overrides["loras"] = loras
     return Settings(**overrides)  # init values win over RETOUCH_* env, which win over defaults
 
 
@@ -103,7 +140,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         print(load_or_create_token(settings.token_path))
         return 0
-    return _serve(settings, args.log_level, [*DEFAULT_ENGINES, *args.engine])
+    try:
+        return _serve(settings, args.log_level, [*DEFAULT_ENGINES, *args.engine])
+    except ValueError as exc:  # a model or LoRA that cannot be loaded, said plainly
+        print(f"retouch-sidecar: {exc}", file=sys.stderr)
+        return 2
 
 
 def _serve(settings: Settings, log_level: str, engines: Sequence[str]) -> int:

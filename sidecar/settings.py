@@ -40,6 +40,10 @@ class Settings(BaseSettings):
         default_factory=_default_data_dir, description="Queued work (jobs.sqlite3)."
     )
     model: Path | None = Field(None, description="Local diffusers folder or .safetensors file.")
+    loras: dict[str, Path] = Field(
+        default_factory=dict,
+        description='Per-op LoRA .safetensors files, e.g. {"beauty": "/models/skin.safetensors"}.',
+    )
     device: Literal["auto", "cpu", "cuda", "mps"] = "auto"
     max_upload_bytes: int = Field(
         2_500_000_000, gt=0, description="Largest request body accepted by POST /v1/images."

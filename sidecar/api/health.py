@@ -16,15 +16,21 @@ routes = web.RouteTableDef()
 async def health(request: web.Request) -> web.Response:
     app = request.app
     engines: dict[str, list[str]] = {}
+    described: dict[str, str] = {}
     for op, engine in app[ENGINES].items():
         engines.setdefault(engine.name, []).append(op.value)
+        describe = getattr(engine, "describe", None)
+        if describe is not None:  # e.g. which model and LoRAs are loaded
+            described[engine.name] = describe() + "; "
     queued, running = app[SCHEDULER].counts()
     body = Health(
         status="ok",
         version=__version__,
         device=app[SETTINGS].device,
         engines={
-            name: EngineInfo(available=True, detail="ops: " + ", ".join(sorted(ops)))
+            name: EngineInfo(
+                available=True, detail=described.get(name, "") + "ops: " + ", ".join(sorted(ops))
+            )
             for name, ops in engines.items()
         },
         queue=QueueCounts(queued=queued, running=running),

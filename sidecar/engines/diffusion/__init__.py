@@ -1,0 +1,1 @@
+"""The diffusion engine: the only room that imports torch and diffusers."""

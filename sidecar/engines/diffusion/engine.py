@@ -1,0 +1,296 @@
+"""The diffusion engine: `generate` (txt2img) and, for the retouch ops, a masked
+img2img refine of the classical result on skin. Every denoising step is a step
+boundary (cancel and pre-emption raise from the step callback, so no decode runs)
+and, with `preview.stream_steps`, a cheap preview of the predicted clean image.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Callable
+
+import cv2
+import numpy as np
+import torch
+from pydantic import Field, ValidationError
+
+from ... import errors
+from ...cache.stages import StageCache
+from ...schema import JobRequest, Op
+from ...schema.common import Model
+from ...stages.frequency import gaussian
+from ...stages.latent import latent_key
+from ..base import JobContext, RunInput
+from ..retouch import RetouchEngine
+from ..retouch.params import RetouchParams
+from ..retouch.tiles import Box, sample
+from .loading import LoadedModel, enable_memory_savers, img2img_pipe, use_lora
+from .previews import StepPreviews, capture_x0
+
+log = logging.getLogger(__name__)
+
+REFINE_PROMPT = "natural skin, even skin tone, soft light, detailed skin texture"
+MODEL_SIDE = {"sd15": 512, "sdxl": 1024}
+OOM_SCALE = 0.75  # the last resort after an out-of-memory error: a smaller canvas
+CLASSICAL_SHARE = 0.2  # of a refined job's progress bar
+
+
+class _Share:
+    """A job context whose progress runs over [start, start + span] of the job's."""
+
+    def __init__(self, ctx: JobContext, start: float, span: float) -> None:
+        self._ctx, self._start, self._span = ctx, start, span
+
+    def stage(self, name: str, index: int, count: int) -> None:
+        self._ctx.stage(name, index, count)
+
+    def progress(self, fraction: float) -> None:
+        self._ctx.progress(self._start + self._span * fraction)
+
+    def preview(self, level, rgb, *, step=None, total_steps=None) -> None:
+        self._ctx.preview(level, rgb, step=step, total_steps=total_steps)
+
+    def checkpoint(self) -> None:
+        self._ctx.checkpoint()
+
+
+class GenerateParams(Model):
+    width: int = Field(512, ge=64, le=2048, multiple_of=8)
+    height: int = Field(512, ge=64, le=2048, multiple_of=8)
+    steps: int = Field(25, ge=1, le=150)
+    guidance: float = Field(7.0, ge=0.0, le=30.0)
+    negative_prompt: str | None = Field(None, max_length=2000)
+
+
+class RefineParams(RetouchParams):
+    refine: float = Field(
+        0.0, ge=0.0, le=1.0, description="img2img strength on skin after the classical op."
+    )
+    steps: int = Field(20, ge=1, le=150, description="Denoising steps that run (refine only).")
+    guidance: float = Field(5.0, ge=0.0, le=30.0)
+
+
+def _unit_rgb(pixels: np.ndarray) -> np.ndarray:
+    return pixels[..., :3].astype(np.float32) / np.float32(np.iinfo(pixels.dtype).max)
+
+
+class DiffusionEngine:
+    name = "diffusion"
+
+    def __init__(self, model: LoadedModel, retouch: RetouchEngine, cache: StageCache) -> None:
+        self.model = model
+        self.retouch = retouch
+        self.cache = cache
+        self.ops = frozenset({Op.generate, *retouch.ops})
+
+    def describe(self) -> str:
+        return self.model.describe()
+
+    def validate(self, request: JobRequest) -> None:
+        kind = GenerateParams if request.op is Op.generate else RefineParams
+        try:
+            kind.model_validate(request.params)
+        except ValidationError as exc:
+            raise errors.InvalidRequest(
+                f"bad params for {request.op.value}",
+                details={
+                    "errors": exc.errors(
+                        include_url=False, include_input=False, include_context=False
+                    )
+                },
+            ) from None
+
+    def close(self) -> None:
+        self.retouch.close()
+
+    def run(self, job: RunInput, ctx: JobContext) -> np.ndarray:
+        if job.request.op is Op.generate:
+            return self._generate(job, ctx)
+        params = RefineParams.model_validate(job.request.params)
+        classical = RetouchParams.model_validate(
+            params.model_dump(include=set(RetouchParams.model_fields), exclude_none=True)
+        )
+        plain = job.request.model_copy(update={"params": classical.model_dump(exclude_none=True)})
+        share = CLASSICAL_SHARE if params.refine > 0 else 1.0
+        result = job.saved.get("classical")
+        if result is None:
+            inner = RunInput(plain, job.pixels, job.seed, job.saved, job.loader, job.size)
+            result = self.retouch.run(inner, _Share(ctx, 0.0, share))
+            job.saved["classical"] = result
+        if params.refine <= 0:
+            return result
+        return self._refine(job, _Share(ctx, share, 1.0 - share), params, result)
+
+    # -- generate ------------------------------------------------------------------
+    def _generate(self, job: RunInput, ctx: JobContext) -> np.ndarray:
+        request = job.request
+        params = GenerateParams.model_validate(request.params)
+        ctx.stage("denoise", 0, 2)
+        use_lora(self.model, None)
+        pipe = self.model.pipe
+
+        def call(scale: float, on_step) -> np.ndarray:
+            width, height = (_snap(params.width * scale), _snap(params.height * scale))
+            out = pipe(
+                prompt=request.prompt,
+                negative_prompt=params.negative_prompt,
+                width=width,
+                height=height,
+                num_inference_steps=params.steps,
+                guidance_scale=params.guidance,
+                generator=torch.Generator("cpu").manual_seed(job.seed),
+                output_type="np",
+                callback_on_step_end=on_step,
+            )
+            return out.images[0]
+
+        image = self._denoise(pipe, call, params.steps, request, ctx)
+        ctx.stage("decode", 1, 2)
+        rgb = np.clip(np.rint(image * 255.0), 0, 255).astype(np.uint8)
+        if rgb.shape[:2] != (params.height, params.width):  # made smaller after an OOM
+            rgb = cv2.resize(rgb, (params.width, params.height), interpolation=cv2.INTER_CUBIC)
+        ctx.preview("final", rgb)
+        return rgb
+
+    # -- refine ----------------------------------------------------------------------
+    def _refine(
+        self, job: RunInput, ctx: JobContext, params: RefineParams, result: np.ndarray
+    ) -> np.ndarray:
+        request = job.request
+        analysis = self.retouch.analyse(request.image_id, job.image())
+        box = _skin_box(analysis)
+        if box is None:
+            return result
+        ctx.stage("refine", 0, 2)
+        crop = _unit_rgb(result[box.y0 : box.y1, box.x0 : box.x1])
+        side = MODEL_SIDE.get(self.model.family, 512)
+        pipe = img2img_pipe(self.model)
+        use_lora(self.model, request.op.value)
+
+        def call(scale: float, on_step) -> np.ndarray:
+            size = _fit(crop.shape[1], crop.shape[0], side * scale)
+            latents = self._latents(request, params, box, crop, size)
+            out = pipe(
+                prompt=REFINE_PROMPT,
+                image=latents,
+                strength=params.refine,
+                # img2img runs strength × num_inference_steps: `steps` are those that run
+                num_inference_steps=math.ceil(params.steps / params.refine),
+                guidance_scale=params.guidance,
+                generator=torch.Generator("cpu").manual_seed(job.seed),
+                output_type="np",
+                callback_on_step_end=on_step,
+            )
+            return out.images[0]
+
+        refined = self._denoise(pipe, call, params.steps, request, ctx)
+        ctx.stage("merge", 1, 2)
+        refined = cv2.resize(refined, (box.width, box.height), interpolation=cv2.INTER_CUBIC)
+        # the diffusion pass contributes tone and shape; texture stays the classical one
+        sigma = max(analysis.face_width / analysis.scale / 60.0, 1.0)
+        merged = gaussian(refined, sigma) + (crop - gaussian(crop, sigma))
+        mask = sample(analysis.mask, (analysis.width, analysis.height), box)[..., None]
+        out = crop + mask * (merged - crop)
+        top = float(np.iinfo(result.dtype).max)
+        refined_result = result.copy()
+        refined_result[box.y0 : box.y1, box.x0 : box.x1, :3] = np.clip(
+            np.rint(out * top), 0, top
+        ).astype(result.dtype)
+        ctx.preview("final", _preview(refined_result))
+        return refined_result
+
+    def _latents(self, request, params, box, crop, size) -> torch.Tensor:
+        """The VAE latent of the crop at `size`, from the stage cache when it is there."""
+        pipe = self.model.pipe
+        key = latent_key(
+            self.model.source,
+            request.image_id,
+            request.op.value,
+            params.model_dump_json(exclude={"refine", "steps", "guidance"}),
+            (box.x0, box.y0, box.x1, box.y1),
+            size,
+        )
+
+        def encode() -> np.ndarray:
+            image = cv2.resize(crop, size, interpolation=cv2.INTER_AREA)
+            tensor = torch.from_numpy(image).permute(2, 0, 1)[None] * 2.0 - 1.0
+            tensor = tensor.to(pipe.vae.device, pipe.vae.dtype)
+            with torch.no_grad():
+                latent = pipe.vae.encode(tensor).latent_dist.mode()
+            return (latent * pipe.vae.config.scaling_factor).float().cpu().numpy()
+
+        latents = self.cache.get_or_compute(key, encode)
+        return torch.from_numpy(latents).to(pipe.device, pipe.unet.dtype)
+
+    # -- the denoising loop ------------------------------------------------------------
+    def _denoise(self, pipe, call: Callable, steps: int, request: JobRequest, ctx) -> np.ndarray:
+        previews = StepPreviews(self.model.family, request.preview.stream_steps)
+        undo = capture_x0(pipe.scheduler, previews)
+
+        def on_step(_pipe, index: int, _timestep, tensors: dict) -> dict:
+            total = _pipe._num_timesteps if hasattr(_pipe, "_num_timesteps") else steps
+            ctx.progress(min((index + 1) / max(total, 1), 1.0) * 0.95)  # may raise: stop
+            if previews.due(index + 1 >= total):
+                ctx.preview("step", previews.image(), step=index + 1, total_steps=total)
+            return tensors
+
+        try:
+            return self._with_memory_retries(call, on_step, ctx)
+        finally:
+            undo()
+
+    def _with_memory_retries(self, call: Callable, on_step, ctx) -> np.ndarray:
+        """Out of GPU memory: retry with attention slicing and VAE tiling, then on a
+        smaller canvas; each retry is announced as a stage. Never a dead worker."""
+        try:
+            return call(1.0, on_step)
+        except torch.OutOfMemoryError:
+            log.warning("out of memory; retrying with attention slicing and VAE tiling")
+            _free_memory()
+            enable_memory_savers(self.model)
+            ctx.stage("retry: out of memory, with memory savers", 0, 1)
+        try:
+            return call(1.0, on_step)
+        except torch.OutOfMemoryError:
+            log.warning("out of memory again; retrying at %.0f%% size", OOM_SCALE * 100)
+            _free_memory()
+            ctx.stage(f"retry: out of memory, at {OOM_SCALE:.0%} size", 0, 1)
+        return call(OOM_SCALE, on_step)
+
+
+def _free_memory() -> None:
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
+
+def _snap(value: float) -> int:
+    return max(64, int(value) // 8 * 8)
+
+
+def _fit(width: int, height: int, side: float) -> tuple[int, int]:
+    scale = side / max(width, height)
+    return _snap(width * scale), _snap(height * scale)
+
+
+def _skin_box(analysis) -> Box | None:
+    """The skin's bounding box at full resolution, with a margin."""
+    ys, xs = np.nonzero(analysis.mask > 0)
+    if len(xs) == 0:
+        return None
+    scale = analysis.scale
+    x0, x1 = xs.min() / scale, (xs.max() + 1) / scale
+    y0, y1 = ys.min() / scale, (ys.max() + 1) / scale
+    margin = 0.05 * max(x1 - x0, y1 - y0)
+    return Box(
+        max(int(x0 - margin), 0),
+        max(int(y0 - margin), 0),
+        min(int(np.ceil(x1 + margin)), analysis.width),
+        min(int(np.ceil(y1 + margin)), analysis.height),
+    )
+
+
+def _preview(pixels: np.ndarray) -> np.ndarray:
+    from ..retouch.pyramid import preview_of
+
+    return preview_of(pixels)
