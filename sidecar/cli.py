@@ -67,7 +67,12 @@ def _diffusion(settings: Settings, retouch, cache):
     from .engines.diffusion.loading import load_model
 
     assert settings.model is not None
-    model = load_model(settings.model, device=settings.device, loras=settings.loras or None)
+    model = load_model(
+        settings.model,
+        device=settings.device,
+        loras=settings.loras or None,
+        single_file_config=settings.model_config_dir,
+    )
     log.info("diffusion model: %s", model.describe())
     return DiffusionEngine(model, retouch, cache)
 
@@ -83,6 +88,12 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--config-dir", type=Path, help="config folder (env RETOUCH_CONFIG_DIR)")
     serve.add_argument("--data-dir", type=Path, help="queued work (env RETOUCH_DATA_DIR)")
     serve.add_argument("--model", type=Path, help="diffusers folder or .safetensors file")
+    serve.add_argument(
+        "--model-config",
+        dest="model_config_dir",
+        type=Path,
+        help="config folder for a single-file --model (env RETOUCH_MODEL_CONFIG_DIR)",
+    )
     serve.add_argument("--device", choices=["auto", "cpu", "cuda", "mps"])
     serve.add_argument(
         "--lora",
@@ -116,7 +127,7 @@ def _lora_arg(text: str) -> tuple[str, str]:
 
 
 def _settings(args: argparse.Namespace) -> Settings:
-    flags = ("port", "cache_dir", "config_dir", "data_dir", "model", "device")
+    flags = ("port", "cache_dir", "config_dir", "data_dir", "model", "model_config_dir", "device")
     overrides = {
         name: getattr(args, name) for name in flags if getattr(args, name, None) is not None
     }

@@ -40,6 +40,11 @@ class Settings(BaseSettings):
         default_factory=_default_data_dir, description="Queued work (jobs.sqlite3)."
     )
     model: Path | None = Field(None, description="Local diffusers folder or .safetensors file.")
+    model_config_dir: Path | None = Field(
+        None,
+        description="With a single-file model: a local diffusers folder with its configs "
+        "(model_index.json, tokenizer; no weights needed). Nothing is ever downloaded.",
+    )
     loras: dict[str, Path] = Field(
         default_factory=dict,
         description='Per-op LoRA .safetensors files, e.g. {"beauty": "/models/skin.safetensors"}.',

@@ -4,6 +4,11 @@ masked refine of a retouch op."""
 
 from __future__ import annotations
 
+import asyncio
+import json
+import struct
+
+import aiohttp
 import numpy as np
 import pytest
 import torch
@@ -23,12 +28,12 @@ def engine(tiny_model_dir):
     return DiffusionEngine(model, retouch, retouch.cache)
 
 
-def generate(engine, ctx=None, *, steps=6, stream=True, seed=7, size=64):
+def generate(engine, ctx=None, *, steps=6, stream=True, seed=7, size=64, decode_every=0):
     request = JobRequest(
         op="generate",
         prompt="a portrait",
         params={"steps": steps, "width": size, "height": size},
-        preview={"stream_steps": stream},
+        preview={"stream_steps": stream, "decode_every": decode_every},
     )
     ctx = ctx or RecordingContext()
     return engine.run(RunInput(request, None, seed, {}), ctx), ctx
@@ -73,6 +78,15 @@ def test_steps_stream_in_order_and_previews_never_decode(engine, monkeypatch):
     assert ctx.previews[-1][0] == "final"
     assert decodes[0] == 1  # the final image only: six step previews cost no decode
     assert ctx.progress_values == sorted(ctx.progress_values)
+
+
+def test_every_nth_step_can_be_fully_decoded_on_request(engine, monkeypatch):
+    monkeypatch.setattr("sidecar.engines.diffusion.previews.MIN_INTERVAL", 0.0)
+    decodes = count_decodes(engine)
+    _, ctx = generate(engine, steps=6, decode_every=3)
+    sizes = [p[1] for p in ctx.previews if p[0] == "step"]
+    assert decodes[0] == 2 + 1  # steps 3 and 6, then the final image
+    assert sizes == [(32, 32), (32, 32), (64, 64), (32, 32), (32, 32), (64, 64)]
 
 
 def test_previews_are_throttled_and_can_be_turned_off(engine):
@@ -191,10 +205,25 @@ async def test_a_sidecar_with_a_model_generates_and_streams(
         "params": {"steps": 4, "width": 64, "height": 64},
         "preview": {"stream_steps": True},
     }
-    response = await client.post("/v1/jobs", json=body, headers=auth)
-    assert response.status == 202, await response.text()
-    job_id = (await response.json())["job_id"]
+    token = auth["Authorization"][7:]
+    async with client.ws_connect(f"/v1/ws?token={token}") as ws:
+        response = await client.post("/v1/jobs", json=body, headers=auth)
+        assert response.status == 202, await response.text()
+        job_id = (await response.json())["job_id"]
+        events = []
+        async with asyncio.timeout(60):
+            while not events or events[-1]["type"] != "done":
+                message = await ws.receive()
+                if message.type is aiohttp.WSMsgType.BINARY:
+                    (length,) = struct.unpack(">I", message.data[:4])
+                    events.append(json.loads(message.data[4 : 4 + length]))
+                else:
+                    events.append(json.loads(message.data))
     assert (await wait_for(client, auth, job_id, timeout=60))["state"] == "done"
+    seqs = [e["seq"] for e in events]
+    assert seqs == sorted(set(seqs))
+    steps = [e["step"] for e in events if e["type"] == "preview" and e["level"] == "step"]
+    assert steps and steps == sorted(steps) and steps[-1] == 4
     raw = await client.get(f"/v1/jobs/{job_id}/result?format=raw", headers=auth)
     assert raw.headers["X-Image-Width"] == "64" and len(await raw.read()) == 64 * 64 * 3
     bad = {**body, "params": {"steps": 4, "width": 65}}

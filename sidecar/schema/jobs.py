@@ -44,6 +44,13 @@ TERMINAL_STATES = frozenset({JobState.done, JobState.failed, JobState.cancelled}
 class PreviewOptions(Model):
     progressive: bool = Field(True, description="Send draft/preview/refine levels.")
     stream_steps: bool = Field(False, description="Send denoising step previews (opt-in).")
+    decode_every: int = Field(
+        0,
+        ge=0,
+        le=1000,
+        description="With stream_steps: every Nth step preview is a full VAE decode of the "
+        "predicted image instead of the 1/8 projection (0: never; costs a decode each).",
+    )
 
 
 class JobRequest(Model):

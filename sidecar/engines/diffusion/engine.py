@@ -232,7 +232,10 @@ class DiffusionEngine:
             total = _pipe._num_timesteps if hasattr(_pipe, "_num_timesteps") else steps
             ctx.progress(min((index + 1) / max(total, 1), 1.0) * 0.95)  # may raise: stop
             if previews.due(index + 1 >= total):
-                ctx.preview("step", previews.image(), step=index + 1, total_steps=total)
+                every = request.preview.decode_every
+                decode = every > 0 and (index + 1) % every == 0
+                image = _decoded(_pipe, previews.x0) if decode else previews.image()
+                ctx.preview("step", image, step=index + 1, total_steps=total)
             return tensors
 
         try:
@@ -257,6 +260,14 @@ class DiffusionEngine:
             _free_memory()
             ctx.stage(f"retry: out of memory, at {OOM_SCALE:.0%} size", 0, 1)
         return call(OOM_SCALE, on_step)
+
+
+def _decoded(pipe, x0: torch.Tensor) -> np.ndarray:
+    """The opt-in full preview: the predicted clean latent through the VAE."""
+    with torch.no_grad():
+        image = pipe.vae.decode(x0.to(pipe.vae.dtype) / pipe.vae.config.scaling_factor).sample
+    rgb = ((image[0].float().permute(1, 2, 0) + 1.0) * 127.5).clamp(0, 255).round()
+    return rgb.to(torch.uint8).cpu().numpy()
 
 
 def _free_memory() -> None:

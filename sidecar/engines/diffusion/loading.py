@@ -138,7 +138,7 @@ def _load_single_file(
     if config is None or not (Path(config) / "model_index.json").is_file():
         raise ValueError(
             f"the checkpoint {path} needs a local diffusers folder of the same family "
-            f"({family}) as its config; got {config}"
+            f"({family}) as its config (--model-config DIR); got {config}"
         )
     try:
         pipe = FAMILY_PIPELINES[family][0].from_single_file(
