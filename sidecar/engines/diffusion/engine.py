@@ -6,6 +6,7 @@ and, with `preview.stream_steps`, a cheap preview of the predicted clean image.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 from collections.abc import Callable
@@ -215,9 +216,9 @@ class DiffusionEngine:
         def encode() -> np.ndarray:
             image = cv2.resize(crop, size, interpolation=cv2.INTER_AREA)
             tensor = torch.from_numpy(image).permute(2, 0, 1)[None] * 2.0 - 1.0
-            tensor = tensor.to(pipe.vae.device, pipe.vae.dtype)
-            with torch.no_grad():
-                latent = pipe.vae.encode(tensor).latent_dist.mode()
+            with torch.no_grad(), _vae_precision(pipe.vae) as vae:
+                tensor = tensor.to(vae.device, vae.dtype)
+                latent = vae.encode(tensor).latent_dist.mode()
             return (latent * pipe.vae.config.scaling_factor).float().cpu().numpy()
 
         latents = self.cache.get_or_compute(key, encode)
@@ -262,10 +263,24 @@ class DiffusionEngine:
         return call(OOM_SCALE, on_step)
 
 
+@contextlib.contextmanager
+def _vae_precision(vae):
+    """The VAE in float32 while it works if its config asks for it (SDXL's overflows in
+    float16); diffusers' pipelines do the same around their own decode."""
+    upcast = vae.dtype == torch.float16 and getattr(vae.config, "force_upcast", False)
+    if upcast:
+        vae.to(torch.float32)
+    try:
+        yield vae
+    finally:
+        if upcast:
+            vae.to(torch.float16)
+
+
 def _decoded(pipe, x0: torch.Tensor) -> np.ndarray:
     """The opt-in full preview: the predicted clean latent through the VAE."""
-    with torch.no_grad():
-        image = pipe.vae.decode(x0.to(pipe.vae.dtype) / pipe.vae.config.scaling_factor).sample
+    with torch.no_grad(), _vae_precision(pipe.vae) as vae:
+        image = vae.decode(x0.to(vae.dtype) / vae.config.scaling_factor).sample
     rgb = ((image[0].float().permute(1, 2, 0) + 1.0) * 127.5).clamp(0, 255).round()
     return rgb.to(torch.uint8).cpu().numpy()
 
