@@ -141,11 +141,11 @@ async def storm(session, sidecar, image_id, jobs: int, seed: int) -> dict:
     async with Events(session, sidecar) as events:
         t0 = time.perf_counter()
         ids: list[str] = []
-        for _ in range(jobs):
-            params = (
-                {"steps": 8, "step_ms": 5}
+        for n in range(jobs):
+            params = (  # `n` keeps every request new (no result-cache answers)
+                {"steps": 8, "step_ms": 5, "n": n}
                 if rng.random() < 0.1
-                else {"steps": rng.randint(1, 3), "step_ms": rng.randint(0, 3)}
+                else {"steps": rng.randint(1, 3), "step_ms": rng.randint(0, 3), "n": n}
             )
             ids.append(await submit(session, sidecar, image_id, rng.choice(priorities), **params))
             if rng.random() < 0.05:

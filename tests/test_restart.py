@@ -60,7 +60,8 @@ async def test_what_the_eta_learned_survives_a_restart(aiohttp_client, settings)
     assert op is Op.beauty and 0.15 < seconds < 5
 
     second = await aiohttp_client(build_app(settings, engines=["synthetic"]))
-    job_id = await submit(second, auth, image_id, steps=4, step_ms=50)
+    # other params, or the result would come from the cache without running
+    job_id = await submit(second, auth, image_id, steps=4, step_ms=50, params={"variant": 2})
     first_progress = None
     async with second.ws_connect(f"/v1/ws?token={auth['Authorization'][7:]}") as ws:
         async with asyncio.timeout(20):

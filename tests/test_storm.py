@@ -27,15 +27,16 @@ async def storm(client, auth, image_id: str, jobs: int, rng: random.Random) -> l
     """Submit `jobs` jobs; between submits, cancel or reprioritise earlier ones at random
     (some already finished, some running, some waiting)."""
     ids: list[str] = []
-    for _ in range(jobs):
+    for n in range(jobs):
         body = {
             "op": "beauty",
             "image_id": image_id,
             "priority": rng.choice(PRIORITIES),
             # one job in ten is long enough to be pre-empted or cancelled mid-run
-            "params": {"steps": 8, "step_ms": 5}
+            # `n` makes each request new: none is answered from the result cache
+            "params": {"steps": 8, "step_ms": 5, "n": n}
             if rng.random() < 0.1
-            else {"steps": rng.randint(1, 3), "step_ms": rng.randint(0, 3)},
+            else {"steps": rng.randint(1, 3), "step_ms": rng.randint(0, 3), "n": n},
         }
         response = await client.post("/v1/jobs", json=body, headers=auth)
         assert response.status == 202, await response.text()

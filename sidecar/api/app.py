@@ -14,9 +14,10 @@ from aiohttp.abc import AbstractAccessLogger
 from ..cache import ImageStore
 from ..engines import Engine
 from ..jobs import EventBus, JobStore, Scheduler
+from ..jobs.predict import ActionPredictor
 from ..schema import Op
 from ..settings import Settings
-from . import health, images, jobs, stream
+from . import actions, health, images, jobs, precompute, stream
 from .buffers import BufferPool
 from .keys import (
     BODY_BUFFERS,
@@ -25,6 +26,7 @@ from .keys import (
     IMAGES,
     IMAGING_POOL,
     JOB_STORE,
+    PREDICTOR,
     SCHEDULER,
     SETTINGS,
     SOCKETS,
@@ -53,12 +55,14 @@ def create_app(
     app[BODY_BUFFERS] = BufferPool()
     app[ENGINES] = engines or {}
     app[JOB_STORE] = job_store
+    app[PREDICTOR] = ActionPredictor(settings.data_dir / "actions.json")
     app[SOCKETS] = weakref.WeakKeyDictionary()
     app.cleanup_ctx.append(_imaging_pool)
     app.cleanup_ctx.append(_scheduler)
     app.on_shutdown.append(_close_sockets)
     app.on_cleanup.append(_close_images)
-    for module in (health, images, jobs, stream):
+    app.on_cleanup.append(_close_predictor)
+    for module in (actions, health, images, jobs, precompute, stream):
         app.add_routes(module.routes)
     return app
 
@@ -93,6 +97,10 @@ async def _close_sockets(app: web.Application) -> None:
             for ws, transport in list(app[SOCKETS].items())
         )
     )
+
+
+async def _close_predictor(app: web.Application) -> None:
+    await asyncio.get_running_loop().run_in_executor(None, app[PREDICTOR].close)
 
 
 async def _close_images(app: web.Application) -> None:

@@ -67,6 +67,8 @@ async def cancel(request: web.Request) -> web.Response:
 async def result(request: web.Request) -> web.Response:
     _, job = _job(request)
     options = query(request.query, ResultQuery)
+    if job.precompute:
+        raise errors.Conflict("a precompute job readies stages and makes no result")
     if job.state is not JobState.done or job.result_id is None:
         raise errors.Conflict(
             f"the job is {job.state.value}, not done", details={"state": job.state.value}

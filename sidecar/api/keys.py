@@ -11,6 +11,7 @@ from aiohttp import web
 from ..cache import ImageStore
 from ..engines import Engine
 from ..jobs import EventBus, JobStore, Scheduler
+from ..jobs.predict import ActionPredictor
 from ..schema import Op
 from ..settings import Settings
 from .buffers import BufferPool
@@ -24,6 +25,7 @@ ENGINES = web.AppKey("engines", dict[Op, Engine])
 JOB_STORE = web.AppKey("job_store", JobStore)
 SCHEDULER = web.AppKey("scheduler", Scheduler)
 BUS = web.AppKey("bus", EventBus)
+PREDICTOR = web.AppKey("predictor", ActionPredictor)
 # open WebSockets and the connection under each (to cut off a client that stops reading)
 SOCKETS = web.AppKey(
     "sockets", weakref.WeakKeyDictionary[web.WebSocketResponse, asyncio.BaseTransport | None]

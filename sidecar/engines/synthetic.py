@@ -26,6 +26,7 @@ PREVIEW_SIDE = 256
 
 class SyntheticEngine:
     name = "synthetic"
+    version = "synthetic/2"
     ops = frozenset({Op.beauty, Op.dodge_burn, Op.volume, Op.color})
 
     def run(self, job: RunInput, ctx: JobContext) -> np.ndarray:

@@ -41,6 +41,7 @@ class Job:
     last_seq: int = -1
     cancel_requested: bool = False
     cancel_reason: str | None = None  # set when the sidecar cancelled it (superseded)
+    precompute: bool = False  # readies stages for later Applies; no result, not persisted
     run_seconds: float = 0.0  # time spent running, across pre-emptions
     saved: dict[str, Any] = field(default_factory=dict)  # engine state kept across runs
 
@@ -64,6 +65,7 @@ class Job:
             eta_s=self.eta_s,
             error=self.error,
             cached=self.cached,
+            precompute=self.precompute,
             created_at=self.created_at,
             started_at=self.started_at,
             finished_at=self.finished_at,

@@ -62,10 +62,14 @@ class JobQueue:
             self._changed.notify_all()
 
     def should_yield(self, job: Job) -> bool:
-        """True when an active job waits and `job` (running) may be pre-empted."""
+        """True when `job` (running) must give way at this step boundary: to a waiting
+        active job if it is normal or background, and to any waiting user job if it
+        is background work (which never delays anything else)."""
         if job.priority not in PREEMPTIBLE:
             return False
         with self._changed:
+            if job.priority is Priority.background:
+                return any(w.priority is not Priority.background for w in self._waiting.values())
             return any(w.priority is Priority.active for w in self._waiting.values())
 
     def waiting(self) -> list[Job]:

@@ -107,15 +107,114 @@ class Scheduler:
             )
         validate_request(self.engines[request.op], request)
         seed = request.seed if request.seed is not None else derive_seed(request)
+        cached = self.store.cached_result(self.result_key(request, seed))
+        if cached is not None and not self.images.has(cached):
+            cached = None  # the result image was removed: compute it again
         with self.lock:
             job = Job(new_job_id(), request, request.priority, next(self._order), seed)
             self._supersede(job)
             self.store.add(job.job_id, job.order, request, job.priority, seed, job.created_at)
             self.jobs[job.job_id] = job
             self._forget_old()
+            if cached is not None:  # answered from the cache: never queued
+                job.cached = True
+                self.finish(job, JobState.done, result_id=cached)
+                return job
             self.queue.put(job)
             self.emit(job, ev.Queued, position=self.position(job) or 0)
         return job
+
+    def precompute(
+        self, image_id: str, document_id: str, layer_stack_hash: str | None, ops: list[Op] | None
+    ) -> tuple[list[Job], int]:
+        """Ready the stages of `ops` (every op an engine can precompute, by default) for
+        this document's image at background priority. The panel calls this for the
+        document in front, so precompute for every other document stops."""
+        if not self.images.has(image_id):
+            raise errors.ImageNotFound("upload the image first", details={"image_id": image_id})
+        wanted = ops or [
+            op
+            for op, e in self.engines.items()
+            if op is not Op.generate and hasattr(e, "precompute")
+        ]
+        jobs = []
+        with self.lock:
+            stopped = self.cancel_precompute(other_than=document_id)
+            for op in dict.fromkeys(wanted):
+                if not hasattr(self.engines.get(op), "precompute"):
+                    continue
+                request = JobRequest(
+                    op=op,
+                    image_id=image_id,
+                    document_id=document_id,
+                    layer_stack_hash=layer_stack_hash,
+                    priority=Priority.background,
+                )
+                job = Job(new_job_id(), request, Priority.background, next(self._order), 0)
+                job.precompute = True
+                self.jobs[job.job_id] = job
+                self._forget_old()
+                self.queue.put(job)
+                self.emit(job, ev.Queued, position=self.position(job) or 0)
+                jobs.append(job)
+        return jobs, stopped
+
+    def cancel_precompute(
+        self, document_id: str | None = None, *, other_than: str | None = None
+    ) -> int:
+        """Stop unfinished precompute work of one document, or of all but one."""
+        count = 0
+        with self.lock:
+            for job in list(self.jobs.values()):
+                if not job.precompute or job.state in TERMINAL_STATES:
+                    continue
+                doc = job.request.document_id
+                if (document_id is not None and doc != document_id) or (
+                    other_than is not None and doc == other_than
+                ):
+                    continue
+                job.cancel_requested = True
+                job.cancel_reason = "precompute stopped"
+                if self.queue.remove(job.job_id) is not None:
+                    self.finish(job, JobState.cancelled)
+                count += 1
+        return count
+
+    def prefetch(self, document_id: str, op: Op) -> list[Job]:
+        """After an action, ready the likely next op's stages for the document's image
+        (the newest image a job of that document used); nothing if none is known."""
+        with self.lock:
+            for job in reversed(self.jobs.values()):
+                request = job.request
+                if request.document_id == document_id and request.image_id is not None:
+                    if not self.images.has(request.image_id):
+                        return []
+                    jobs, _ = self.precompute(
+                        request.image_id, document_id, request.layer_stack_hash, [op]
+                    )
+                    return jobs
+        return []
+
+    def result_key(self, request: JobRequest, seed: int) -> str:
+        """What a result depends on: the engine and its version (model included), the
+        op, the full-pixel image id, the layer stack, params, intensity, prompt, seed."""
+        engine = self.engines[request.op]
+        material = json.dumps(
+            [
+                "result/1",
+                engine.name,
+                getattr(engine, "version", ""),
+                request.op.value,
+                request.image_id,
+                request.layer_stack_hash,
+                request.params,
+                request.intensity,
+                request.prompt,
+                seed,
+            ],
+            sort_keys=True,
+        ).encode()
+        return blake3.blake3(material).hexdigest()
 
     def _supersede(self, newer: Job) -> None:
         """A newer Apply of the same op on the same document replaces the older one:
@@ -126,6 +225,7 @@ class Scheduler:
         for job in list(self.jobs.values()):
             if (
                 job.state not in TERMINAL_STATES
+                and not job.precompute  # its stages serve the newer Apply
                 and job.request.document_id == document
                 and job.request.op is newer.request.op
             ):
@@ -212,6 +312,8 @@ class Scheduler:
             self.store.set_state(job.job_id, state, result_id)
             if state is JobState.done:
                 job.progress = 1.0
+                if result_id is not None and not job.cached and not job.precompute:
+                    self.store.save_result(self.result_key(job.request, job.seed), result_id)
                 self.emit(
                     job, ev.Done, cached=job.cached, result_url=f"/v1/jobs/{job.job_id}/result"
                 )

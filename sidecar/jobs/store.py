@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import sqlite3
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -14,6 +15,7 @@ from pathlib import Path
 from ..schema import JobRequest, JobState, Op, Priority
 
 KEEP_FINISHED = 2_000
+KEEP_RESULTS = 20_000  # remembered request → result pairs
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (
@@ -27,6 +29,11 @@ CREATE TABLE IF NOT EXISTS jobs (
     result_id  TEXT
 );
 CREATE INDEX IF NOT EXISTS jobs_state ON jobs (state, ord);
+CREATE TABLE IF NOT EXISTS results (
+    key       TEXT PRIMARY KEY,
+    result_id TEXT NOT NULL,
+    used      INTEGER NOT NULL
+);
 CREATE TABLE IF NOT EXISTS run_times (
     op      TEXT NOT NULL,
     bucket  INTEGER NOT NULL,
@@ -129,6 +136,27 @@ class JobStore:
         for job_id in broken:
             self.set_state(job_id, JobState.failed)
         return jobs
+
+    def cached_result(self, key: str) -> str | None:
+        """The result image of an earlier identical request, if one was made."""
+        with self._tx() as db:
+            row = db.execute("SELECT result_id FROM results WHERE key = ?", (key,)).fetchone()
+            if row is not None:
+                db.execute("UPDATE results SET used = ? WHERE key = ?", (time.time_ns(), key))
+        return row[0] if row else None
+
+    def save_result(self, key: str, result_id: str) -> None:
+        with self._tx() as db:
+            db.execute(
+                "INSERT OR REPLACE INTO results (key, result_id, used) VALUES (?, ?, ?)",
+                (key, result_id, time.time_ns()),
+            )
+            # the index stays small; the images themselves live in the image store
+            db.execute(
+                "DELETE FROM results WHERE key NOT IN "
+                "(SELECT key FROM results ORDER BY used DESC LIMIT ?)",
+                (KEEP_RESULTS,),
+            )
 
     def run_times(self) -> dict[tuple[Op, int], float]:
         """What the ETA model learned before (op, size bucket) → seconds."""

@@ -131,7 +131,13 @@ class Worker:
         ctx = StepContext(scheduler, job, megapixels)
         engine = scheduler.engines[request.op]
         try:
-            result = engine.run(RunInput(request, None, job.seed, job.saved, loader, size), ctx)
+            run_input = RunInput(request, None, job.seed, job.saved, loader, size)
+            if job.precompute:
+                engine.precompute(run_input, ctx)
+                job.saved.clear()
+                scheduler.finish(job, JobState.done)
+                return
+            result = engine.run(run_input, ctx)
             if job.cancel_requested:  # cancelled after the last step boundary
                 raise Cancelled
         except Cancelled:

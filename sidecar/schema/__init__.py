@@ -36,6 +36,7 @@ from .service import (
     EngineInfo,
     Health,
     PrecomputeRequest,
+    PrecomputeStarted,
     Prediction,
     QueueCounts,
 )
@@ -66,6 +67,7 @@ __all__ = [
     "Op",
     "Prediction",
     "PrecomputeRequest",
+    "PrecomputeStarted",
     "PreviewHeader",
     "PreviewOptions",
     "Priority",

@@ -30,6 +30,7 @@ GROUPS: dict[str, dict[str, Any]] = {
     },
     "service": {
         "PrecomputeRequest": service.PrecomputeRequest,
+        "PrecomputeStarted": service.PrecomputeStarted,
         "ActionRecord": service.ActionRecord,
         "Prediction": service.Prediction,
         "Health": service.Health,

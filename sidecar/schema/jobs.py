@@ -102,6 +102,9 @@ class JobStatus(Model):
     eta_s: float | None = Field(None, ge=0.0)
     error: ErrorDetail | None = None
     cached: bool = False
+    precompute: bool = Field(
+        False, description="Background work that readies stages; it makes no result."
+    )
     created_at: AwareDatetime
     started_at: AwareDatetime | None = None
     finished_at: AwareDatetime | None = None

@@ -20,6 +20,14 @@ class PrecomputeRequest(Model):
     ops: list[Op] | None = None
 
 
+class PrecomputeStarted(Model):
+    """Response of POST /v1/precompute (202)."""
+
+    document_id: str
+    job_ids: list[str] = Field(description="The background jobs readying the stages.")
+    cancelled: int = Field(0, ge=0, description="Precompute of other documents stopped.")
+
+
 class ActionRecord(Model):
     """Body of POST /v1/actions: the user applied `action` on a document."""
 
