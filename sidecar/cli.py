@@ -40,9 +40,13 @@ def _engines(names: Sequence[str], settings: Settings) -> dict:
     """Op → engine for the engines named (later ones win for an op). With a model
     configured, the diffusion engine takes `generate` and the retouch ops (it runs the
     classical op itself and refines on request)."""
+    from .cache.disk import DiskTier
     from .cache.stages import StageCache
 
-    cache = StageCache()
+    disk = None
+    if settings.stage_disk_bytes:
+        disk = DiskTier(settings.stages_dir, settings.stage_disk_bytes)
+    cache = StageCache(settings.stage_memory_bytes, disk)
     table: dict = {}
     for name in names:
         if name == "synthetic":

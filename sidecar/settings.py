@@ -50,6 +50,12 @@ class Settings(BaseSettings):
         description='Per-op LoRA .safetensors files, e.g. {"beauty": "/models/skin.safetensors"}.',
     )
     device: Literal["auto", "cpu", "cuda", "mps"] = "auto"
+    stage_memory_bytes: int = Field(
+        1 << 30, gt=0, description="Memory for cached stages (faces, masks, levels, latents)."
+    )
+    stage_disk_bytes: int = Field(
+        8 << 30, ge=0, description="Disk for cached stages (0: memory only); LRU beyond it."
+    )
     max_upload_bytes: int = Field(
         2_500_000_000, gt=0, description="Largest request body accepted by POST /v1/images."
     )
@@ -75,6 +81,10 @@ class Settings(BaseSettings):
     @property
     def jobs_db(self) -> Path:
         return self.data_dir / "jobs.sqlite3"
+
+    @property
+    def stages_dir(self) -> Path:
+        return self.cache_dir / "stages"
 
     @property
     def images_dir(self) -> Path:

@@ -1,7 +1,8 @@
-"""Stage results in memory, keyed by content: the image id, the stage's version and
-its parameters. A second Apply on the same pixels skips the landmarks, the skin mask
-and the op's fields. LRU within a byte budget; values are numpy arrays or small
-objects holding them (never serialised here, so never pickled).
+"""Stage results keyed by content: the image id, the stage's version and its
+parameters. A second Apply on the same pixels skips the landmarks, the skin mask and
+the op's fields. Two tiers: memory (LRU within a byte budget) and, for values that
+come with a codec, disk (`DiskTier`: arrays in safetensors, checksummed, atomic,
+size-capped), which survives restarts. Nothing is ever pickled.
 """
 
 from __future__ import annotations
@@ -9,10 +10,12 @@ from __future__ import annotations
 import threading
 from collections import OrderedDict
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import blake3
 import numpy as np
+
+from .disk import DiskTier
 
 T = TypeVar("T")
 DEFAULT_BUDGET = 1 << 30
@@ -39,9 +42,19 @@ def nbytes_of(value: Any) -> int:
     return 64
 
 
+class Codec(Protocol[T]):
+    """How a stage's value goes to disk: named arrays plus JSON-able metadata."""
+
+    def encode(self, value: T) -> tuple[dict[str, np.ndarray], dict]: ...
+
+    def decode(self, arrays: dict[str, np.ndarray], meta: dict) -> T: ...
+
+
 class StageCache:
-    def __init__(self, budget_bytes: int = DEFAULT_BUDGET) -> None:
+    def __init__(self, budget_bytes: int = DEFAULT_BUDGET, disk: DiskTier | None = None) -> None:
         self._budget = budget_bytes
+        self.disk = disk
+        self.disk_hits = 0
         self._lock = threading.Lock()
         self._items: OrderedDict[str, tuple[Any, int]] = OrderedDict()
         self._used = 0
@@ -72,16 +85,37 @@ class StageCache:
                 _, (_, dropped) = self._items.popitem(last=False)
                 self._used -= dropped
 
-    def get_or_compute(self, key: str, compute: Callable[[], T]) -> T:
+    def get_or_compute(
+        self, key: str, compute: Callable[[], T], codec: Codec[T] | None = None
+    ) -> T:
         value = self.get(key)
-        if value is None:
-            value = compute()
-            self.put(key, value)
+        if value is not None:
+            return value
+        if codec is not None and self.disk is not None:
+            stored = self.disk.get(key)
+            if stored is not None:
+                try:
+                    value = codec.decode(*stored)
+                except (KeyError, ValueError, TypeError, IndexError):
+                    value = None  # an older layout: compute it again
+                if value is not None:
+                    self.disk_hits += 1
+                    self.put(key, value)
+                    return value
+        value = compute()
+        self.put(key, value)
+        if codec is not None and self.disk is not None:
+            self.disk.put(key, *codec.encode(value))
         return value
 
     @property
     def used_bytes(self) -> int:
         return self._used
+
+    def close(self) -> None:
+        """Finish the disk writes still behind (a clean shutdown loses nothing)."""
+        if self.disk is not None:
+            self.disk.close()
 
     def __contains__(self, key: str) -> bool:
         with self._lock:

@@ -24,6 +24,7 @@ from ...stages.frequency import gaussian
 from ...stages.latent import latent_key
 from ..base import JobContext, RunInput
 from ..retouch import RetouchEngine
+from ..retouch.codecs import ARRAY
 from ..retouch.params import RetouchParams
 from ..retouch.tiles import Box, sample
 from .loading import LoadedModel, enable_memory_savers, img2img_pipe, use_lora
@@ -228,7 +229,7 @@ class DiffusionEngine:
                 latent = vae.encode(tensor).latent_dist.mode()
             return (latent * pipe.vae.config.scaling_factor).float().cpu().numpy()
 
-        latents = self.cache.get_or_compute(key, encode)
+        latents = self.cache.get_or_compute(key, encode, ARRAY)
         return torch.from_numpy(latents).to(pipe.device, pipe.unet.dtype)
 
     # -- the denoising loop ------------------------------------------------------------

@@ -54,8 +54,9 @@ def to_unit_float(pixels: np.ndarray) -> np.ndarray:
 class Analyser:
     """Owns the mediapipe graphs (created lazily on first use)."""
 
-    def __init__(self, cache: StageCache) -> None:
+    def __init__(self, cache: StageCache, codec=None) -> None:
         self._cache = cache
+        self._codec = codec  # how an analysis goes to the cache's disk tier
         self._finder = FaceFinder()
         self._segmenter = PersonSegmenter()
 
@@ -64,7 +65,7 @@ class Analyser:
         if image_id is None:
             return self._compute(load())
         key = stage_key(VERSION, image_id)
-        return self._cache.get_or_compute(key, lambda: self._compute(load()))
+        return self._cache.get_or_compute(key, lambda: self._compute(load()), self._codec)
 
     def _compute(self, pixels: np.ndarray) -> Analysis:
         height, width = pixels.shape[:2]

@@ -11,7 +11,7 @@ from ...cache.stages import StageCache, stage_key
 from ...schema import JobRequest, Op
 from ..base import JobContext, RunInput
 from . import analysis as analysis_mod
-from . import ops, pyramid
+from . import codecs, ops, pyramid
 from .analysis import Analyser
 from .params import RetouchParams
 from .pyramid import (
@@ -36,7 +36,7 @@ class RetouchEngine:
 
     def __init__(self, cache: StageCache | None = None) -> None:
         self.cache = cache or StageCache()
-        self._analyser = Analyser(self.cache)
+        self._analyser = Analyser(self.cache, codecs.ANALYSIS)
 
     def validate(self, request: JobRequest) -> None:
         try:
@@ -57,6 +57,7 @@ class RetouchEngine:
 
     def close(self) -> None:
         self._analyser.close()
+        self.cache.close()
 
     def run(self, job: RunInput, ctx: JobContext) -> np.ndarray:
         request, saved = job.request, job.saved
@@ -133,10 +134,10 @@ class RetouchEngine:
         key = stage_key(
             ops.VERSION, analysis_mod.VERSION, request.image_id, op.value, params.model_dump_json()
         )
-        return self.cache.get_or_compute(key, lambda: ops.plan(op, analysis, params))
+        return self.cache.get_or_compute(key, lambda: ops.plan(op, analysis, params), codecs.PLAN)
 
     def _level(self, image_id: str | None, load, divisor: int) -> np.ndarray:
         if divisor == 1 or image_id is None:
             return downscale(load(), divisor)
         key = stage_key("level/1", image_id, divisor)
-        return self.cache.get_or_compute(key, lambda: downscale(load(), divisor))
+        return self.cache.get_or_compute(key, lambda: downscale(load(), divisor), codecs.ARRAY)
