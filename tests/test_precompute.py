@@ -35,9 +35,13 @@ async def test_an_apply_after_precompute_finds_its_stages_ready(client, auth, ap
     misses = cache.misses
     body = {"op": "beauty", "image_id": image_id, "document_id": "doc-1"}
     response = await client.post("/v1/jobs", json=body, headers=auth)
+    created = await response.json()
+    assert created["cached"] and created["state"] == "done"  # made ahead, at default params
+    other = {**body, "params": {"strength": 0.5}}
+    response = await client.post("/v1/jobs", json=other, headers=auth)
     apply_id = (await response.json())["job_id"]
     assert (await wait_for(client, auth, apply_id, timeout=60))["state"] == "done"
-    assert cache.misses == misses  # analysis, plan and levels all came from the cache
+    assert cache.misses == misses + 1  # only the plan for the new params was computed
 
 
 async def test_switching_documents_stops_the_other_precompute(client, auth, app, portrait):

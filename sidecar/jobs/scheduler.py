@@ -127,21 +127,19 @@ class Scheduler:
     def precompute(
         self, image_id: str, document_id: str, layer_stack_hash: str | None, ops: list[Op] | None
     ) -> tuple[list[Job], int]:
-        """Ready the stages of `ops` (every op an engine can precompute, by default) for
-        this document's image at background priority. The panel calls this for the
-        document in front, so precompute for every other document stops."""
+        """Make `ops` (every op on an image, by default) ahead for this document's image
+        at background priority, at their default params: the stages (faces, mask,
+        plans, levels) land in the stage cache and the result in the result cache, so
+        the first Apply finds everything ready. The panel calls this for the document
+        in front, so precompute for every other document stops."""
         if not self.images.has(image_id):
             raise errors.ImageNotFound("upload the image first", details={"image_id": image_id})
-        wanted = ops or [
-            op
-            for op, e in self.engines.items()
-            if op is not Op.generate and hasattr(e, "precompute")
-        ]
+        wanted = ops or list(self.engines)
         jobs = []
         with self.lock:
             stopped = self.cancel_precompute(other_than=document_id)
             for op in dict.fromkeys(wanted):
-                if not hasattr(self.engines.get(op), "precompute"):
+                if op is Op.generate or op not in self.engines:
                     continue
                 request = JobRequest(
                     op=op,
@@ -150,7 +148,10 @@ class Scheduler:
                     layer_stack_hash=layer_stack_hash,
                     priority=Priority.background,
                 )
-                job = Job(new_job_id(), request, Priority.background, next(self._order), 0)
+                seed = derive_seed(request)  # the seed the same Apply will get
+                if self.store.cached_result(self.result_key(request, seed)) is not None:
+                    continue  # made before
+                job = Job(new_job_id(), request, Priority.background, next(self._order), seed)
                 job.precompute = True
                 self.jobs[job.job_id] = job
                 self._forget_old()

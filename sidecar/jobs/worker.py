@@ -131,13 +131,7 @@ class Worker:
         ctx = StepContext(scheduler, job, megapixels)
         engine = scheduler.engines[request.op]
         try:
-            run_input = RunInput(request, None, job.seed, job.saved, loader, size)
-            if job.precompute:
-                engine.precompute(run_input, ctx)
-                job.saved.clear()
-                scheduler.finish(job, JobState.done)
-                return
-            result = engine.run(run_input, ctx)
+            result = engine.run(RunInput(request, None, job.seed, job.saved, loader, size), ctx)
             if job.cancel_requested:  # cancelled after the last step boundary
                 raise Cancelled
         except Cancelled:
@@ -162,7 +156,11 @@ class Worker:
         info, _ = scheduler.images.put(np.ascontiguousarray(result))
         (op, bucket), expected = scheduler.eta.learn(request.op, megapixels, job.run_seconds)
         scheduler.store.save_run_time(op, bucket, expected)
-        scheduler.finish(job, JobState.done, result_id=info.image_id)
+        if job.precompute:  # the likely Apply, made ahead: only the result cache has it
+            scheduler.store.save_result(scheduler.result_key(request, job.seed), info.image_id)
+            scheduler.finish(job, JobState.done)
+        else:
+            scheduler.finish(job, JobState.done, result_id=info.image_id)
 
     def _requeue(self, job: Job) -> None:
         scheduler = self._scheduler

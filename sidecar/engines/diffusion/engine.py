@@ -107,12 +107,6 @@ class DiffusionEngine:
     def close(self) -> None:
         self.retouch.close()
 
-    def precompute(self, job: RunInput, ctx: JobContext) -> None:
-        """The classical stages (the refine's VAE latent depends on the classical
-        result and its params, so it is made by the first refine and cached then)."""
-        if job.request.op is not Op.generate:
-            self.retouch.precompute(job, ctx)
-
     def run(self, job: RunInput, ctx: JobContext) -> np.ndarray:
         if job.request.op is Op.generate:
             return self._generate(job, ctx)

@@ -113,21 +113,6 @@ class RetouchEngine:
         assert result is not None
         return result
 
-    def precompute(self, job: RunInput, ctx: JobContext) -> None:
-        """Ready what an Apply of this op will need: the analysis, the op's plan at its
-        default params, and the draft, preview and refine levels."""
-        request = job.request
-        ctx.stage("analysis", 0, 2)
-        analysis = self._analyser.analyse(request.image_id, job.image)
-        ctx.progress(0.6)
-        ctx.stage("levels", 1, 2)
-        self._plan(request, request.op, RetouchParams(), analysis)
-        width, height = job.width_height
-        for _, divisor in levels_for(width, height, progressive=True):
-            if divisor > 1:
-                self._level(request.image_id, job.image, divisor)
-        ctx.progress(1.0)
-
     def _plan(self, request: JobRequest, op: Op, params: RetouchParams, analysis) -> ops.Plan:
         if request.image_id is None:
             return ops.plan(op, analysis, params)

@@ -116,7 +116,15 @@ def halo(plan_: Plan, level_scale: float) -> int:
 
 
 def touches(plan_: Plan, size: tuple[int, int], box: Box) -> bool:
-    return bool(sample(plan_.support, size, box).max() > 0)
+    """Whether the op changes anything in `box`: the field pixels its samples would
+    read, plus one for the bilinear reach, checked at field resolution."""
+    field_height, field_width = plan_.support.shape
+    width, height = size
+    x0 = max(int(box.x0 * field_width / width) - 1, 0)
+    x1 = min(int(np.ceil(box.x1 * field_width / width)) + 1, field_width)
+    y0 = max(int(box.y0 * field_height / height) - 1, 0)
+    y1 = min(int(np.ceil(box.y1 * field_height / height)) + 1, field_height)
+    return bool(plan_.support[y0:y1, x0:x1].max(initial=0.0) > 0)
 
 
 def render(
