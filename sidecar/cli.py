@@ -119,6 +119,26 @@ def _parser() -> argparse.ArgumentParser:
 
     token = sub.add_parser("token", help="print the bearer token (created on first use)")
     token.add_argument("--config-dir", type=Path, help="config folder (env RETOUCH_CONFIG_DIR)")
+
+    apply = sub.add_parser("apply", help="retouch one image file")
+    apply.add_argument("input", type=Path, metavar="IN")
+    apply.add_argument("output", type=Path, metavar="OUT")
+    batch = sub.add_parser("batch", help="retouch every image file in a folder")
+    batch.add_argument("in_dir", type=Path, metavar="IN_DIR")
+    batch.add_argument("out_dir", type=Path, metavar="OUT_DIR")
+    batch.add_argument(
+        "--hero", action="append", default=[], metavar="FILE", help="do this file first"
+    )
+    for command in (apply, batch):
+        command.add_argument("--op", required=True, help="beauty, dodge_burn, volume or color")
+        command.add_argument("--intensity", type=float, default=1.0, help="0..1 (default 1)")
+        command.add_argument(
+            "--param", action="append", default=[], metavar="KEY=VALUE", help="an op param"
+        )
+        command.add_argument(
+            "--port", type=int, help="sidecar port; one is started here if none answers"
+        )
+        command.add_argument("--config-dir", type=Path, help="where the token is kept")
     return parser
 
 
@@ -155,6 +175,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         print(load_or_create_token(settings.token_path))
         return 0
+    if args.command in ("apply", "batch"):
+        from .batch import run_command
+
+        return run_command(args, settings, lambda: build_app(settings))
     try:
         return _serve(settings, args.log_level, [*DEFAULT_ENGINES, *args.engine])
     except ValueError as exc:  # a model or LoRA that cannot be loaded, said plainly

@@ -1,0 +1,228 @@
+"""`retouch-sidecar apply` and `batch`, run as a user runs them (through `main`), against
+the real sidecar: started in-process when none answers, or one already running."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import time
+from datetime import datetime
+
+import aiohttp
+import cv2
+import numpy as np
+import pytest
+import tifffile
+from aiohttp import web
+from helpers import encode_jpeg, encode_png, encode_tiff
+
+import sidecar.batch
+from sidecar.api.keys import SCHEDULER
+from sidecar.cache.atomic import TEMP_PREFIX
+from sidecar.cli import build_app, main
+from sidecar.jobs import JobStore
+from sidecar.settings import Settings
+
+SIDE = 192
+FACE = (slice(45, 110), slice(50, 105))  # rows, columns of the face's skin in the crop
+BELOW_FACE = slice(130, None)  # suit and flag: no skin, so the exact bits stay
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def crop8() -> np.ndarray:
+    from skimage import data
+
+    face = data.astronaut()[0:320, 96:416]
+    return cv2.resize(face, (SIDE, SIDE), interpolation=cv2.INTER_AREA)
+
+
+@pytest.fixture
+def shoot(tmp_path, crop8):
+    """A folder of one portrait as PNG 8-bit, PNG 16-bit with alpha, TIFF 16-bit, JPEG."""
+    folder = tmp_path / "shoot"
+    folder.mkdir()
+    crop16 = crop8.astype(np.uint16) * 257 + 3
+    alpha = np.linspace(1000, 65000, SIDE * SIDE).astype(np.uint16).reshape(SIDE, SIDE)
+    inputs = {
+        "a.png": crop8,
+        "b16.png": np.dstack([crop16, alpha]),
+        "c.tif": crop16,
+        "d.jpg": crop8,
+    }
+    (folder / "a.png").write_bytes(encode_png(inputs["a.png"]))
+    (folder / "b16.png").write_bytes(encode_png(inputs["b16.png"]))
+    (folder / "c.tif").write_bytes(encode_tiff(inputs["c.tif"]))
+    (folder / "d.jpg").write_bytes(encode_jpeg(inputs["d.jpg"]))
+    (folder / "notes.txt").write_text("not an image and not picked up")
+    return folder, inputs
+
+
+def batch(in_dir, out_dir, *extra: str, port: int | None = None) -> int:
+    args = ["batch", str(in_dir), str(out_dir), "--op", "beauty", *extra]
+    return main([*args, "--port", str(port or free_port())])
+
+
+def read(path) -> np.ndarray:
+    pixels = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    assert pixels is not None, path
+    code = cv2.COLOR_BGRA2RGBA if pixels.shape[2] == 4 else cv2.COLOR_BGR2RGB
+    return cv2.cvtColor(pixels, code)
+
+
+def test_a_batch_retouches_each_image_in_its_own_format_and_depth(shoot, tmp_path, capsys):
+    folder, inputs = shoot
+    out = tmp_path / "out"
+    assert batch(folder, out) == 0
+    assert sorted(p.name for p in out.iterdir()) == ["a.png", "b16.png", "c.tif", "d.jpg"]
+    assert "summary: 4 images: 4 done, 0 cached, 0 skipped, 0 failed" in capsys.readouterr().out
+
+    for name in ("a.png", "b16.png", "c.tif"):
+        original, result = inputs[name], read(out / name)
+        assert result.shape == original.shape and result.dtype == original.dtype, name
+        changed = np.any(result != original, axis=2)
+        assert changed[FACE].mean() > 0.5, f"{name}: the face was not retouched"
+        assert not changed[BELOW_FACE].any(), f"{name}: pixels outside the skin changed"
+    assert np.array_equal(read(out / "b16.png")[..., 3], inputs["b16.png"][..., 3])
+    with tifffile.TiffFile(out / "c.tif") as tiff:
+        assert (tiff.pages[0].shape, tiff.pages[0].dtype) == ((SIDE, SIDE, 3), np.uint16)
+
+    jpeg = read(out / "d.jpg")
+    assert (out / "d.jpg").read_bytes()[:2] == b"\xff\xd8"
+    assert jpeg.shape == (SIDE, SIDE, 3) and jpeg.dtype == np.uint8
+    face_change = np.abs(jpeg[FACE].astype(int) - read(folder / "d.jpg")[FACE]).mean()
+    assert 0 < face_change < 10
+
+
+def test_a_rerun_skips_newer_outputs_and_the_result_cache_answers_the_rest(shoot, tmp_path, capsys):
+    folder, _ = shoot
+    out = tmp_path / "out"
+    assert batch(folder, out) == 0
+    capsys.readouterr()
+
+    assert batch(folder, out) == 0
+    text = capsys.readouterr().out
+    assert "4 images: 0 done, 0 cached, 4 skipped, 0 failed" in text
+    assert "sidecar:" not in text  # nothing to do: no sidecar was needed
+
+    first = (out / "a.png").read_bytes()
+    (out / "a.png").unlink()
+    (out / "c.tif").unlink()
+    assert batch(folder, out) == 0
+    assert "4 images: 0 done, 2 cached, 2 skipped, 0 failed" in capsys.readouterr().out
+    assert (out / "a.png").read_bytes() == first
+
+
+def test_a_file_that_is_not_an_image_fails_and_the_others_are_written(shoot, tmp_path, capsys):
+    folder, _ = shoot
+    (folder / "broken.png").write_bytes(b"this is not a PNG")
+    out = tmp_path / "out"
+    assert batch(folder, out) == 1
+    text = capsys.readouterr().out
+    assert "failed   broken.png: invalid_image" in text
+    assert "5 images: 4 done, 0 cached, 0 skipped, 1 failed [broken.png: invalid_image]" in text
+    assert sorted(p.name for p in out.iterdir()) == ["a.png", "b16.png", "c.tif", "d.jpg"]
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["batch", "missing-dir", "{out}", "--op", "beauty"], "is not a folder"),
+        (["batch", "{shoot}", "{out}", "--op", "blur"], "unknown op 'blur'"),
+        (["batch", "{shoot}", "{out}", "--op", "beauty", "--param", "strength"], "bad --param"),
+        (["batch", "{shoot}", "{out}", "--op", "beauty", "--intensity", "2"], "outside 0..1"),
+        (["batch", "{shoot}", "{out}", "--op", "beauty", "--hero", "z.png"], "--hero z.png"),
+        (["apply", "{shoot}/notes.txt", "{out}.png", "--op", "color"], "expected .png"),
+        (["batch", "{shoot}", "{out}", "--op", "beauty", "--param", "foo=1"], "foo: Extra inputs"),
+    ],
+)
+def test_bad_arguments_exit_2_with_one_line(shoot, tmp_path, capsys, argv, message):
+    folder, _ = shoot
+    paths = {"{shoot}": str(folder), "{out}": str(tmp_path / "out")}
+    for placeholder, path in paths.items():
+        argv = [arg.replace(placeholder, path) for arg in argv]
+    assert main([*argv, "--port", str(free_port())]) == 2
+    err = capsys.readouterr().err
+    lines = [line for line in err.splitlines() if line.startswith("retouch-sidecar:")]
+    assert len(lines) == 1 and message in lines[0], err
+    assert "Traceback" not in err
+
+
+def test_apply_retouches_one_file(shoot, tmp_path, capsys):
+    folder, inputs = shoot
+    target = tmp_path / "single" / "result.png"
+    argv = ["apply", str(folder / "b16.png"), str(target), "--op", "color"]
+    assert main([*argv, "--param", "strength=0.5", "--port", str(free_port())]) == 0
+    result = read(target)
+    assert result.shape == (SIDE, SIDE, 4) and result.dtype == np.uint16
+    assert np.any(result[FACE] != inputs["b16.png"][FACE])
+    assert "1 images: 1 done" in capsys.readouterr().out
+
+
+def test_an_interrupted_batch_leaves_whole_outputs_only_and_no_queued_jobs(
+    shoot, tmp_path, monkeypatch, capsys
+):
+    folder, _ = shoot
+    out = tmp_path / "out"
+    real_write = sidecar.batch.atomic_write
+    written = []
+
+    def half_then_interrupt(chunks):
+        data = b"".join(chunks)
+        yield data[: len(data) // 2]
+        raise KeyboardInterrupt  # Ctrl-C halfway through the second output's bytes
+
+    def write_then_interrupt(path, chunks, **kwargs):
+        real_write(path, half_then_interrupt(chunks) if written else chunks, **kwargs)
+        written.append(path.name)
+
+    monkeypatch.setattr(sidecar.batch, "atomic_write", write_then_interrupt)
+    assert batch(folder, out) == 130
+    assert "interrupted" in capsys.readouterr().out
+    assert [p.name for p in out.iterdir()] == written == ["a.png"]
+    assert read(out / "a.png").shape == (SIDE, SIDE, 3)
+    assert not list(out.glob(f"{TEMP_PREFIX}*"))
+    store = JobStore(Settings().jobs_db)  # the in-process sidecar's queue, on disk
+    try:
+        assert list(store.unfinished()) == []  # cancelled: nothing resumes on the next start
+    finally:
+        store.close()
+
+
+async def test_a_running_sidecar_is_used_and_heroes_start_first(shoot, tmp_path, settings, capsys):
+    folder, _ = shoot
+    app = build_app(settings)  # same config dir as the command below: the same token
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    try:
+        argv = ["--hero", "d.jpg", "--config-dir", str(settings.config_dir)]
+        started = time.monotonic()
+        code = await asyncio.to_thread(batch, folder, tmp_path / "out", *argv, port=port)
+        assert code == 0 and time.monotonic() - started < 30
+
+        jobs = {job.request.document_id: job.job_id for job in app[SCHEDULER].jobs.values()}
+        assert sorted(jobs) == ["a.png", "b16.png", "c.tif", "d.jpg"]
+        token = settings.token_path.read_text().strip()
+        headers = {"Authorization": f"Bearer {token}"}
+        async with aiohttp.ClientSession(f"http://127.0.0.1:{port}", headers=headers) as http:
+            starts = {}
+            for name, job_id in jobs.items():
+                async with http.get(f"/v1/jobs/{job_id}") as response:
+                    status = await response.json()
+                assert status["state"] == "done" and status["priority"] in ("hero", "normal")
+                starts[name] = datetime.fromisoformat(status["started_at"])
+        assert min(starts, key=starts.get) == "d.jpg"
+        assert f"sidecar: port {port}" in capsys.readouterr().out
+
+        wrong_token = ["--config-dir", str(tmp_path / "another-config")]
+        code = await asyncio.to_thread(batch, folder, tmp_path / "out2", *wrong_token, port=port)
+        assert code == 2 and "unauthorized" in capsys.readouterr().err
+    finally:
+        await runner.cleanup()
