@@ -52,12 +52,12 @@ class Recipe:
     intensity: float = 1.0
     params: dict = field(default_factory=dict)
 
-    def job(self, image_id: str, document_id: str, hero: bool) -> dict:
+    def job(self, image_id: str, document_id: str, hero: bool, prior: dict | None = None) -> dict:
         return {
             "op": self.op,
             "image_id": image_id,
             "intensity": self.intensity,
-            "params": self.params,
+            "params": {**(prior or {}), **self.params},
             "priority": "hero" if hero else "normal",
             "document_id": document_id[:200],
             # no draft/preview levels: nobody looks at them, and the result is the same
@@ -284,6 +284,7 @@ async def _submit_all(
     tracker: JobTracker,
     report: Report,
 ) -> None:
+    prior = SessionPrior(recipe)
     for task in tasks:
         job_id = None
         if report.refused:
@@ -293,7 +294,9 @@ async def _submit_all(
         try:
             data = await asyncio.to_thread(task.source.read_bytes)
             image_id = await client.upload(data, IMAGE_TYPES[task.source.suffix.lower()])
-            answer = await client.submit(recipe.job(image_id, task.source.name, task.hero))
+            params = prior.params()
+            await prior.learn(client, image_id)
+            answer = await client.submit(recipe.job(image_id, task.source.name, task.hero, params))
         except OSError as exc:
             end = JobEnd("failed", code="unreadable", message=exc.strerror or str(exc))
         except SidecarError as exc:
@@ -307,6 +310,39 @@ async def _submit_all(
                 continue
             end = JobEnd.from_json(answer)  # answered from the result cache
         tracker.ended.put_nowait((task, job_id, end))
+
+
+class SessionPrior:
+    """For `color`, the shoot's skin tone: the mean of the first five images' own
+    median skin a*, b*, passed to the rest as `prior_a`/`prior_b`, which the engine
+    uses only as a weak (0.1) pull, so one badly lit frame cannot tint the shoot."""
+
+    FIRST = 5
+
+    def __init__(self, recipe: Recipe) -> None:
+        explicit = "prior_a" in recipe.params or "prior_b" in recipe.params
+        self.active = recipe.op == "color" and not explicit
+        self.seen = 0
+        self.tones: list[tuple[float, float]] = []
+
+    def params(self) -> dict:
+        if not self.active or self.seen < self.FIRST or not self.tones:
+            return {}
+        a = sum(t[0] for t in self.tones) / len(self.tones)
+        b = sum(t[1] for t in self.tones) / len(self.tones)
+        return {"prior_a": round(a, 3), "prior_b": round(b, 3)}
+
+    async def learn(self, client: SidecarClient, image_id: str) -> None:
+        if not self.active or self.seen >= self.FIRST:
+            return
+        self.seen += 1
+        try:
+            tone = await client.skin_tone(image_id)
+        except SidecarError:  # a sidecar that cannot measure it: no prior, no failure
+            self.active = False
+            return
+        if tone is not None:
+            self.tones.append(tone)
 
 
 def _wake_on_crash(task: asyncio.Task, ended: asyncio.Queue) -> None:

@@ -91,6 +91,10 @@ class SidecarClient:
         headers = {"Content-Type": content_type}
         return (await self._json("POST", "/v1/images", data=data, headers=headers))["image_id"]
 
+    async def skin_tone(self, image_id: str) -> tuple[float, float] | None:
+        tone = await self._json("GET", f"/v1/images/{image_id}/skin-tone")
+        return None if tone["a"] is None else (tone["a"], tone["b"])
+
     async def submit(self, body: dict) -> dict:
         return await self._json("POST", "/v1/jobs", json=body)
 

@@ -226,3 +226,44 @@ async def test_a_running_sidecar_is_used_and_heroes_start_first(shoot, tmp_path,
         assert code == 2 and "unauthorized" in capsys.readouterr().err
     finally:
         await runner.cleanup()
+
+
+async def test_a_color_batch_passes_the_first_five_skin_tones_to_the_rest(
+    tmp_path, settings, crop8
+):
+    folder = tmp_path / "colour"
+    folder.mkdir()
+    for index in range(7):
+        frame = crop8.copy()
+        frame[-1, -1, 0] = index  # seven frames of one sitting
+        (folder / f"f{index}.png").write_bytes(encode_png(frame))
+    app = build_app(settings)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    try:
+        argv = ["--op", "color", "--config-dir", str(settings.config_dir)]
+        code = await asyncio.to_thread(batch, folder, tmp_path / "out", *argv, port=port)
+        assert code == 0
+        params = {j.request.document_id: j.request.params for j in app[SCHEDULER].jobs.values()}
+        token = settings.token_path.read_text().strip()
+        headers = {"Authorization": f"Bearer {token}"}
+        async with aiohttp.ClientSession(f"http://127.0.0.1:{port}", headers=headers) as http:
+            tones = []
+            for name in sorted(params)[:5]:
+                image_id = next(
+                    j.request.image_id
+                    for j in app[SCHEDULER].jobs.values()
+                    if j.request.document_id == name
+                )
+                async with http.get(f"/v1/images/{image_id}/skin-tone") as response:
+                    tone = await response.json()
+                tones.append((tone["a"], tone["b"]))
+    finally:
+        await runner.cleanup()
+    assert all("prior_a" not in params[f"f{i}.png"] for i in range(5))
+    expected_a = sum(t[0] for t in tones) / 5
+    for name in ("f5.png", "f6.png"):
+        assert params[name]["prior_a"] == pytest.approx(expected_a, abs=1e-3)
+        assert params[name]["prior_b"] == pytest.approx(sum(t[1] for t in tones) / 5, abs=1e-3)

@@ -70,3 +70,15 @@ async def test_a_newer_apply_on_the_same_document_supersedes_the_older(client, a
     text = await (await client.get(f"/v1/jobs/{first}/events", headers=auth)).text()
     last = json.loads([line for line in text.splitlines() if line.startswith("data: ")][-1][6:])
     assert last["type"] == "cancelled" and last["reason"] == f"superseded by {second}"
+
+
+async def test_skin_tone_is_the_skins_median_chroma(client, auth, portrait):
+    image_id = await upload(client, auth, portrait)
+    tone = await (await client.get(f"/v1/images/{image_id}/skin-tone", headers=auth)).json()
+    assert tone["image_id"] == image_id
+    assert 5 < tone["a"] < 40 and 5 < tone["b"] < 40  # warm skin: red and yellow
+    grey = await upload(client, auth, np.full((64, 64, 3), 128, np.uint8))
+    none = await (await client.get(f"/v1/images/{grey}/skin-tone", headers=auth)).json()
+    assert none["a"] is None and none["b"] is None
+    missing = await client.get(f"/v1/images/{'0' * 64}/skin-tone", headers=auth)
+    assert missing.status == 404

@@ -1,4 +1,4 @@
-"""POST /v1/images and HEAD /v1/images/{image_id}."""
+"""POST /v1/images, HEAD /v1/images/{image_id} and its skin tone."""
 
 from __future__ import annotations
 
@@ -9,13 +9,13 @@ import numpy as np
 from aiohttp import web
 from pydantic import ValidationError
 
-from ..errors import ImageNotFound, InvalidRequest, UnsupportedMediaType
+from ..errors import EngineUnavailable, ImageNotFound, InvalidRequest, UnsupportedMediaType
 from ..imaging import Limits, canonical_from_raw, check_dimensions, decode_image, read_header
 from ..imaging.decode import MEDIA_TYPES, DecodedHeader
 from ..imaging.pixels import raw_nbytes
-from ..schema import ImageInfo, RawPixelHeaders
+from ..schema import ImageInfo, Op, RawPixelHeaders, SkinTone
 from .body import Body, read_capped
-from .keys import BODY_BUFFERS, IMAGES, IMAGING_POOL, SETTINGS
+from .keys import BODY_BUFFERS, ENGINES, IMAGES, IMAGING_POOL, SETTINGS
 from .responses import model_response
 
 RAW_MEDIA_TYPE = "application/octet-stream"
@@ -55,6 +55,29 @@ async def image_exists(request: web.Request) -> web.Response:
     if not await _run(request, store.has, key):
         raise ImageNotFound("no such image", details={"image_id": key[:64]})
     return web.Response(status=200)
+
+
+@routes.get("/v1/images/{image_id}/skin-tone")
+async def skin_tone(request: web.Request) -> web.Response:
+    """Runs the face and skin stages (cached) off the event loop; no job, no queue."""
+    key = request.match_info["image_id"]
+    engine = request.app[ENGINES].get(Op.color)
+    measure = getattr(engine, "skin_tone", None)
+    if measure is None:
+        raise EngineUnavailable("no engine measures skin tone", details={"op": "color"})
+    store = request.app[IMAGES]
+    if not await _run(request, store.has, key):
+        raise ImageNotFound("no such image", details={"image_id": key[:64]})
+
+    def load():
+        pixels = store.load(key)
+        if pixels is None:
+            raise ImageNotFound("no such image", details={"image_id": key[:64]})
+        return pixels
+
+    tone = await _run(request, measure, key, load)
+    a, b = tone if tone is not None else (None, None)
+    return model_response(SkinTone(image_id=key, a=a, b=b))
 
 
 async def _read_raw(request: web.Request, limits: Limits, max_bytes: int):

@@ -16,7 +16,7 @@ from .events import (
     Started,
     Subscribe,
 )
-from .images import IMAGE_ID_PATTERN, ImageInfo, RawPixelHeaders
+from .images import IMAGE_ID_PATTERN, ImageInfo, RawPixelHeaders, SkinTone
 from .jobs import (
     JOB_ID_PATTERN,
     TERMINAL_STATES,
@@ -56,6 +56,7 @@ __all__ = [
     "Failed",
     "Health",
     "ImageInfo",
+    "SkinTone",
     "JobCreated",
     "JobEvent",
     "JobList",

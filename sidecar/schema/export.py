@@ -15,7 +15,11 @@ SCHEMA_ID_BASE = "https://retouch.local/schema/v1/"
 
 GROUPS: dict[str, dict[str, Any]] = {
     "errors": {"ErrorBody": ErrorBody},
-    "images": {"ImageInfo": images.ImageInfo, "RawPixelHeaders": images.RawPixelHeaders},
+    "images": {
+        "ImageInfo": images.ImageInfo,
+        "RawPixelHeaders": images.RawPixelHeaders,
+        "SkinTone": images.SkinTone,
+    },
     "jobs": {
         "JobRequest": jobs.JobRequest,
         "JobCreated": jobs.JobCreated,

@@ -24,6 +24,15 @@ class ImageInfo(Model):
     depth: Literal[8, 16]
 
 
+class SkinTone(Model):
+    """GET /v1/images/{image_id}/skin-tone: the skin's median a*, b* (CIELAB), the
+    material of a batch's session prior for `color`; nulls when there is no skin."""
+
+    image_id: str = Field(pattern=IMAGE_ID_PATTERN)
+    a: float | None = None
+    b: float | None = None
+
+
 class RawPixelHeaders(Model):
     """The X-Image-* headers of a raw-pixel upload (application/octet-stream)."""
 

@@ -104,6 +104,9 @@ class DiffusionEngine:
                 },
             ) from None
 
+    def skin_tone(self, image_id: str, load) -> tuple[float, float] | None:
+        return self.retouch.skin_tone(image_id, load)
+
     def close(self) -> None:
         self.retouch.close()
 

@@ -55,6 +55,10 @@ class RetouchEngine:
         """Faces, skin mask and the field-resolution copy (cached per image id)."""
         return self._analyser.analyse(image_id, lambda: pixels)
 
+    def skin_tone(self, image_id: str, load) -> tuple[float, float] | None:
+        """The image's median skin a*, b*: what a batch's session prior is made of."""
+        return ops.skin_tone(self._analyser.analyse(image_id, load))
+
     def close(self) -> None:
         self._analyser.close()
         self.cache.close()

@@ -88,26 +88,34 @@ def _plan_volume(a: Analysis, params: RetouchParams) -> Plan:
     return Plan(Op.volume, {"gain": gain}, np.abs(gain))
 
 
-def _plan_color(a: Analysis, params: RetouchParams) -> Plan:
-    lab = cv2.cvtColor(a.rgb, cv2.COLOR_RGB2Lab)
-    chroma = np.ascontiguousarray(lab[..., 1:])
+def skin_tone(a: Analysis) -> tuple[float, float] | None:
+    """The skin's own median a*, b* (CIELAB), or None when there is no skin."""
+    chroma = cv2.cvtColor(a.rgb, cv2.COLOR_RGB2Lab)[..., 1:]
     skin = a.mask > 0.8
     if skin.sum() < 50:
         skin = a.mask > 0.3
     if not skin.any():
+        return None
+    median = np.median(chroma[skin], axis=0)
+    return float(median[0]), float(median[1])
+
+
+def _plan_color(a: Analysis, params: RetouchParams) -> Plan:
+    tone = skin_tone(a)
+    if tone is None:
         zero = np.zeros(a.mask.shape, np.float32)
-        return Plan(Op.color, {"shift": np.zeros_like(chroma)}, zero)
-    target = np.median(chroma[skin], axis=0)
+        return Plan(Op.color, {"shift": np.zeros((*a.mask.shape, 2), np.float32)}, zero)
+    target = np.array(tone, np.float32)
     if params.prior_a is not None and params.prior_b is not None:
         # a session-wide tone is only a weak pull: one badly lit frame cannot dominate
         prior = np.array([params.prior_a, params.prior_b], np.float32)
         target = 0.9 * target + 0.1 * prior
+    chroma = np.ascontiguousarray(cv2.cvtColor(a.rgb, cv2.COLOR_RGB2Lab)[..., 1:])
     local = masked_gaussian(chroma, a.mask, max(a.face_width / 50.0, 1.0))
     strength = params.strength_for(Op.color)
     shift = (-strength * a.mask[..., None] * (local - target)).astype(np.float32)
-    return Plan(
-        Op.color, {"shift": shift}, a.mask * strength, extra={"a": target[0], "b": target[1]}
-    )
+    extra = {"a": float(target[0]), "b": float(target[1])}
+    return Plan(Op.color, {"shift": shift}, a.mask * strength, extra=extra)
 
 
 def halo(plan_: Plan, level_scale: float) -> int:
