@@ -12,7 +12,9 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
 import numpy as np
+from pydantic import BaseModel, ValidationError
 
+from ..errors import InvalidRequest
 from ..schema import JobRequest, Op
 
 PreviewLevel = Literal["draft", "preview", "refine", "final", "step"]
@@ -85,6 +87,17 @@ class Engine(Protocol):
     def run(self, job: RunInput, ctx: JobContext) -> np.ndarray:
         """Return the result: canonical pixels of the input's size and depth."""
         ...
+
+
+def check_params(model: type[BaseModel], request: JobRequest) -> None:
+    """Validate a request's params against an op's model: 422 with the field errors."""
+    try:
+        model.model_validate(request.params)
+    except ValidationError as exc:
+        errors_ = exc.errors(include_url=False, include_input=False, include_context=False)
+        raise InvalidRequest(
+            f"bad params for {request.op.value}", details={"errors": errors_}
+        ) from None
 
 
 def validate_request(engine: Engine, request: JobRequest) -> None:

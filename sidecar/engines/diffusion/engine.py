@@ -14,15 +14,14 @@ from collections.abc import Callable
 import cv2
 import numpy as np
 import torch
-from pydantic import Field, ValidationError
+from pydantic import Field
 
-from ... import errors
 from ...cache.stages import StageCache
 from ...schema import JobRequest, Op
 from ...schema.common import Model
 from ...stages.frequency import gaussian
 from ...stages.latent import latent_key
-from ..base import JobContext, RunInput
+from ..base import JobContext, RunInput, check_params
 from ..retouch import RetouchEngine
 from ..retouch.codecs import ARRAY
 from ..retouch.params import RetouchParams
@@ -91,18 +90,7 @@ class DiffusionEngine:
         return self.model.describe()
 
     def validate(self, request: JobRequest) -> None:
-        kind = GenerateParams if request.op is Op.generate else RefineParams
-        try:
-            kind.model_validate(request.params)
-        except ValidationError as exc:
-            raise errors.InvalidRequest(
-                f"bad params for {request.op.value}",
-                details={
-                    "errors": exc.errors(
-                        include_url=False, include_input=False, include_context=False
-                    )
-                },
-            ) from None
+        check_params(GenerateParams if request.op is Op.generate else RefineParams, request)
 
     def skin_tone(self, image_id: str, load) -> tuple[float, float] | None:
         return self.retouch.skin_tone(image_id, load)

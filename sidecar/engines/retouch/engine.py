@@ -4,12 +4,10 @@ with no downloaded weights. Always available."""
 from __future__ import annotations
 
 import numpy as np
-from pydantic import ValidationError
 
-from ... import errors
 from ...cache.stages import StageCache, stage_key
 from ...schema import JobRequest, Op
-from ..base import JobContext, RunInput
+from ..base import JobContext, RunInput, check_params
 from . import analysis as analysis_mod
 from . import codecs, ops, pyramid
 from .analysis import Analyser
@@ -39,17 +37,7 @@ class RetouchEngine:
         self._analyser = Analyser(self.cache, codecs.ANALYSIS)
 
     def validate(self, request: JobRequest) -> None:
-        try:
-            RetouchParams.model_validate(request.params)
-        except ValidationError as exc:
-            raise errors.InvalidRequest(
-                f"bad params for {request.op.value}",
-                details={
-                    "errors": exc.errors(
-                        include_url=False, include_input=False, include_context=False
-                    )
-                },
-            ) from None
+        check_params(RetouchParams, request)
 
     def analyse(self, image_id: str | None, pixels: np.ndarray) -> analysis_mod.Analysis:
         """Faces, skin mask and the field-resolution copy (cached per image id)."""
