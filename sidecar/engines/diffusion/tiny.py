@@ -88,10 +88,10 @@ def build_tiny_pipeline(seed: int = 0) -> diffusers.StableDiffusionPipeline:
         timestep_spacing="trailing",
     )
     pipe = diffusers.StableDiffusionPipeline(
-        vae=vae.eval(),
-        text_encoder=text_encoder.eval(),
+        vae=vae.train(False),  # inference mode
+        text_encoder=text_encoder.train(False),
         tokenizer=tokenizer,
-        unet=unet.eval(),
+        unet=unet.train(False),
         scheduler=scheduler,
         safety_checker=None,
         feature_extractor=None,
