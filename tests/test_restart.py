@@ -40,6 +40,10 @@ async def test_a_clean_stop_keeps_queued_and_running_work(aiohttp_client, settin
     listed = (await (await second.get("/v1/jobs", headers=auth)).json())["jobs"]
     assert [j["job_id"] for j in listed] == [waiting[2], running, waiting[1], waiting[0]]
     assert {j["state"] for j in listed} <= {"queued", "running"}  # the worker is already on it
+    # event seqs go on increasing across the restart: a client drops what it has seen
+    replay = await (await second.get(f"/v1/jobs/{running}/events", headers=auth)).text()
+    seqs = [int(line[4:]) for line in replay.splitlines() if line.startswith("id: ")]
+    assert seqs and min(seqs) > 10_000
     later = await submit(second, auth, image_id, steps=1, step_ms=1)
     for job_id in [running, *waiting, later]:
         assert (await wait_for(second, auth, job_id, timeout=30))["state"] == "done"

@@ -12,6 +12,7 @@ import itertools
 import json
 import logging
 import threading
+import time
 from collections import OrderedDict
 
 import blake3
@@ -75,6 +76,10 @@ class Scheduler:
                 stored.seed,
                 created_at=stored.created_at,
             )
+            # seq must keep increasing across the restart (clients drop what they have
+            # seen); the counter was in memory, so go on from the clock in ms, which is
+            # past any count a job reaches in one run
+            job.last_seq = time.time_ns() // 1_000_000
             self.jobs[job.job_id] = job
             self.store.set_state(job.job_id, JobState.queued)
             self.queue.put(job)
