@@ -56,8 +56,6 @@ class RunInput:
         """The canonical (H, W, C) uint8/uint16 pixels (read now if not yet)."""
         if self.pixels is None and self.loader is not None:
             self.pixels = self.loader()
-            if self.pixels is None:
-                raise ImageGone
         if self.pixels is None:
             raise ImageGone
         return self.pixels

@@ -112,9 +112,7 @@ class Scheduler:
             )
         validate_request(self.engines[request.op], request)
         seed = request.seed if request.seed is not None else derive_seed(request)
-        cached = self.store.cached_result(self.result_key(request, seed))
-        if cached is not None and not self.images.has(cached):
-            cached = None  # the result image was removed: compute it again
+        cached = self.cached_result(request, seed)
         with self.lock:
             job = Job(new_job_id(), request, request.priority, next(self._order), seed)
             self._supersede(job)
@@ -154,7 +152,7 @@ class Scheduler:
                     priority=Priority.background,
                 )
                 seed = derive_seed(request)  # the seed the same Apply will get
-                if self.store.cached_result(self.result_key(request, seed)) is not None:
+                if self.cached_result(request, seed) is not None:
                     continue  # made before
                 job = Job(new_job_id(), request, Priority.background, next(self._order), seed)
                 job.precompute = True
@@ -200,6 +198,12 @@ class Scheduler:
                     )
                     return jobs
         return []
+
+    def cached_result(self, request: JobRequest, seed: int) -> str | None:
+        """The stored result of an earlier identical request; None if there is none or
+        its image has gone from the store (then it is made again)."""
+        result_id = self.store.cached_result(self.result_key(request, seed))
+        return result_id if result_id is not None and self.images.has(result_id) else None
 
     def result_key(self, request: JobRequest, seed: int) -> str:
         """What a result depends on: the engine and its version (model included), the
@@ -318,8 +322,6 @@ class Scheduler:
             self.store.set_state(job.job_id, state, result_id)
             if state is JobState.done:
                 job.progress = 1.0
-                if result_id is not None and not job.cached and not job.precompute:
-                    self.store.save_result(self.result_key(job.request, job.seed), result_id)
                 self.emit(
                     job, ev.Done, cached=job.cached, result_url=f"/v1/jobs/{job.job_id}/result"
                 )

@@ -156,11 +156,10 @@ class Worker:
         info, _ = scheduler.images.put(np.ascontiguousarray(result))
         (op, bucket), expected = scheduler.eta.learn(request.op, megapixels, job.run_seconds)
         scheduler.store.save_run_time(op, bucket, expected)
-        if job.precompute:  # the likely Apply, made ahead: only the result cache has it
-            scheduler.store.save_result(scheduler.result_key(request, job.seed), info.image_id)
-            scheduler.finish(job, JobState.done)
-        else:
-            scheduler.finish(job, JobState.done, result_id=info.image_id)
+        scheduler.store.save_result(scheduler.result_key(request, job.seed), info.image_id)
+        # a precompute job made the likely Apply ahead: only the result cache hands it out
+        result_id = None if job.precompute else info.image_id
+        scheduler.finish(job, JobState.done, result_id=result_id)
 
     def _requeue(self, job: Job) -> None:
         scheduler = self._scheduler

@@ -23,8 +23,10 @@ from ...stages.frequency import gaussian
 from ...stages.latent import latent_key
 from ..base import JobContext, RunInput, check_params
 from ..retouch import RetouchEngine
+from ..retouch.analysis import to_unit_float
 from ..retouch.codecs import ARRAY
 from ..retouch.params import RetouchParams
+from ..retouch.pyramid import preview_of
 from ..retouch.tiles import Box, sample
 from .loading import LoadedModel, enable_memory_savers, img2img_pipe, use_lora
 from .previews import StepPreviews, capture_x0
@@ -70,10 +72,6 @@ class RefineParams(RetouchParams):
     )
     steps: int = Field(20, ge=1, le=150, description="Denoising steps that run (refine only).")
     guidance: float = Field(5.0, ge=0.0, le=30.0)
-
-
-def _unit_rgb(pixels: np.ndarray) -> np.ndarray:
-    return pixels[..., :3].astype(np.float32) / np.float32(np.iinfo(pixels.dtype).max)
 
 
 class DiffusionEngine:
@@ -157,7 +155,7 @@ class DiffusionEngine:
         if box is None:
             return result
         ctx.stage("refine", 0, 2)
-        crop = _unit_rgb(result[box.y0 : box.y1, box.x0 : box.x1])
+        crop = to_unit_float(result[box.y0 : box.y1, box.x0 : box.x1])
         side = MODEL_SIDE.get(self.model.family, 512)
         pipe = img2img_pipe(self.model)
         use_lora(self.model, request.op.value)
@@ -191,7 +189,7 @@ class DiffusionEngine:
         refined_result[box.y0 : box.y1, box.x0 : box.x1, :3] = np.clip(
             np.rint(out * top), 0, top
         ).astype(result.dtype)
-        ctx.preview("final", _preview(refined_result))
+        ctx.preview("final", preview_of(refined_result))
         return refined_result
 
     def _latents(self, request, params, box, crop, size) -> torch.Tensor:
@@ -307,9 +305,3 @@ def _skin_box(analysis) -> Box | None:
         min(int(np.ceil(x1 + margin)), analysis.width),
         min(int(np.ceil(y1 + margin)), analysis.height),
     )
-
-
-def _preview(pixels: np.ndarray) -> np.ndarray:
-    from ..retouch.pyramid import preview_of
-
-    return preview_of(pixels)

@@ -14,6 +14,7 @@ import cv2
 import numpy as np
 
 from ...imaging.encode import fit_within, to_rgb8
+from .analysis import to_unit_float
 from .ops import Plan, halo, render, touches
 from .tiles import Box, tiles
 
@@ -69,8 +70,7 @@ class LevelRender:
         if not touches(self.plan, size, box):
             return  # nothing changes here: the copy already holds the input's bits
         outer = box.grown(self._halo, self.width, self.height)
-        rgb = self.pixels[outer.y0 : outer.y1, outer.x0 : outer.x1, :3].astype(np.float32)
-        rgb *= np.float32(1.0 / self._max)
+        rgb = to_unit_float(self.pixels[outer.y0 : outer.y1, outer.x0 : outer.x1])
         out = render(self.plan, rgb, outer, box, size, self.level_scale, self.t)
         out *= np.float32(self._max)
         np.rint(out, out=out)
