@@ -1,22 +1,40 @@
 // The only door from the panel to the host application. photoshop-adapter.js implements
-// it with require('photoshop'); a canvas adapter implements it in a browser; tests use a
-// fake that records calls. Every method is async.
+// it with require('photoshop'); browser/canvas-adapter.js implements it on a canvas in a
+// browser; tests use a fake that records calls. Every method is async.
+//
+// History discipline, which every adapter keeps and the panel relies on:
+// - One Apply = one new layer = ONE history step. The draft goes in as a layer at once
+//   (placeDraft, one step); the final replaces it (commitResult). When the document's
+//   history still ends at the draft's step, the final takes that step's place, so the
+//   Apply stays one step. When the user has made steps of their own since, the final is
+//   a step of its own on top: their work is never undone to keep our history tidy.
+// - Every document change is made inside a modal scope that lasts milliseconds, once the
+//   pixels are in hand: Photoshop is never blocked while a job runs.
+// - Previews (preview levels, diffusion steps) never reach the document: showThumbnail.
 'use strict';
 
 /**
  * @typedef {Object} DocumentInfo
  * @property {string|number} id
  * @property {string} name
+ * @property {number} width   pixels
+ * @property {number} height  pixels
  * @property {string} layerStackHash  changes whenever the layer stack or any layer's pixels change
  */
 
 /**
- * @typedef {Object} Pixels  interleaved, rows top to bottom; 16-bit samples little-endian
+ * @typedef {Object} Pixels  interleaved, rows top to bottom; 16-bit samples little-endian,
+ *   full range 0..65535 (an adapter converts from its host's range)
  * @property {Uint8Array} bytes
  * @property {number} width
  * @property {number} height
  * @property {3|4} channels
  * @property {8|16} depth
+ */
+
+/**
+ * @typedef {Object} Draft  what placeDraft resolves with; the panel hands it back as is
+ * @property {string|number} layerId
  */
 
 /**
@@ -28,39 +46,50 @@
  * @property {(docId) => Promise<Pixels>} readPixels
  *   The document's composite, as imaging.getPixels gives it.
  *
- * @property {(docId, name: string, fn: () => Promise<*>) => Promise<*>} runAsOneHistoryStep
- *   Runs fn inside executeAsModal + suspendHistory: everything fn does to the document
- *   becomes exactly ONE history step called `name`. Resolves with fn's value. If fn
- *   throws, its changes are rolled back, no history step remains, and the error is
- *   rethrown. The panel calls it only once the pixels to place are in hand, so the modal
- *   scope lasts milliseconds and never blocks Photoshop while a job runs.
+ * @property {(docId, draft: {name: string, historyName: string, pixels: Pixels}) => Promise<Draft>} placeDraft
+ *   Adds a new layer at the top of the group "ML Retouch" (creating the group if
+ *   missing) holding `pixels` scaled up to the document's size: ONE history step named
+ *   historyName. Never touches existing layers' pixels.
  *
- * @property {(docId, layer: {name: string, pixels: Pixels, opacity: number}) => Promise<*>} createResultLayer
- *   Adds a new pixel layer at the top of the group "ML Retouch" (creating the group
- *   if missing) and resolves with its layer id. Only valid inside runAsOneHistoryStep.
- *   Never touches existing layers' pixels.
+ * @property {(docId, result: {name: string, historyName: string, pixels: Pixels, draft?: Draft}) => Promise<string|number>} commitResult
+ *   Places the full-resolution result and resolves with its layer id. With a draft, the
+ *   final replaces the draft (see the history discipline above); without, it is a new
+ *   layer in "ML Retouch", one history step.
  *
- * @property {(docId, layerId, pixels: Pixels) => Promise<void>} replaceLayerPixels
- *   Replaces that layer's pixels in place (same layer, same id). Only valid inside
- *   runAsOneHistoryStep.
+ * @property {(docId, draft: Draft) => Promise<void>} discardDraft
+ *   Removes a draft whose job failed or was cancelled: its step is undone when it is
+ *   still the last one, otherwise the layer is deleted in a step of its own.
+ *
+ * @property {(docId, layerId, result: {historyName: string, pixels: Pixels}) => Promise<void>} replaceResult
+ *   Refine: the layer's pixels replaced in place and its opacity set to 100 %, ONE
+ *   history step.
  *
  * @property {(docId, layerId, percent: number) => Promise<void>} setLayerOpacity
- *   Sets the layer's opacity (0..100). Outside runAsOneHistoryStep it is a live change
- *   for a dragging slider and leaves no history step; inside, it is part of that step.
+ *   The layer's opacity (0..100) as a live change for a dragging slider: no history step.
+ *
+ * @property {(docId, layerId, percent: number, historyName: string) => Promise<void>} commitOpacity
+ *   The same opacity, committed as ONE history step (on the slider's release).
  *
  * @property {(jpeg: Uint8Array|null) => Promise<void>} showThumbnail
  *   Shows a preview JPEG in the panel's preview area (null clears it). Previews never
  *   go to the document or its history.
+ *
+ * @property {(listener: {opened?, selected?, closed?, historyChanged?}) => (() => void)} watchDocuments
+ *   Calls opened(doc), selected(doc), closed(docId) and historyChanged(doc) (doc a
+ *   DocumentInfo) as the host's documents change; returns the function that stops it.
  */
 
 const ADAPTER_METHODS = Object.freeze([
   'activeDocument',
   'readPixels',
-  'runAsOneHistoryStep',
-  'createResultLayer',
-  'replaceLayerPixels',
+  'placeDraft',
+  'commitResult',
+  'discardDraft',
+  'replaceResult',
   'setLayerOpacity',
+  'commitOpacity',
   'showThumbnail',
+  'watchDocuments',
 ]);
 
 /** Throws a TypeError naming every method the adapter lacks; returns the adapter. */
@@ -70,5 +99,12 @@ function checkAdapter(adapter) {
   if (missing.length) throw new TypeError(`adapter is missing: ${missing.join(', ')}`);
   return adapter;
 }
+
+/**
+ * @typedef {Object} TokenStore  where the token is kept between sessions (the plugin's
+ *   data folder in Photoshop, localStorage in a browser)
+ * @property {() => Promise<string>} load   '' when none was saved
+ * @property {(token: string) => Promise<void>} save
+ */
 
 module.exports = { ADAPTER_METHODS, checkAdapter };

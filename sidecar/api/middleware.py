@@ -95,10 +95,19 @@ async def security_middleware(request: web.Request, handler: Handler) -> web.Str
         port, request.app[SETTINGS].allowed_origins
     ):
         raise errors.ForbiddenOrigin("this origin may not call the sidecar")
-    if (request.method, request.path) not in PUBLIC_ROUTES:
+    if not _is_public(request):
         if not token_matches(request.app[TOKEN], _presented_token(request)):
             raise errors.Unauthorized("missing or wrong token; see `retouch-sidecar token`")
     return await handler(request)
+
+
+def _is_public(request: web.Request) -> bool:
+    # The browser panel's static files hold no secrets; the page asks for the token.
+    if request.method in ("GET", "HEAD") and (
+        request.path == "/panel" or request.path.startswith("/panel/")
+    ):
+        return True
+    return (request.method, request.path) in PUBLIC_ROUTES
 
 
 def _presented_token(request: web.Request) -> str | None:

@@ -17,6 +17,7 @@ from aiohttp_sse import sse_response
 from pydantic import TypeAdapter, ValidationError
 
 from .. import errors
+from ..imaging.decode import decode_preview
 from ..jobs import Published, Subscription
 from ..jobs.events import TERMINAL
 from ..schema import CancelMessage, ClientMessage, Subscribe
@@ -56,9 +57,24 @@ async def preview(request: web.Request) -> web.Response:
         raise errors.NotFound(
             "that preview is gone; a newer one replaced it", details={"seq": seq[:20]}
         )
-    return web.Response(
-        body=jpeg, content_type="image/jpeg", headers={"Cache-Control": "private, max-age=3600"}
-    )
+    cache = {"Cache-Control": "private, max-age=3600"}
+    fmt = request.query.get("format", "jpeg")
+    if fmt == "jpeg":
+        return web.Response(body=jpeg, content_type="image/jpeg", headers=cache)
+    if fmt != "raw":
+        raise errors.InvalidRequest("format must be jpeg or raw", details={"format": fmt[:20]})
+    # Raw 8-bit RGB, for hosts that cannot decode a JPEG themselves (Photoshop's imaging
+    # API takes pixels): the panel's draft layer.
+    rgb = decode_preview(jpeg)
+    height, width = rgb.shape[:2]
+    headers = {
+        **cache,
+        "X-Image-Width": str(width),
+        "X-Image-Height": str(height),
+        "X-Image-Channels": "3",
+        "X-Image-Depth": "8",
+    }
+    return web.Response(body=rgb.tobytes(), headers=headers, content_type="application/octet-stream")
 
 
 @routes.get("/v1/jobs/{job_id}/events")

@@ -199,3 +199,8 @@ def _decode_plain_tiff(data) -> np.ndarray | None:
         raise
     except Exception as exc:  # tifffile raises many types on malformed input
         raise InvalidImage("TIFF data is corrupt or truncated") from exc
+
+
+def decode_preview(jpeg: bytes) -> np.ndarray:
+    """One of our own preview JPEGs as contiguous 8-bit RGB."""
+    return np.ascontiguousarray(_decode_with_opencv(jpeg, "jpeg"))
