@@ -43,6 +43,9 @@
  * @property {() => Promise<DocumentInfo|null>} activeDocument
  *   The document in front, or null when none is open.
  *
+ * @property {() => Promise<DocumentInfo[]>} documents
+ *   Every open document (for the batch queue).
+ *
  * @property {(docId) => Promise<Pixels>} readPixels
  *   The document's composite, as imaging.getPixels gives it.
  *
@@ -81,6 +84,7 @@
 
 const ADAPTER_METHODS = Object.freeze([
   'activeDocument',
+  'documents',
   'readPixels',
   'placeDraft',
   'commitResult',

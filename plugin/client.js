@@ -173,6 +173,15 @@ class SidecarClient {
     return { bytes, ...imageShape(response.headers), contentType: response.headers.get('Content-Type') };
   }
 
+  // A preview the sidecar still holds: JPEG bytes, or raw 8-bit RGB pixels with format 'raw'.
+  async preview(jobId, seq, { format = 'jpeg' } = {}) {
+    const query = queryString({ format });
+    const response = await this.request('GET', `/v1/jobs/${id(jobId)}/previews/${Number(seq)}${query}`);
+    const bytes = new Uint8Array(await response.arrayBuffer());
+    if (format !== 'raw') return { bytes, contentType: response.headers.get('Content-Type') };
+    return { bytes, ...imageShape(response.headers) };
+  }
+
   precompute({ imageId, documentId, layerStackHash, ops }) {
     const json = { image_id: imageId, document_id: documentId };
     if (layerStackHash !== undefined) json.layer_stack_hash = layerStackHash;

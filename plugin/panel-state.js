@@ -1,11 +1,12 @@
-// The panel's state and flows (Apply, slider, Refine, document events), written against
-// the adapter contract and the sidecar client, so it runs under Node with fakes.
+// The panel's state and flows (Apply, slider, Refine, the batch queue, document events),
+// written against the adapter contract and the sidecar client, so it runs under Node
+// with fakes and in a browser with the canvas adapter.
 //
-// Draft → final: previews (draft, preview, refine, final, and steps when streamSteps is
-// on) only ever go to the panel's thumbnail. The document is touched once, when the full
-// result is in hand: one runAsOneHistoryStep that creates the layer. A draft layer that
-// the final replaces would have to keep the history step (and its executeAsModal scope)
-// open for the whole 10–30 s job, blocking Photoshop the whole time.
+// Draft → final: the first progressive level of an Apply (the draft, or the next level
+// when the draft went by before the job was known) goes into the document at once as the
+// Apply's layer; the full-resolution result replaces it when the job is done. The
+// adapter keeps that to one history step (adapter-contract.js). Later levels, and step
+// previews when streamSteps is on, only reach the panel's thumbnail.
 //
 // Events: `events` is an EventStream (events.js), or anything with
 // listen({ onEvent(event), onPreview(header, jpeg) }) → remover.
@@ -22,6 +23,7 @@ const OP_NAMES = {
   generate: 'Generate',
 };
 const TERMINAL_EVENTS = new Set(['done', 'failed', 'cancelled']);
+const DRAFT_LEVELS = new Set(['draft', 'preview', 'refine']);
 // Terminal events of jobs the panel does not know yet: a fast (or cached) job can finish
 // before the POST /v1/jobs answer arrives.
 const EARLY_EVENTS_KEPT = 64;
@@ -44,19 +46,25 @@ async function quietly(fn) {
   }
 }
 
+function pixelsOf({ bytes, width, height, channels, depth }) {
+  return { bytes, width, height, channels, depth };
+}
+
 class Panel {
-  constructor({ adapter, client, events, onChange = () => {}, precomputeOps } = {}) {
+  constructor({ adapter, client, events, onChange = () => {}, precomputeOps, precompute = true } = {}) {
     this.adapter = checkAdapter(adapter);
     this.client = client;
     this.onChange = onChange;
     this.precomputeOps = precomputeOps;
+    this.precomputeEnabled = precompute; // off: documents are uploaded on Apply only
     this.streamSteps = false;
-    this.state = { phase: 'idle', progress: 0, stage: null, etaS: null, message: '' };
+    this.state = { phase: 'idle', progress: 0, stage: null, etaS: null, message: '', draft: false };
     this.rows = [];
     this.activeDocId = null;
     this.result = null; // the layer the slider and Refine act on, with the job that made it
     this.attempt = 0; // the latest Apply/Refine: only it drives `state`
     this.currentJobId = null;
+    this.jobs = new Map(); // jobId → { docId, op, wantsDraft, draft: Promise<Draft|null>, closed }
     this.images = new Map(); // docId → { layerStackHash, imageId: Promise<string> }
     this.precomputes = new Map(); // docId → { next, done }
     this.watches = new Map(); // jobId → resolve(terminal event)
@@ -74,27 +82,19 @@ class Panel {
     return queue.order(this.rows, this.activeDocId);
   }
 
+  /** Apply on the document in front: draft layer at once, final in its place. */
   async apply(op, { intensity = 1, params = {} } = {}) {
     const attempt = await this.begin('uploading');
     try {
       const doc = await this.adapter.activeDocument();
       if (!doc) throw new Error('Open a document first.');
-      const job = {
-        op,
-        params,
-        intensity,
-        docId: doc.id,
-        docName: doc.name,
-        layerStackHash: doc.layerStackHash,
-        imageId: await this.imageFor(doc),
-      };
-      const placed = await this.perform(attempt, job, `ML Retouch: ${opName(op)}`, (pixels) =>
-        this.adapter.createResultLayer(doc.id, { name: opName(op), pixels, opacity: 100 }),
-      );
+      const job = await this.jobFor(doc, op, { intensity, params });
+      const placed = await this.perform(attempt, job, { priority: 'active', wantsDraft: true });
       if (!placed) return null;
-      this.result = { ...job, layerId: placed.value };
+      this.result = { ...job, layerId: placed.layerId, opacity: 100 };
+      this.changed();
       await quietly(() => this.client.recordAction(doc.id, op));
-      return { jobId: placed.jobId, layerId: placed.value };
+      return placed;
     } catch (error) {
       this.fail(attempt, error);
       return null;
@@ -109,18 +109,47 @@ class Panel {
     // The same input image as the Apply: the document's composite now includes the layer.
     const job = { ...target, intensity: percent / 100 };
     try {
-      const historyName = `ML Retouch: Refine ${opName(job.op)}`;
-      const placed = await this.perform(attempt, job, historyName, async (pixels) => {
-        await this.adapter.replaceLayerPixels(job.docId, job.layerId, pixels);
-        await this.adapter.setLayerOpacity(job.docId, job.layerId, 100);
+      const placed = await this.perform(attempt, job, {
+        priority: 'active',
+        wantsDraft: false,
+        place: async (pixels) => {
+          const historyName = `ML Retouch: Refine ${opName(job.op)} at ${Math.round(percent)} %`;
+          await this.adapter.replaceResult(job.docId, job.layerId, { historyName, pixels });
+          return job.layerId;
+        },
       });
       if (!placed) return null;
-      this.result = job;
-      return { jobId: placed.jobId, layerId: job.layerId };
+      this.result = { ...job, opacity: 100 };
+      this.changed();
+      return placed;
     } catch (error) {
       this.fail(attempt, error);
       return null;
     }
+  }
+
+  /**
+   * Queues `op` for every open document (or those given), the one in front first.
+   * Each result becomes one layer, one history step, in its own document when done.
+   * Resolves once every job is submitted; the jobs finish in the background.
+   */
+  async queueDocuments(op, docs) {
+    const targets = docs ?? (await this.adapter.documents());
+    const front = await quietly(() => this.adapter.activeDocument());
+    const ordered = [...targets].sort((a, b) => (b.id === front?.id) - (a.id === front?.id));
+    const submitted = [];
+    for (const doc of ordered) {
+      try {
+        const job = await this.jobFor(doc, op, {});
+        const priority = doc.id === front?.id ? 'active' : 'normal';
+        const { jobId, done } = await this.submit(null, job, { priority, wantsDraft: false });
+        submitted.push(jobId);
+        this.finishQueued(job, jobId, done);
+      } catch (error) {
+        this.setState({ message: `${doc.name}: ${messageOf(error)}` });
+      }
+    }
+    return submitted;
   }
 
   /** While dragging: the layer's opacity, live, with no history step and no inference. */
@@ -137,11 +166,11 @@ class Panel {
   /** On release: the same opacity, committed as one history step. */
   async sliderReleased(percent) {
     const target = this.result;
-    if (!target) return;
+    if (!target || target.opacity === percent) return;
     try {
-      await this.adapter.runAsOneHistoryStep(target.docId, `ML Retouch: ${opName(target.op)} opacity`, () =>
-        this.adapter.setLayerOpacity(target.docId, target.layerId, percent),
-      );
+      const historyName = `ML Retouch: ${opName(target.op)} opacity ${Math.round(percent)} %`;
+      await this.adapter.commitOpacity(target.docId, target.layerId, percent, historyName);
+      target.opacity = percent;
     } catch (error) {
       this.setState({ message: messageOf(error) });
     }
@@ -162,6 +191,20 @@ class Panel {
     if (request) await this.client.cancel(request.jobId);
   }
 
+  /** After the event stream reconnects: what happened to each unfinished job meanwhile. */
+  async resync() {
+    const open = this.rows.filter((row) => !queue.isFinished(row));
+    for (const row of open) {
+      const status = await quietly(() => this.client.job(row.jobId));
+      if (!status) continue;
+      this.rows = queue.applyStatus(this.rows, status);
+      if (TERMINAL_EVENTS.has(status.state)) {
+        this.finishWatch({ type: status.state, job_id: row.jobId, error: status.error });
+      }
+    }
+    this.changed();
+  }
+
   async documentOpened(doc) {
     await this.documentSelected(doc);
   }
@@ -176,6 +219,7 @@ class Panel {
     this.images.delete(docId);
     if (this.activeDocId === docId) this.activeDocId = null;
     if (this.result?.docId === docId) this.result = null;
+    this.changed();
     await quietly(() => this.client.stopPrecompute(docId));
   }
 
@@ -183,6 +227,16 @@ class Panel {
     if (this.images.get(doc.id)?.layerStackHash === doc.layerStackHash) return;
     this.images.delete(doc.id);
     await this.precompute(doc);
+  }
+
+  /** Hooks the panel to the adapter's document events; returns the remover. */
+  watchDocuments() {
+    return this.adapter.watchDocuments({
+      opened: (doc) => quietly(() => this.documentOpened(doc)),
+      selected: (doc) => quietly(() => this.documentSelected(doc)),
+      closed: (docId) => quietly(() => this.documentClosed(docId)),
+      historyChanged: (doc) => quietly(() => this.historyChanged(doc)),
+    });
   }
 
   handleJobEvent(event) {
@@ -194,9 +248,7 @@ class Panel {
     if (rows === this.rows) return; // stale seq
     this.rows = rows;
     if (TERMINAL_EVENTS.has(event.type)) {
-      const watch = this.watches.get(event.job_id);
-      if (watch) watch(event);
-      else this.rememberEarly(event);
+      this.finishWatch(event);
     } else if (event.job_id === this.currentJobId) {
       const row = rows.find((candidate) => candidate.jobId === event.job_id);
       this.setState({ progress: row.progress, stage: row.stage, etaS: row.etaS });
@@ -210,6 +262,10 @@ class Panel {
     const rows = queue.applyPreview(this.rows, header, jpeg);
     if (rows === this.rows) return; // unknown job or stale seq
     this.rows = rows;
+    const job = this.jobs.get(header.job_id);
+    if (job?.wantsDraft && !job.draft && !job.closed && DRAFT_LEVELS.has(header.level)) {
+      job.draft = this.placeDraft(job, header);
+    }
     this.changed();
     if (header.job_id === this.currentJobId) quietly(() => this.adapter.showThumbnail(jpeg));
   }
@@ -228,7 +284,7 @@ class Panel {
   async begin(phase) {
     this.attempt += 1;
     this.currentJobId = null;
-    this.setState({ phase, progress: 0, stage: null, etaS: null, message: '' });
+    this.setState({ phase, progress: 0, stage: null, etaS: null, message: '', draft: false });
     await quietly(() => this.adapter.showThumbnail(null));
     return this.attempt;
   }
@@ -239,52 +295,125 @@ class Panel {
 
   fail(attempt, error) {
     if (attempt !== this.attempt) return;
-    this.setState({ phase: 'failed', etaS: null, message: messageOf(error) });
+    this.setState({ phase: 'failed', etaS: null, message: messageOf(error), draft: false });
     quietly(() => this.adapter.showThumbnail(null));
   }
 
-  // Runs the job and, when it is done, `place(pixels)` inside one history step.
-  // Resolves with { jobId, value: place's value }, or null when the job was cancelled.
-  async perform(attempt, job, historyName, place) {
-    const { jobId, done } = await this.submit(attempt, job);
-    const finished = done ? { type: 'done' } : await this.waitFor(jobId);
-    if (finished.type === 'failed') throw new Error(finished.error?.message || 'The job failed.');
-    if (finished.type === 'cancelled') {
-      this.show(attempt, { phase: 'idle', etaS: null, message: 'Cancelled.' });
-      return null;
-    }
-    const { bytes, width, height, channels, depth } = await this.client.result(jobId, { format: 'raw' });
-    const pixels = { bytes, width, height, channels, depth };
-    this.show(attempt, { phase: 'placing', progress: 1, etaS: 0 });
-    const value = await this.adapter.runAsOneHistoryStep(job.docId, historyName, () => place(pixels));
-    this.show(attempt, { phase: 'done', progress: 1, stage: null, etaS: 0, message: '' });
-    return { jobId, value };
+  async jobFor(doc, op, { intensity = 1, params = {} }) {
+    return {
+      op,
+      params,
+      intensity,
+      docId: doc.id,
+      docName: doc.name,
+      layerStackHash: doc.layerStackHash,
+      imageId: await this.imageFor(doc),
+    };
   }
 
-  async submit(attempt, job) {
-    this.show(attempt, { phase: 'running' });
+  // The draft's pixels, fetched raw (the host may not decode JPEG), into the document as
+  // the Apply's layer. A draft that cannot be placed is skipped: the final still comes.
+  async placeDraft(job, header) {
+    try {
+      const raw = await this.client.preview(header.job_id, header.seq, { format: 'raw' });
+      if (job.closed) return null;
+      const draft = await this.adapter.placeDraft(job.docId, {
+        name: opName(job.op),
+        historyName: `ML Retouch: ${opName(job.op)}`,
+        pixels: pixelsOf(raw),
+      });
+      if (header.job_id === this.currentJobId) this.setState({ draft: true });
+      return draft;
+    } catch {
+      return null;
+    }
+  }
+
+  // Runs the job and, when it is done, places its pixels: in place of its draft, or as a
+  // new layer, or with `place` (Refine). Resolves with { jobId, layerId }, or null when
+  // the job was cancelled; throws when it failed.
+  async perform(attempt, job, { priority, wantsDraft, place }) {
+    const { jobId, done } = await this.submit(attempt, job, { priority, wantsDraft });
+    const finished = done ? { type: 'done' } : await this.waitFor(jobId);
+    const entry = this.jobs.get(jobId);
+    entry.closed = true;
+    const draft = entry.draft ? await entry.draft : null;
+    try {
+      if (finished.type !== 'done') {
+        if (draft) await quietly(() => this.adapter.discardDraft(job.docId, draft));
+        if (finished.type === 'failed') throw new Error(finished.error?.message || 'The job failed.');
+        this.show(attempt, { phase: 'idle', etaS: null, message: 'Cancelled.', draft: false });
+        return null;
+      }
+      let pixels;
+      try {
+        pixels = pixelsOf(await this.client.result(jobId, { format: 'raw' }));
+      } catch (error) {
+        // No final to put in its place: the draft must not stay behind as the result.
+        if (draft) await quietly(() => this.adapter.discardDraft(job.docId, draft));
+        throw error;
+      }
+      this.show(attempt, { phase: 'placing', progress: 1, etaS: 0 });
+      const layerId = place
+        ? await place(pixels)
+        : await this.adapter.commitResult(job.docId, {
+            name: opName(job.op),
+            historyName: `ML Retouch: ${opName(job.op)}`,
+            pixels,
+            draft: draft ?? undefined,
+          });
+      this.show(attempt, { phase: 'done', progress: 1, stage: null, etaS: 0, message: '', draft: false });
+      return { jobId, layerId };
+    } finally {
+      this.jobs.delete(jobId);
+    }
+  }
+
+  // A queued document's job: placed in its document when done, reported on its row.
+  async finishQueued(job, jobId, done) {
+    const finished = done ? { type: 'done' } : await this.waitFor(jobId);
+    this.jobs.delete(jobId);
+    if (finished.type !== 'done') return;
+    try {
+      const pixels = pixelsOf(await this.client.result(jobId, { format: 'raw' }));
+      await this.adapter.commitResult(job.docId, {
+        name: opName(job.op),
+        historyName: `ML Retouch: ${opName(job.op)}`,
+        pixels,
+      });
+    } catch (error) {
+      this.rows = this.rows.map((row) =>
+        row.jobId === jobId ? { ...row, state: 'failed', error: messageOf(error) } : row,
+      );
+      this.changed();
+    }
+  }
+
+  async submit(attempt, job, { priority, wantsDraft }) {
+    if (attempt !== null) this.show(attempt, { phase: 'running' });
     const answer = await this.client.submit({
       op: job.op,
       image_id: job.imageId,
       intensity: job.intensity,
       params: job.params,
-      priority: 'active',
+      priority,
       document_id: job.docId,
       layer_stack_hash: job.layerStackHash,
       preview: { progressive: true, stream_steps: this.streamSteps },
     });
     const jobId = answer.job_id;
+    this.jobs.set(jobId, { docId: job.docId, op: job.op, wantsDraft, draft: null, closed: false });
     const row = queue.createRow({
       jobId,
       docId: job.docId,
       name: `${opName(job.op)} · ${job.docName}`,
-      priority: 'active',
+      priority,
       state: answer.state,
     });
     this.rows = [...this.rows, row];
     const early = this.early.get(jobId);
     if (early) this.rows = queue.applyEvent(this.rows, early);
-    if (attempt === this.attempt) this.currentJobId = jobId;
+    if (attempt !== null && attempt === this.attempt) this.currentJobId = jobId;
     this.changed();
     return { jobId, done: answer.cached || answer.state === 'done' };
   }
@@ -303,6 +432,12 @@ class Panel {
     });
   }
 
+  finishWatch(event) {
+    const watch = this.watches.get(event.job_id);
+    if (watch) watch(event);
+    else this.rememberEarly(event);
+  }
+
   rememberEarly(event) {
     this.early.set(event.job_id, event);
     if (this.early.size > EARLY_EVENTS_KEPT) this.early.delete(this.early.keys().next().value);
@@ -315,9 +450,7 @@ class Panel {
     if (known?.layerStackHash === doc.layerStackHash) return known.imageId;
     const imageId = this.adapter
       .readPixels(doc.id)
-      .then(({ bytes, width, height, channels, depth }) =>
-        this.client.uploadRaw(bytes, { width, height, channels, depth }),
-      )
+      .then((pixels) => this.client.uploadRaw(pixels.bytes, pixels))
       .then((answer) => answer.image_id);
     const entry = { layerStackHash: doc.layerStackHash, imageId };
     this.images.set(doc.id, entry);
@@ -331,6 +464,7 @@ class Panel {
   // collapse into one more run with the newest state (a brush stroke per second must not
   // mean an upload per second).
   precompute(doc) {
+    if (!this.precomputeEnabled) return Promise.resolve();
     const running = this.precomputes.get(doc.id);
     if (running) {
       running.next = doc;
@@ -364,4 +498,4 @@ class Panel {
   }
 }
 
-module.exports = { Panel, OP_NAMES, messageOf };
+module.exports = { Panel, OP_NAMES, messageOf, opName };

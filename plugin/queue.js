@@ -98,6 +98,31 @@ function applyPreview(rows, header, jpeg) {
   return updateRow(rows, header.job_id, header.seq, { thumbnail: jpeg });
 }
 
+/**
+ * Rows with the job's state taken from a GET /v1/jobs/{id} answer: after a reconnect,
+ * events may have been missed. Keeps the row's seq, so later events still apply.
+ */
+function applyStatus(rows, status) {
+  const index = rows.findIndex((row) => row.jobId === status.job_id);
+  if (index === -1) return rows;
+  const row = rows[index];
+  const changes = {
+    state: status.state,
+    progress: status.state === 'done' ? 1 : (status.progress ?? row.progress),
+    stage: status.stage ?? row.stage,
+    etaS: status.eta_s ?? null,
+    priority: status.priority ?? row.priority,
+    error: status.error?.message ?? row.error,
+  };
+  if (isFinished({ state: status.state }) && row.finishedAt == null) {
+    const finished = Date.parse(status.finished_at ?? '');
+    changes.finishedAt = Number.isNaN(finished) ? Date.now() : finished;
+  }
+  const next = rows.slice();
+  next[index] = { ...row, ...changes };
+  return next;
+}
+
 /** The PATCH that stars the row as a hero, or null when there is nothing to reorder. */
 function star(row) {
   if (isFinished(row) || row.priority === 'hero' || row.priority === 'active') return null;
@@ -110,4 +135,4 @@ function cancel(row) {
   return { method: 'DELETE', path: `/v1/jobs/${row.jobId}`, jobId: row.jobId };
 }
 
-module.exports = { createRow, isFinished, order, applyEvent, applyPreview, star, cancel };
+module.exports = { createRow, isFinished, order, applyEvent, applyPreview, applyStatus, star, cancel };

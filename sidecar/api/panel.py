@@ -24,7 +24,7 @@ PLUGIN_DIR = Path(__file__).resolve().parents[2] / "plugin"
 SAMPLE_PORTRAIT = Path(__file__).resolve().parents[1] / "data" / "sample-portrait.jpg"
 # Modules the browser never runs: the Photoshop side and its entry point.
 HOST_ONLY = {"photoshop-adapter.js", "main.js"}
-_ASSET_NAME = re.compile(r"^(browser|icons)/[a-z0-9][a-z0-9._-]*\.(css|png|svg)$")
+_ASSET_NAME = re.compile(r"^((browser|icons)/)?[a-z0-9][a-z0-9._-]*\.(css|png|svg)$")
 _CONTENT_TYPES = {".css": "text/css", ".png": "image/png", ".svg": "image/svg+xml"}
 _HEADERS = {
     "Cache-Control": "no-cache",
@@ -98,7 +98,7 @@ async def panel_sample(request: web.Request) -> web.Response:
     return _file(SAMPLE_PORTRAIT, "image/jpeg", request)
 
 
-@routes.get(r"/panel/{asset:(browser|icons)/[^/]+}")
+@routes.get(r"/panel/{asset:((browser|icons)/)?[^/]+\.(css|png|svg)}")
 async def panel_asset(request: web.Request) -> web.Response:
     name = request.match_info["asset"]
     if not _ASSET_NAME.match(name):

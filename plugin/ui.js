@@ -1,0 +1,276 @@
+// The panel's face: builds its widgets (Spectrum UXP: sp-button, sp-slider,
+// sp-progressbar, sp-checkbox, sp-textfield) and wires them to the Panel, the client and
+// the event stream. The same code runs in Photoshop (main.js, photoshop-adapter.js) and
+// in a browser (browser/start.js, browser/canvas-adapter.js).
+'use strict';
+
+const { DEFAULT_BASE_URL, SidecarClient, checkConnection } = require('./client.js');
+const { EventStream } = require('./events.js');
+const { Panel, OP_NAMES, opName } = require('./panel-state.js');
+const { el, dataUrl, formatEta } = require('./ui-parts.js');
+
+const APPLY_OPS = ['beauty', 'dodge_burn', 'volume', 'color'];
+const RETRY_MS = { initial: 1000, max: 10000 };
+const PHASE_TEXT = {
+  idle: 'Ready.',
+  uploading: 'Sending pixels…',
+  running: 'Working…',
+  placing: 'Placing the layer…',
+  done: 'Done.',
+  failed: 'Failed.',
+};
+
+// Fans events out from whichever EventStream is current (a new token makes a new one).
+class Relay {
+  constructor() {
+    this.listeners = new Set();
+  }
+
+  listen(listener) {
+    this.listeners.add(listener);
+    return () => this.listeners.delete(listener);
+  }
+
+  event(event) {
+    for (const listener of this.listeners) listener.onEvent?.(event);
+  }
+
+  preview(header, jpeg) {
+    for (const listener of this.listeners) listener.onPreview?.(header, jpeg);
+  }
+}
+
+function buildView(root) {
+  const view = {};
+  view.light = el('span', { className: 'light', id: 'connection-light' });
+  view.status = el('span', { id: 'connection-status', text: 'Connecting…' });
+  view.token = el('sp-textfield', { id: 'token', type: 'password', placeholder: 'Sidecar token' });
+  view.saveToken = el('sp-button', { id: 'save-token', variant: 'secondary', text: 'Save token' });
+  view.tokenRow = el('div', { className: 'token-row' }, [view.token, view.saveToken]);
+  view.hint = el('p', { className: 'hint', id: 'connection-hint' });
+  const connection = el('section', { className: 'connection' }, [
+    el('div', { className: 'status' }, [view.light, view.status]),
+    view.hint,
+    view.tokenRow,
+  ]);
+
+  view.applyButtons = {};
+  const buttons = APPLY_OPS.map((op) => {
+    const button = el('sp-button', { id: `apply-${op}`, variant: 'cta', text: OP_NAMES[op] });
+    view.applyButtons[op] = button;
+    return button;
+  });
+  view.progress = el('sp-progressbar', { id: 'progress', max: '100', value: '0' });
+  view.phase = el('span', { id: 'phase', text: PHASE_TEXT.idle });
+  view.eta = el('span', { id: 'eta', className: 'eta' });
+  view.cancel = el('sp-button', { id: 'cancel', variant: 'secondary', quiet: '', text: 'Cancel' });
+  view.thumbnail = el('img', { id: 'thumbnail', alt: 'Preview' });
+  view.streamSteps = el('sp-checkbox', { id: 'stream-steps' }, ['Stream step previews']);
+  const apply = el('section', { className: 'apply' }, [
+    el('h3', { text: 'Apply' }),
+    el('div', { className: 'apply-buttons' }, buttons),
+    el('div', { className: 'progress-row' }, [view.phase, view.eta]),
+    view.progress,
+    el('div', { className: 'preview-row' }, [view.thumbnail, el('div', {}, [view.streamSteps, view.cancel])]),
+  ]);
+
+  view.slider = el('sp-slider', { id: 'intensity', min: '0', max: '100', value: '100', 'aria-label': 'Intensity' });
+  view.sliderValue = el('span', { id: 'intensity-value', text: '100 %' });
+  view.refine = el('sp-button', { id: 'refine', variant: 'primary', text: 'Refine at 100 %' });
+  const intensity = el('section', { className: 'intensity' }, [
+    el('div', { className: 'progress-row' }, [el('h3', { text: 'Intensity' }), view.sliderValue]),
+    view.slider,
+    el('p', { className: 'hint', text: 'A preview of the intensity (layer opacity); Refine recomputes at that value.' }),
+    view.refine,
+  ]);
+
+  view.queueAll = el('sp-button', { id: 'queue-all', variant: 'secondary', text: 'Queue Beauty: all open documents' });
+  view.rows = el('ol', { id: 'queue', className: 'queue' });
+  const queueSection = el('section', { className: 'queue-section' }, [
+    el('h3', { text: 'Queue' }),
+    view.queueAll,
+    view.rows,
+  ]);
+  view.message = el('p', { id: 'message', className: 'message', role: 'status' });
+  root.replaceChildren(connection, apply, intensity, queueSection, view.message);
+  return view;
+}
+
+function renderRow(row, panel, activeDocId) {
+  const thumb = el('img', { className: 'row-thumb', alt: '' });
+  if (row.thumbnail) thumb.src = dataUrl(row.thumbnail);
+  const bar = el('sp-progressbar', { className: 'row-progress', max: '100', value: String(Math.round(row.progress * 100)) });
+  const state = row.state === 'failed' && row.error ? `failed: ${row.error}` : row.state;
+  const finished = ['done', 'failed', 'cancelled'].includes(row.state);
+  const star = el('sp-action-button', {
+    className: `star${row.priority === 'hero' ? ' starred' : ''}`,
+    title: 'Star: serve this one next',
+    text: row.priority === 'hero' ? '★' : '☆',
+  });
+  star.disabled = finished || row.priority === 'hero' || row.priority === 'active';
+  star.addEventListener('click', () => panel.star(row.jobId));
+  const cancel = el('sp-action-button', { className: 'cancel-row', title: 'Cancel', text: '✕' });
+  cancel.disabled = finished;
+  cancel.addEventListener('click', () => panel.cancelJob(row.jobId));
+  const front = row.docId === activeDocId ? ' front' : '';
+  return el('li', { className: `row ${row.state}${front}`, 'data-job-id': row.jobId, 'data-state': row.state }, [
+    thumb,
+    el('div', { className: 'row-main' }, [
+      el('div', { className: 'row-name', text: row.name }),
+      el('div', { className: 'row-state', text: state }),
+      bar,
+    ]),
+    star,
+    cancel,
+  ]);
+}
+
+function render(view, panel, connection) {
+  const { state } = panel;
+  const busy = ['uploading', 'running', 'placing'].includes(state.phase);
+  const ready = connection.state === 'connected';
+  for (const button of Object.values(view.applyButtons)) button.disabled = !ready || busy;
+  view.cancel.disabled = !busy || !panel.currentJobId;
+  view.progress.value = String(Math.round((state.phase === 'done' ? 1 : state.progress) * 100));
+  const stage = state.phase === 'running' && state.stage ? `${PHASE_TEXT.running.replace('…', '')}: ${state.stage}` : PHASE_TEXT[state.phase];
+  view.phase.textContent = state.draft && state.phase === 'running' ? `${stage} (draft in place)` : stage;
+  view.phase.dataset.phase = state.phase;
+  view.eta.textContent = busy ? formatEta(state.etaS) : '';
+  view.message.textContent = state.message || '';
+  const hasResult = Boolean(panel.result) && !busy;
+  view.slider.disabled = !hasResult;
+  view.refine.disabled = !hasResult || !ready;
+  view.queueAll.disabled = !ready;
+  view.queueAll.textContent = `Queue ${opName(view.queueOp)}: all open documents`;
+  view.rows.replaceChildren(...panel.queueView().map((row) => renderRow(row, panel, panel.activeDocId)));
+}
+
+/**
+ * Mounts the panel into `root`. Resolves with { panel, client, stop } once the widgets
+ * are up; connecting goes on in the background (with retries) until stop().
+ */
+async function mountPanel({
+  root,
+  adapter,
+  tokenStore,
+  fetch: fetchFn = globalThis.fetch,
+  WebSocket: Socket = globalThis.WebSocket,
+  baseUrl = DEFAULT_BASE_URL,
+  precompute = true,
+}) {
+  const view = buildView(root);
+  view.queueOp = 'beauty';
+  const relay = new Relay();
+  const client = new SidecarClient({ fetch: fetchFn, baseUrl, token: await tokenStore.load() });
+  const connection = { state: 'connecting', stream: null, timer: null, delayMs: RETRY_MS.initial, stopped: false };
+  const panel = new Panel({
+    adapter,
+    client,
+    events: relay,
+    onChange: () => render(view, panel, connection),
+    precompute,
+  });
+  let stopDocuments = () => {};
+
+  const showConnection = (state, text, hint = '') => {
+    connection.state = state;
+    view.light.className = `light ${state}`;
+    view.status.textContent = text;
+    view.hint.textContent = hint;
+    view.tokenRow.hidden = state === 'connected';
+    render(view, panel, connection);
+  };
+
+  const openStream = () => {
+    connection.stream?.close();
+    let dropped = false;
+    connection.stream = new EventStream({
+      WebSocket: Socket,
+      url: baseUrl,
+      token: client.token,
+      onEvent: (event) => relay.event(event),
+      onPreview: (header, jpeg) => relay.preview(header, jpeg),
+      onState: (state, info) => {
+        if (state === 'open' && dropped) {
+          dropped = false;
+          showConnection('connected', 'Sidecar connected');
+          panel.resync();
+        } else if (state === 'retrying' && !connection.stopped) {
+          dropped = true;
+          const seconds = Math.ceil((info.delayMs ?? 0) / 1000);
+          showConnection('offline', 'Sidecar not reachable', `Reconnecting${seconds ? ` in ${seconds} s` : ''}…`);
+        }
+      },
+    }).connect();
+  };
+
+  const connect = async () => {
+    connection.timer = null;
+    if (connection.stopped) return;
+    const result = await checkConnection(fetchFn, { baseUrl, token: client.token });
+    if (connection.stopped) return;
+    if (result.state === 'connected') {
+      connection.delayMs = RETRY_MS.initial;
+      showConnection('connected', `Sidecar ${result.version} connected`);
+      openStream();
+      stopDocuments();
+      stopDocuments = panel.watchDocuments();
+      const doc = await adapter.activeDocument().catch(() => null);
+      if (doc) panel.documentSelected(doc);
+      return;
+    }
+    if (result.state === 'unauthorized') {
+      showConnection('unauthorized', result.message, 'Run `.venv/bin/retouch-sidecar token` and paste it here.');
+      return; // waits for a token
+    }
+    showConnection('offline', 'Sidecar not running', `${result.message} Retrying…`);
+    connection.timer = setTimeout(connect, connection.delayMs);
+    connection.delayMs = Math.min(connection.delayMs * 2, RETRY_MS.max);
+  };
+
+  view.saveToken.addEventListener('click', async () => {
+    const token = String(view.token.value || '').trim();
+    if (!token) return;
+    await tokenStore.save(token);
+    client.token = token;
+    view.token.value = '';
+    if (connection.timer) clearTimeout(connection.timer);
+    connection.delayMs = RETRY_MS.initial;
+    connect();
+  });
+  for (const op of APPLY_OPS) {
+    view.applyButtons[op].addEventListener('click', () => {
+      view.queueOp = op;
+      view.slider.value = 100;
+      view.sliderValue.textContent = '100 %';
+      view.refine.textContent = 'Refine at 100 %';
+      panel.apply(op);
+    });
+  }
+  view.cancel.addEventListener('click', () => panel.cancelJob());
+  view.streamSteps.addEventListener('change', () => {
+    panel.streamSteps = Boolean(view.streamSteps.checked);
+  });
+  view.slider.addEventListener('input', () => {
+    const percent = Number(view.slider.value);
+    view.sliderValue.textContent = `${percent} %`;
+    view.refine.textContent = `Refine at ${percent} %`;
+    panel.slider(percent);
+  });
+  view.slider.addEventListener('change', () => panel.sliderReleased(Number(view.slider.value)));
+  view.refine.addEventListener('click', () => panel.refine(Number(view.slider.value)));
+  view.queueAll.addEventListener('click', () => panel.queueDocuments(view.queueOp));
+
+  showConnection('connecting', 'Connecting…');
+  connect();
+  const stop = () => {
+    connection.stopped = true;
+    if (connection.timer) clearTimeout(connection.timer);
+    connection.stream?.close();
+    stopDocuments();
+    panel.stopListening();
+  };
+  return { panel, client, view, stop };
+}
+
+module.exports = { mountPanel, APPLY_OPS };
