@@ -199,6 +199,7 @@ def _serve(settings: Settings, log_level: str, engines: Sequence[str]) -> int:
         LOOPBACK,
         settings.port,
     )
+    log.info("browser panel: http://%s:%d/panel/", LOOPBACK, settings.port)
     web.run_app(
         app,
         host=LOOPBACK,

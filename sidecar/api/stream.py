@@ -74,7 +74,9 @@ async def preview(request: web.Request) -> web.Response:
         "X-Image-Channels": "3",
         "X-Image-Depth": "8",
     }
-    return web.Response(body=rgb.tobytes(), headers=headers, content_type="application/octet-stream")
+    return web.Response(
+        body=rgb.tobytes(), headers=headers, content_type="application/octet-stream"
+    )
 
 
 @routes.get("/v1/jobs/{job_id}/events")
