@@ -164,6 +164,51 @@ test('result asks for raw by default and reads the shape from the X-Image-* head
   assert.equal(fetch.calls[1].url.search, '?format=png');
 });
 
+test('preview fetches a JPEG by job and seq, asking for format=jpeg by default', async () => {
+  const bytes = new Uint8Array([0xff, 0xd8, 0xff, 0xe0]);
+  const { fetch, client } = clientWith(() => new Response(bytes, { headers: { 'Content-Type': 'image/jpeg' } }));
+  const answer = await client.preview('j1', 3);
+  assert.deepEqual(Object.keys(answer).sort(), ['bytes', 'contentType']);
+  assert.ok(answer.bytes instanceof Uint8Array);
+  assert.deepEqual([...answer.bytes], [...bytes]);
+  assert.equal(answer.contentType, 'image/jpeg');
+  const [call] = fetch.calls;
+  assert.equal(`${call.method} ${call.url.pathname}${call.url.search}`, 'GET /v1/jobs/j1/previews/3?format=jpeg');
+  assert.equal(call.headers.Authorization, 'Bearer tok');
+});
+
+test('preview with format raw answers pixels shaped by the X-Image-* headers', async () => {
+  const rgb = new Uint8Array([1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12]);
+  const { fetch, client } = clientWith(
+    () =>
+      new Response(rgb, {
+        headers: {
+          'Content-Type': 'application/octet-stream',
+          'X-Image-Width': '2',
+          'X-Image-Height': '2',
+          'X-Image-Channels': '3',
+          'X-Image-Depth': '8',
+        },
+      }),
+  );
+  const answer = await client.preview('j/1', '12', { format: 'raw' });
+  assert.deepEqual(answer, { bytes: rgb, width: 2, height: 2, channels: 3, depth: 8 });
+  const [call] = fetch.calls;
+  assert.equal(call.url.pathname, '/v1/jobs/j%2F1/previews/12');
+  assert.deepEqual(Object.fromEntries(call.url.searchParams), { format: 'raw' });
+});
+
+test('a preview the sidecar no longer holds is a not_found error', async () => {
+  const body = errorBody('not_found', 'that preview is gone; a newer one replaced it', { seq: '3' });
+  const { client } = clientWith(() => Response.json(body, { status: 404 }));
+  await assert.rejects(client.preview('j1', 3, { format: 'raw' }), {
+    name: 'SidecarError',
+    status: 404,
+    code: 'not_found',
+    message: 'that preview is gone; a newer one replaced it',
+  });
+});
+
 test('a result before the job is done is a conflict', async () => {
   const body = errorBody('conflict', 'the job is running, not done', { state: 'running' });
   const { client } = clientWith(() => Response.json(body, { status: 409 }));

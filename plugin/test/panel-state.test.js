@@ -2,87 +2,231 @@
 const test = require('node:test');
 const assert = require('node:assert/strict');
 const { Panel } = require('../panel-state.js');
-const { checkAdapter } = require('../adapter-contract.js');
+const { ADAPTER_METHODS, checkAdapter } = require('../adapter-contract.js');
 const { createRow } = require('../queue.js');
 
-const DOCUMENT_CALLS = new Set([
-  'runAsOneHistoryStep',
-  'createResultLayer',
-  'replaceLayerPixels',
+const DOCUMENT_CHANGES = new Set([
+  'placeDraft',
+  'commitResult',
+  'discardDraft',
+  'replaceResult',
   'setLayerOpacity',
+  'commitOpacity',
 ]);
 
 function pixels(fill) {
   return { bytes: new Uint8Array(6).fill(fill), width: 2, height: 1, channels: 3, depth: 8 };
 }
 
-// Records every call, whether it ran inside runAsOneHistoryStep, and the history steps made.
-function fakeAdapter() {
+// What the fake client's preview(…, {format: 'raw'}) answers: one RGB pixel tagged by seq.
+function draftPixels(seq) {
+  return { bytes: new Uint8Array(3).fill(seq % 256), width: 1, height: 1, channels: 3, depth: 8 };
+}
+
+const PORTRAIT = { id: 'doc-1', name: 'portrait.psd', width: 4, height: 2, layerStackHash: 'hash-1' };
+
+const doc = (n, fields = {}) => ({
+  id: `doc-${n}`,
+  name: `${'abcdefgh'[n - 1]}.psd`,
+  width: 4,
+  height: 2,
+  layerStackHash: `hash-${'abcdefgh'[n - 1]}`,
+  ...fields,
+});
+
+// Every adapter made in a test; any breach of the contract it saw fails that test.
+let adapters = [];
+test.afterEach(() => {
+  const seen = adapters;
+  adapters = [];
+  for (const adapter of seen) assert.deepEqual(adapter.violations, [], 'the adapter contract was kept');
+});
+
+// A host with documents, their layers and their history (a list of steps), following the
+// contract's history discipline. Records every call; `userStep` plays the user's edits;
+// `failures` (method or method:docId → error) and `gates` (method → promise) script it.
+function fakeAdapter(infos = [PORTRAIT]) {
+  let layers = 0;
   const adapter = {
-    doc: { id: 'doc-1', name: 'portrait.psd', layerStackHash: 'hash-1' },
+    open: new Map(infos.map((info) => [info.id, { info: { ...info }, layers: [], history: [] }])),
+    frontId: infos[0]?.id ?? null,
     calls: [],
-    steps: [],
-    layers: new Map(),
-    depth: 0,
+    violations: [],
+    listeners: [],
+    failures: new Map(),
+    gates: new Map(),
+
     record(name, args) {
-      this.calls.push({ name, args, inStep: this.depth > 0 });
+      this.calls.push({ name, args });
     },
     named(name) {
-      return this.calls.filter((call) => call.name === name);
+      return this.calls.filter((call) => call.name === name).map((call) => call.args);
     },
+    violate(message) {
+      this.violations.push(message);
+      throw new Error(message);
+    },
+    async enter(name, docId) {
+      const gate = this.gates.get(name);
+      if (gate) await gate;
+      const failure = this.failures.get(`${name}:${docId}`) ?? this.failures.get(name);
+      if (failure) throw failure;
+    },
+    document(docId) {
+      const found = this.open.get(docId);
+      if (!found) this.violate(`no open document ${docId}`);
+      return found;
+    },
+    indexOf(docId, layerId, { draft }) {
+      const index = this.document(docId).layers.findIndex((layer) => layer.id === layerId);
+      if (index === -1) this.violate(`no layer ${layerId} in ${docId}`);
+      if (this.document(docId).layers[index].draft !== draft) {
+        this.violate(`layer ${layerId} is ${draft ? 'not ' : ''}a draft`);
+      }
+      return index;
+    },
+    checkPixels(given) {
+      const keys = Object.keys(given ?? {}).sort().join(',');
+      if (keys !== 'bytes,channels,depth,height,width') this.violate(`pixels with fields ${keys}`);
+      const { bytes, width, height, channels, depth } = given;
+      if (!(bytes instanceof Uint8Array)) this.violate('pixels.bytes is not a Uint8Array');
+      if (![3, 4].includes(channels) || ![8, 16].includes(depth)) this.violate('bad channels or depth');
+      if (bytes.length !== width * height * channels * (depth / 8)) this.violate('pixels of the wrong size');
+    },
+    checkNames(...names) {
+      for (const name of names) if (typeof name !== 'string' || !name) this.violate('a name is required');
+    },
+
+    // Test helpers: the document as the user sees it.
+    steps(docId = this.frontId) {
+      return this.document(docId).history.map((step) => step.name);
+    },
+    layersOf(docId = this.frontId) {
+      return this.document(docId).layers;
+    },
+    userStep(name, docId = this.frontId) {
+      this.document(docId).history.push({ name, by: 'user' });
+    },
+    documentChanges() {
+      return this.calls.filter((call) => DOCUMENT_CHANGES.has(call.name));
+    },
+
     async activeDocument() {
       this.record('activeDocument', []);
-      return this.doc && { ...this.doc };
+      return this.frontId === null ? null : { ...this.document(this.frontId).info };
+    },
+    async documents() {
+      this.record('documents', []);
+      return [...this.open.values()].map((each) => ({ ...each.info }));
     },
     async readPixels(docId) {
       this.record('readPixels', [docId]);
+      await this.enter('readPixels', docId);
+      this.document(docId);
       return pixels(10);
     },
-    async runAsOneHistoryStep(docId, name, fn) {
-      this.record('runAsOneHistoryStep', [docId, name]);
-      this.depth += 1;
-      try {
-        const value = await fn();
-        this.steps.push({ docId, name });
-        return value;
-      } finally {
-        this.depth -= 1;
-      }
+    async placeDraft(docId, draft) {
+      this.record('placeDraft', [docId, draft]);
+      await this.enter('placeDraft', docId);
+      const target = this.document(docId);
+      this.checkNames(draft.name, draft.historyName);
+      this.checkPixels(draft.pixels);
+      const layerId = `layer-${++layers}`;
+      target.layers.push({ id: layerId, name: draft.name, pixels: draft.pixels, opacity: 100, draft: true });
+      target.history.push({ name: draft.historyName, by: 'panel', draftOf: layerId });
+      return { layerId };
     },
-    async createResultLayer(docId, layer) {
-      this.record('createResultLayer', [docId, layer]);
-      if (!this.depth) throw new Error('createResultLayer outside a history step');
-      const layerId = `layer-${this.layers.size + 1}`;
-      this.layers.set(layerId, { ...layer });
+    async commitResult(docId, result) {
+      this.record('commitResult', [docId, result]);
+      await this.enter('commitResult', docId);
+      const target = this.document(docId);
+      this.checkNames(result.name, result.historyName);
+      this.checkPixels(result.pixels);
+      const layerId = `layer-${++layers}`;
+      const layer = { id: layerId, name: result.name, pixels: result.pixels, opacity: 100, draft: false };
+      const step = { name: result.historyName, by: 'panel', layerId };
+      if (result.draft) {
+        const index = this.indexOf(docId, result.draft.layerId, { draft: true });
+        target.layers.splice(index, 1, layer);
+        // The draft's step is still the last one: the final takes its place.
+        if (target.history.at(-1)?.draftOf === result.draft.layerId) target.history[target.history.length - 1] = step;
+        else target.history.push(step);
+      } else {
+        target.layers.push(layer);
+        target.history.push(step);
+      }
       return layerId;
     },
-    async replaceLayerPixels(docId, layerId, replacement) {
-      this.record('replaceLayerPixels', [docId, layerId, replacement]);
-      this.layers.get(layerId).pixels = replacement;
+    async discardDraft(docId, draft) {
+      this.record('discardDraft', [docId, draft]);
+      await this.enter('discardDraft', docId);
+      const target = this.document(docId);
+      target.layers.splice(this.indexOf(docId, draft.layerId, { draft: true }), 1);
+      if (target.history.at(-1)?.draftOf === draft.layerId) target.history.pop();
+      else target.history.push({ name: 'Delete Layer', by: 'panel' });
+    },
+    async replaceResult(docId, layerId, result) {
+      this.record('replaceResult', [docId, layerId, result]);
+      await this.enter('replaceResult', docId);
+      const target = this.document(docId);
+      this.checkNames(result.historyName);
+      this.checkPixels(result.pixels);
+      const layer = target.layers[this.indexOf(docId, layerId, { draft: false })];
+      layer.pixels = result.pixels;
+      layer.opacity = 100;
+      target.history.push({ name: result.historyName, by: 'panel', layerId });
     },
     async setLayerOpacity(docId, layerId, percent) {
       this.record('setLayerOpacity', [docId, layerId, percent]);
-      this.layers.get(layerId).opacity = percent;
+      await this.enter('setLayerOpacity', docId);
+      if (!(percent >= 0 && percent <= 100)) this.violate(`opacity ${percent}`);
+      this.document(docId).layers[this.indexOf(docId, layerId, { draft: false })].opacity = percent;
+    },
+    async commitOpacity(docId, layerId, percent, historyName) {
+      this.record('commitOpacity', [docId, layerId, percent, historyName]);
+      await this.enter('commitOpacity', docId);
+      if (!(percent >= 0 && percent <= 100)) this.violate(`opacity ${percent}`);
+      this.checkNames(historyName);
+      const target = this.document(docId);
+      target.layers[this.indexOf(docId, layerId, { draft: false })].opacity = percent;
+      target.history.push({ name: historyName, by: 'panel', layerId });
     },
     async showThumbnail(jpeg) {
       this.record('showThumbnail', [jpeg]);
     },
+    watchDocuments(listener) {
+      this.record('watchDocuments', [listener]);
+      this.listeners.push(listener);
+      return () => {
+        this.record('stopWatching', []);
+        this.listeners = this.listeners.filter((each) => each !== listener);
+      };
+    },
   };
+  adapters.push(adapter);
   return adapter;
 }
 
+// The sidecar client: job-N for the Nth submit; result pixels tagged 200 + N; statuses
+// (for resync) by job id; `failures` (method or method:jobId → error) and `gates` script it.
 function fakeClient({ cached = false } = {}) {
   const calls = [];
-  const named = (name) => calls.filter((call) => call.name === name).map((call) => call.args);
   let images = 0;
   let jobs = 0;
   return {
     calls,
-    named,
     cached,
-    async hasImage(id) {
-      calls.push({ name: 'hasImage', args: [id] });
-      return false;
+    statuses: new Map(),
+    failures: new Map(),
+    gates: new Map(),
+    named(name) {
+      return calls.filter((call) => call.name === name).map((call) => call.args);
+    },
+    async enter(name, key) {
+      const gate = this.gates.get(name);
+      if (gate) await gate;
+      const failure = this.failures.get(`${name}:${key}`) ?? this.failures.get(name);
+      if (failure) throw failure;
     },
     async uploadRaw(bytes, shape) {
       calls.push({ name: 'uploadRaw', args: [bytes, shape] });
@@ -91,7 +235,7 @@ function fakeClient({ cached = false } = {}) {
     },
     async submit(body) {
       calls.push({ name: 'submit', args: [body] });
-      if (this.refuse) throw this.refuse;
+      await this.enter('submit', body.document_id);
       jobs += 1;
       const answer = this.cached
         ? { job_id: `job-${jobs}`, state: 'done', position: null, cached: true }
@@ -101,7 +245,20 @@ function fakeClient({ cached = false } = {}) {
     },
     async result(jobId, options) {
       calls.push({ name: 'result', args: [jobId, options] });
+      await this.enter('result', jobId);
       return { ...pixels(200 + Number(jobId.split('-')[1])), contentType: 'application/octet-stream' };
+    },
+    async preview(jobId, seq, options) {
+      calls.push({ name: 'preview', args: [jobId, seq, options] });
+      await this.enter('preview', jobId);
+      return draftPixels(seq);
+    },
+    async job(jobId) {
+      calls.push({ name: 'job', args: [jobId] });
+      await this.enter('job', jobId);
+      const status = this.statuses.get(jobId);
+      if (!status) throw Object.assign(new Error('No job with that id.'), { status: 404, code: 'not_found' });
+      return status;
     },
     async cancel(jobId) {
       calls.push({ name: 'cancel', args: [jobId] });
@@ -111,9 +268,11 @@ function fakeClient({ cached = false } = {}) {
     },
     async precompute(request) {
       calls.push({ name: 'precompute', args: [request] });
+      await this.enter('precompute', request.documentId);
     },
     async stopPrecompute(documentId) {
       calls.push({ name: 'stopPrecompute', args: [documentId] });
+      await this.enter('stopPrecompute', documentId);
     },
     async recordAction(documentId, action) {
       calls.push({ name: 'recordAction', args: [documentId, action] });
@@ -138,9 +297,9 @@ function fakeEvents() {
   };
 }
 
-function setup(options = {}) {
-  const adapter = fakeAdapter();
-  const client = fakeClient(options);
+function setup({ docs, cached } = {}) {
+  const adapter = fakeAdapter(docs);
+  const client = fakeClient({ cached });
   const events = fakeEvents();
   const states = [];
   const panel = new Panel({ adapter, client, events, onChange: (state) => states.push(state) });
@@ -150,6 +309,14 @@ function setup(options = {}) {
 // Lets the panel's awaits on the fakes run to where it waits for events.
 async function settle() {
   for (let i = 0; i < 20; i += 1) await new Promise((resolve) => setImmediate(resolve));
+}
+
+function deferred() {
+  let resolve;
+  const promise = new Promise((done) => {
+    resolve = done;
+  });
+  return { promise, resolve };
 }
 
 const jpeg = (tag) => new Uint8Array([0xff, 0xd8, tag]);
@@ -171,29 +338,45 @@ const preview = (jobId, level, fields = {}) => ({
   ...fields,
 });
 
-async function applied(setupResult, op = 'beauty', options) {
-  const running = setupResult.panel.apply(op, options);
+// Emits a preview frame and answers its header.
+function emitPreview(s, jobId, level, tag = 0, fields = {}) {
+  const header = preview(jobId, level, fields);
+  s.events.emit('preview', header, jpeg(tag));
+  return header;
+}
+
+const done = (s, jobId) => s.events.emit('event', event('done', jobId, { cached: false }));
+
+async function applied(s, op = 'beauty', options) {
+  const running = s.panel.apply(op, options);
   await settle();
-  const { client, events } = setupResult;
-  if (!client.cached) events.emit('event', event('done', `job-${client.named('submit').length}`, { cached: false }));
+  if (!s.client.cached) done(s, `job-${s.client.named('submit').length}`);
   return running;
 }
 
-test('one Apply makes exactly one history step holding one new layer with the final pixels', async () => {
+const thumbnails = (s) => s.adapter.named('showThumbnail').map(([shown]) => shown);
+
+// --- Apply --------------------------------------------------------------------------
+
+test('an Apply without previews places one new layer with the final pixels in one history step', async () => {
   const s = setup();
   const running = s.panel.apply('dodge_burn');
   await settle();
   s.events.emit('event', event('started', 'job-1'));
-  s.events.emit('event', event('done', 'job-1', { cached: false }));
+  done(s, 'job-1');
   const answer = await running;
 
   assert.deepEqual(answer, { jobId: 'job-1', layerId: 'layer-1' });
-  assert.deepEqual(s.adapter.steps, [{ docId: 'doc-1', name: 'ML Retouch: Dodge & Burn' }]);
-  const created = s.adapter.named('createResultLayer');
-  assert.equal(created.length, 1);
-  assert.equal(created[0].inStep, true);
-  assert.deepEqual(created[0].args[1], { name: 'Dodge & Burn', pixels: pixels(201), opacity: 100 });
+  assert.deepEqual(s.adapter.named('commitResult'), [
+    ['doc-1', { name: 'Dodge & Burn', historyName: 'ML Retouch: Dodge & Burn', pixels: pixels(201), draft: undefined }],
+  ]);
+  assert.deepEqual(s.adapter.steps(), ['ML Retouch: Dodge & Burn']);
+  assert.deepEqual(
+    s.adapter.layersOf().map(({ id, pixels: held, opacity, draft }) => ({ id, held, opacity, draft })),
+    [{ id: 'layer-1', held: pixels(201), opacity: 100, draft: false }],
+  );
   assert.deepEqual(s.client.named('result'), [['job-1', { format: 'raw' }]]);
+  assert.deepEqual(s.client.named('uploadRaw'), [[pixels(10).bytes, pixels(10)]]);
   assert.deepEqual(s.client.named('submit')[0][0], {
     op: 'dodge_burn',
     image_id: 'img-1',
@@ -206,6 +389,7 @@ test('one Apply makes exactly one history step holding one new layer with the fi
   });
   assert.deepEqual(s.client.named('recordAction'), [['doc-1', 'dodge_burn']]);
   assert.equal(s.panel.state.phase, 'done');
+  assert.deepEqual(s.panel.result.layerId, 'layer-1');
 });
 
 test('the state goes uploading, running, placing, done and follows progress, stage and time left', async () => {
@@ -215,90 +399,403 @@ test('the state goes uploading, running, placing, done and follows progress, sta
   s.events.emit('event', event('progress', 'job-1', { progress: 0.25, stage: 'preview', eta_s: 8 }));
   assert.deepEqual(
     { ...s.panel.state },
-    { phase: 'running', progress: 0.25, stage: 'preview', etaS: 8, message: '' },
+    { phase: 'running', progress: 0.25, stage: 'preview', etaS: 8, message: '', draft: false },
   );
-  s.events.emit('event', event('done', 'job-1', { cached: false }));
+  done(s, 'job-1');
   await running;
   const phases = s.states.map((state) => state.phase).filter((phase, i, all) => phase !== all[i - 1]);
   assert.deepEqual(phases, ['uploading', 'running', 'placing', 'done']);
+  assert.deepEqual(s.panel.state, { phase: 'done', progress: 1, stage: null, etaS: 0, message: '', draft: false });
   assert.equal(s.client.named('submit')[0][0].intensity, 0.5);
   assert.deepEqual(s.client.named('submit')[0][0].params, { strength: 0.7 });
 });
 
-test('previews reach only the thumbnail, never the document or its history', async () => {
+test('the first draft goes into the document from raw pixels and the final replaces it: one layer, one step', async () => {
   const s = setup();
-  s.panel.streamSteps = true;
   const running = s.panel.apply('beauty');
   await settle();
-  s.events.emit('preview', preview('job-1', 'draft'), jpeg(1));
-  s.events.emit('preview', preview('job-1', 'preview'), jpeg(2));
-  s.events.emit('preview', preview('job-1', 'step', { step: 3, total_steps: 20 }), jpeg(3));
-  s.events.emit('preview', preview('job-1', 'refine'), jpeg(4));
+  const header = emitPreview(s, 'job-1', 'draft', 1);
   await settle();
 
+  assert.deepEqual(s.client.named('preview'), [['job-1', header.seq, { format: 'raw' }]]);
+  assert.deepEqual(s.adapter.named('placeDraft'), [
+    ['doc-1', { name: 'Beauty', historyName: 'ML Retouch: Beauty', pixels: draftPixels(header.seq) }],
+  ]);
+  assert.deepEqual(s.adapter.steps(), ['ML Retouch: Beauty']);
   assert.deepEqual(
-    s.adapter.named('showThumbnail').map((call) => call.args[0]),
-    [null, jpeg(1), jpeg(2), jpeg(3), jpeg(4)],
+    s.adapter.layersOf().map(({ id, draft }) => [id, draft]),
+    [['layer-1', true]],
   );
-  assert.equal(s.adapter.calls.filter((call) => DOCUMENT_CALLS.has(call.name)).length, 0);
-  assert.equal(s.adapter.steps.length, 0);
-  assert.equal(s.client.named('result').length, 0, 'a preview fetches nothing');
+  assert.equal(s.panel.state.draft, true);
+  assert.equal(s.panel.state.phase, 'running');
+  assert.deepEqual(thumbnails(s), [null, jpeg(1)]);
 
-  s.events.emit('event', event('done', 'job-1', { cached: false }));
-  await running;
-  assert.equal(s.adapter.steps.length, 1);
-  assert.ok(s.adapter.named('showThumbnail').every((call) => !call.inStep));
+  done(s, 'job-1');
+  const answer = await running;
+  assert.deepEqual(answer, { jobId: 'job-1', layerId: 'layer-2' });
+  const [[docId, committed]] = s.adapter.named('commitResult');
+  assert.equal(docId, 'doc-1');
+  assert.deepEqual(committed.draft, { layerId: 'layer-1' });
+  assert.deepEqual(committed.pixels, pixels(201));
+  assert.deepEqual(s.adapter.steps(), ['ML Retouch: Beauty'], 'the Apply is exactly one history step');
+  assert.deepEqual(
+    s.adapter.layersOf().map(({ id, pixels: held, draft }) => [id, held, draft]),
+    [['layer-2', pixels(201), false]],
+  );
+  assert.equal(s.adapter.named('discardDraft').length, 0);
+  assert.equal(s.panel.state.draft, false);
+  assert.equal(s.panel.result.layerId, 'layer-2', 'the slider and Refine act on the final layer');
 });
 
-test('step previews reach the thumbnail only while streamSteps is on', async () => {
+test('only the first of the draft, preview and refine levels is placed, once per job', async () => {
+  const s = setup();
+  const running = s.panel.apply('volume');
+  await settle();
+  const first = emitPreview(s, 'job-1', 'draft', 1);
+  emitPreview(s, 'job-1', 'preview', 2);
+  await settle();
+  emitPreview(s, 'job-1', 'refine', 3);
+  await settle();
+
+  assert.deepEqual(s.client.named('preview'), [['job-1', first.seq, { format: 'raw' }]]);
+  assert.equal(s.adapter.named('placeDraft').length, 1);
+  assert.deepEqual(s.adapter.layersOf()[0].pixels, draftPixels(first.seq));
+  assert.deepEqual(thumbnails(s), [null, jpeg(1), jpeg(2), jpeg(3)], 'every level reaches the thumbnail');
+  assert.deepEqual(s.adapter.steps(), ['ML Retouch: Volume']);
+
+  done(s, 'job-1');
+  await running;
+  assert.deepEqual(s.adapter.steps(), ['ML Retouch: Volume']);
+  assert.equal(s.adapter.layersOf().length, 1);
+});
+
+test('step and final previews are never placed; the first draft-level preview after them is', async () => {
+  const s = setup();
+  s.panel.streamSteps = true;
+  const running = s.panel.apply('generate');
+  await settle();
+  emitPreview(s, 'job-1', 'step', 1, { step: 3, total_steps: 20 });
+  emitPreview(s, 'job-1', 'final', 2);
+  await settle();
+  assert.equal(s.client.named('preview').length, 0);
+  assert.equal(s.adapter.named('placeDraft').length, 0);
+  assert.equal(s.adapter.steps().length, 0);
+
+  const refine = emitPreview(s, 'job-1', 'refine', 3);
+  await settle();
+  assert.deepEqual(s.client.named('preview'), [['job-1', refine.seq, { format: 'raw' }]]);
+  assert.deepEqual(s.adapter.named('placeDraft')[0][1].pixels, draftPixels(refine.seq));
+  assert.deepEqual(thumbnails(s), [null, jpeg(1), jpeg(2), jpeg(3)]);
+
+  done(s, 'job-1');
+  await running;
+  assert.deepEqual(s.adapter.steps(), ['ML Retouch: Generate']);
+});
+
+test('a draft that went by before the job was known is skipped and the next level becomes the draft', async () => {
+  const s = setup();
+  let early;
+  s.client.onSubmit = (answer) => {
+    early = emitPreview(s, answer.job_id, 'draft', 1);
+  };
+  const running = s.panel.apply('beauty');
+  await settle();
+  assert.ok(early, 'the draft went by before the submit was answered');
+  assert.equal(s.client.named('preview').length, 0);
+
+  const next = emitPreview(s, 'job-1', 'preview', 2);
+  await settle();
+  assert.deepEqual(s.client.named('preview'), [['job-1', next.seq, { format: 'raw' }]]);
+  assert.equal(s.adapter.named('placeDraft').length, 1);
+  done(s, 'job-1');
+  await running;
+  assert.deepEqual(s.adapter.steps(), ['ML Retouch: Beauty']);
+});
+
+test('a draft that arrives after the job is done is never placed', async () => {
+  const s = setup();
+  const running = s.panel.apply('beauty');
+  await settle();
+  done(s, 'job-1');
+  emitPreview(s, 'job-1', 'draft', 1); // in the same turn as the done event
+  await running;
+  emitPreview(s, 'job-1', 'draft', 2); // after the Apply has finished
+  await settle();
+
+  assert.equal(s.adapter.named('placeDraft').length, 0);
+  assert.deepEqual(s.adapter.named('commitResult').map(([, result]) => result.draft), [undefined]);
+  assert.deepEqual(s.adapter.steps(), ['ML Retouch: Beauty']);
+  assert.equal(s.adapter.layersOf().length, 1);
+});
+
+test('a draft that arrives while the final is being fetched is not even fetched', async () => {
+  const s = setup();
+  const fetching = deferred();
+  s.client.gates.set('result', fetching.promise);
+  const running = s.panel.apply('beauty');
+  await settle();
+  done(s, 'job-1');
+  await settle();
+  assert.deepEqual(s.client.named('result'), [['job-1', { format: 'raw' }]]);
+  emitPreview(s, 'job-1', 'refine', 1);
+  await settle();
+  fetching.resolve();
+  await running;
+  assert.deepEqual(s.client.named('preview'), []);
+  assert.equal(s.adapter.named('placeDraft').length, 0);
+  assert.deepEqual(s.adapter.steps(), ['ML Retouch: Beauty']);
+});
+
+test('a draft whose raw pixels are still on their way when the job is done is dropped', async () => {
+  const s = setup();
+  const fetching = deferred();
+  s.client.gates.set('preview', fetching.promise);
+  const running = s.panel.apply('beauty');
+  await settle();
+  emitPreview(s, 'job-1', 'draft', 1);
+  await settle();
+  done(s, 'job-1');
+  await settle();
+  assert.equal(s.adapter.named('commitResult').length, 0, 'the final waits for the draft fetch');
+
+  fetching.resolve();
+  assert.deepEqual(await running, { jobId: 'job-1', layerId: 'layer-1' });
+  assert.equal(s.adapter.named('placeDraft').length, 0);
+  assert.equal(s.adapter.named('commitResult')[0][1].draft, undefined);
+  assert.deepEqual(s.adapter.steps(), ['ML Retouch: Beauty']);
+});
+
+test('a final that arrives while its draft is being placed waits for it and replaces it', async () => {
+  const s = setup();
+  const placing = deferred();
+  s.adapter.gates.set('placeDraft', placing.promise);
+  const running = s.panel.apply('color');
+  await settle();
+  emitPreview(s, 'job-1', 'draft', 1);
+  await settle();
+  done(s, 'job-1');
+  await settle();
+  assert.equal(s.adapter.named('commitResult').length, 0);
+
+  placing.resolve();
+  assert.deepEqual(await running, { jobId: 'job-1', layerId: 'layer-2' });
+  assert.deepEqual(s.adapter.named('commitResult')[0][1].draft, { layerId: 'layer-1' });
+  assert.deepEqual(s.adapter.steps(), ['ML Retouch: Color']);
+  assert.deepEqual(s.adapter.layersOf().map((layer) => layer.id), ['layer-2']);
+});
+
+test('a draft whose fetch fails is skipped, not retried, and the final is placed as a new layer', async () => {
+  const s = setup();
+  s.client.failures.set('preview', Object.assign(new Error('that preview is gone'), { status: 404 }));
+  const running = s.panel.apply('beauty');
+  await settle();
+  emitPreview(s, 'job-1', 'draft', 1);
+  await settle();
+  emitPreview(s, 'job-1', 'preview', 2);
+  await settle();
+  assert.equal(s.client.named('preview').length, 1);
+  assert.equal(s.adapter.named('placeDraft').length, 0);
+  assert.equal(s.panel.state.draft, false);
+  assert.equal(s.panel.state.phase, 'running', 'a missing draft is no failure');
+
+  done(s, 'job-1');
+  assert.deepEqual(await running, { jobId: 'job-1', layerId: 'layer-1' });
+  assert.deepEqual(s.adapter.named('commitResult')[0][1].draft, undefined);
+  assert.deepEqual(s.adapter.steps(), ['ML Retouch: Beauty']);
+  assert.equal(s.panel.state.phase, 'done');
+});
+
+test('a draft the adapter cannot place is skipped and the final is still placed', async () => {
+  const s = setup();
+  s.adapter.failures.set('placeDraft', new Error('The document is busy.'));
+  const running = s.panel.apply('beauty');
+  await settle();
+  emitPreview(s, 'job-1', 'draft', 1);
+  await settle();
+  done(s, 'job-1');
+  await running;
+  assert.equal(s.adapter.named('commitResult')[0][1].draft, undefined);
+  assert.deepEqual(s.adapter.steps(), ['ML Retouch: Beauty']);
+  assert.equal(s.panel.state.phase, 'done');
+});
+
+test('a user step between the draft and the final is kept: the final becomes a step of its own', async () => {
+  const s = setup();
+  const running = s.panel.apply('beauty');
+  await settle();
+  emitPreview(s, 'job-1', 'draft', 1);
+  await settle();
+  s.adapter.userStep('Brush Tool');
+  done(s, 'job-1');
+  await running;
+
+  assert.deepEqual(s.adapter.steps(), ['ML Retouch: Beauty', 'Brush Tool', 'ML Retouch: Beauty']);
+  assert.deepEqual(
+    s.adapter.document('doc-1').history.map((step) => step.by),
+    ['panel', 'user', 'panel'],
+  );
+  assert.deepEqual(
+    s.adapter.layersOf().map(({ id, pixels: held, draft }) => [id, held, draft]),
+    [['layer-2', pixels(201), false]],
+    'the draft layer holds the final now; no second layer',
+  );
+});
+
+test('a failed job removes its draft: no layer, no history step, and the sidecar message shows', async () => {
+  const s = setup();
+  const running = s.panel.apply('beauty');
+  await settle();
+  emitPreview(s, 'job-1', 'draft', 1);
+  await settle();
+  assert.equal(s.adapter.steps().length, 1);
+  const error = { code: 'engine_unavailable', message: 'The diffusion engine is not loaded.', details: {} };
+  s.events.emit('event', event('failed', 'job-1', { error }));
+  assert.equal(await running, null);
+
+  assert.deepEqual(s.adapter.named('discardDraft'), [['doc-1', { layerId: 'layer-1' }]]);
+  assert.deepEqual(s.adapter.steps(), []);
+  assert.deepEqual(s.adapter.layersOf(), []);
+  assert.equal(s.adapter.named('commitResult').length, 0);
+  assert.deepEqual(s.panel.state, {
+    phase: 'failed',
+    progress: 0,
+    stage: null,
+    etaS: null,
+    message: 'The diffusion engine is not loaded.',
+    draft: false,
+  });
+  assert.equal(s.client.named('result').length, 0);
+  assert.equal(s.client.named('recordAction').length, 0);
+  assert.equal(thumbnails(s).at(-1), null, 'the thumbnail of a failed job is cleared');
+  assert.equal(s.panel.result, null);
+});
+
+test('a failed job without a draft leaves the document untouched', async () => {
+  const s = setup();
+  const running = s.panel.apply('beauty');
+  await settle();
+  s.events.emit('event', event('failed', 'job-1', { error: { code: 'internal', message: 'Out of memory.' } }));
+  assert.equal(await running, null);
+  assert.deepEqual(s.adapter.documentChanges(), []);
+  assert.deepEqual(s.adapter.steps(), []);
+  assert.equal(s.panel.state.message, 'Out of memory.');
+});
+
+test('a draft discarded after a user step is deleted in a step of its own; the user step stays', async () => {
+  const s = setup();
+  const running = s.panel.apply('beauty');
+  await settle();
+  emitPreview(s, 'job-1', 'draft', 1);
+  await settle();
+  s.adapter.userStep('Crop');
+  s.events.emit('event', event('failed', 'job-1', { error: { code: 'internal', message: 'Boom.' } }));
+  assert.equal(await running, null);
+  assert.deepEqual(s.adapter.steps(), ['ML Retouch: Beauty', 'Crop', 'Delete Layer']);
+  assert.deepEqual(s.adapter.layersOf(), []);
+});
+
+test('a cancelled job removes its draft, leaves zero steps and returns the panel to idle', async () => {
+  const s = setup();
+  const running = s.panel.apply('beauty');
+  await settle();
+  emitPreview(s, 'job-1', 'draft', 1);
+  await settle();
+  await s.panel.cancelJob();
+  assert.deepEqual(s.client.named('cancel'), [['job-1']]);
+  s.events.emit('event', event('cancelled', 'job-1'));
+  assert.equal(await running, null);
+
+  assert.deepEqual(s.adapter.named('discardDraft'), [['doc-1', { layerId: 'layer-1' }]]);
+  assert.deepEqual(s.adapter.steps(), []);
+  assert.deepEqual(s.adapter.layersOf(), []);
+  assert.deepEqual(
+    [s.panel.state.phase, s.panel.state.message, s.panel.state.draft],
+    ['idle', 'Cancelled.', false],
+  );
+  assert.equal(s.client.named('result').length, 0);
+});
+
+test('a final that cannot be fetched removes the draft and reports the failure', async () => {
+  const s = setup();
+  s.client.failures.set('result', new Error('The result is gone.'));
+  const running = s.panel.apply('beauty');
+  await settle();
+  emitPreview(s, 'job-1', 'draft', 1);
+  await settle();
+  done(s, 'job-1');
+  assert.equal(await running, null);
+
+  assert.deepEqual(s.adapter.named('discardDraft'), [['doc-1', { layerId: 'layer-1' }]]);
+  assert.deepEqual(s.adapter.steps(), []);
+  assert.deepEqual(s.adapter.layersOf(), []);
+  assert.deepEqual([s.panel.state.phase, s.panel.state.message], ['failed', 'The result is gone.']);
+});
+
+test('previews of another job reach neither the thumbnail nor the document', async () => {
+  const s = setup();
+  const running = s.panel.apply('beauty');
+  await settle();
+  emitPreview(s, 'job-99', 'draft', 9);
+  await settle();
+  assert.deepEqual(thumbnails(s), [null]);
+  assert.equal(s.client.named('preview').length, 0);
+  assert.deepEqual(s.adapter.documentChanges(), []);
+  done(s, 'job-1');
+  await running;
+});
+
+test('step previews reach the thumbnail only while streamSteps is on, and never the document', async () => {
   const s = setup();
   const first = s.panel.apply('beauty');
   await settle();
-  s.events.emit('preview', preview('job-1', 'step', { step: 1, total_steps: 20 }), jpeg(1));
-  s.events.emit('preview', preview('job-1', 'draft'), jpeg(2));
+  emitPreview(s, 'job-1', 'step', 1, { step: 1, total_steps: 20 });
   await settle();
-  assert.deepEqual(s.adapter.named('showThumbnail').map((call) => call.args[0]), [null, jpeg(2)]);
+  assert.deepEqual(thumbnails(s), [null]);
   assert.equal(s.client.named('submit')[0][0].preview.stream_steps, false);
-  s.events.emit('event', event('done', 'job-1', { cached: false }));
+  done(s, 'job-1');
   await first;
 
   s.panel.streamSteps = true;
   const second = s.panel.apply('volume');
   await settle();
   assert.equal(s.client.named('submit')[1][0].preview.stream_steps, true);
-  s.events.emit('preview', preview('job-2', 'step', { step: 1, total_steps: 20 }), jpeg(3));
+  emitPreview(s, 'job-2', 'step', 3, { step: 1, total_steps: 20 });
+  emitPreview(s, 'job-2', 'step', 4, { step: 2, total_steps: 20 });
   await settle();
-  assert.deepEqual(s.adapter.named('showThumbnail').map((call) => call.args[0]), [null, jpeg(2), null, jpeg(3)]);
-  s.events.emit('event', event('done', 'job-2', { cached: false }));
+  assert.deepEqual(thumbnails(s), [null, null, jpeg(3), jpeg(4)]);
+  assert.equal(s.client.named('preview').length, 0);
+  assert.equal(s.adapter.named('placeDraft').length, 0);
+  done(s, 'job-2');
   await second;
+  assert.deepEqual(s.adapter.steps(), ['ML Retouch: Beauty', 'ML Retouch: Volume']);
 });
 
-test('previews of another job do not reach the thumbnail', async () => {
-  const s = setup();
-  const running = s.panel.apply('beauty');
-  await settle();
-  s.events.emit('preview', preview('job-99', 'draft'), jpeg(9));
-  await settle();
-  assert.deepEqual(s.adapter.named('showThumbnail').map((call) => call.args[0]), [null]);
-  s.events.emit('event', event('done', 'job-1', { cached: false }));
-  await running;
-});
-
-test('a cached answer places the layer without waiting for events', async () => {
+test('a cached answer places the layer without waiting for events or fetching a draft', async () => {
   const s = setup({ cached: true });
   const answer = await s.panel.apply('beauty');
   assert.deepEqual(answer, { jobId: 'job-1', layerId: 'layer-1' });
-  assert.equal(s.adapter.steps.length, 1);
-  assert.equal(s.adapter.named('createResultLayer').length, 1);
+  assert.deepEqual(s.adapter.steps(), ['ML Retouch: Beauty']);
+  assert.equal(s.client.named('preview').length, 0);
   assert.equal(s.panel.state.phase, 'done');
+  assert.equal(s.panel.rows[0].state, 'done');
 });
 
 test('a job that finishes before its submit is answered is still placed', async () => {
   const s = setup();
-  s.client.onSubmit = (answer) => s.events.emit('event', event('done', answer.job_id, { cached: false }));
-  await s.panel.apply('beauty');
-  assert.equal(s.adapter.steps.length, 1);
+  s.client.onSubmit = (answer) => done(s, answer.job_id);
+  assert.deepEqual(await s.panel.apply('beauty'), { jobId: 'job-1', layerId: 'layer-1' });
+  assert.deepEqual(s.adapter.steps(), ['ML Retouch: Beauty']);
   assert.equal(s.panel.rows[0].state, 'done');
+});
+
+test('a job that fails before its submit is answered fails the Apply', async () => {
+  const s = setup();
+  s.client.onSubmit = (answer) =>
+    s.events.emit('event', event('failed', answer.job_id, { error: { code: 'x', message: 'Too large.' } }));
+  assert.equal(await s.panel.apply('beauty'), null);
+  assert.deepEqual([s.panel.state.phase, s.panel.state.message], ['failed', 'Too large.']);
+  assert.equal(s.panel.rows[0].state, 'failed');
+  assert.deepEqual(s.adapter.documentChanges(), []);
 });
 
 test('a second Apply on an unchanged document skips the upload; a new layer-stack hash uploads again', async () => {
@@ -309,31 +806,71 @@ test('a second Apply on an unchanged document skips the upload; a new layer-stac
   assert.equal(s.adapter.named('readPixels').length, 1);
   assert.deepEqual(s.client.named('submit').map(([body]) => body.image_id), ['img-1', 'img-1']);
 
-  s.adapter.doc.layerStackHash = 'hash-2';
-  await s.panel.historyChanged({ ...s.adapter.doc });
+  s.adapter.document('doc-1').info.layerStackHash = 'hash-2';
+  await s.panel.historyChanged(await s.adapter.activeDocument());
   await s.panel.apply('color');
   assert.equal(s.client.named('uploadRaw').length, 2);
   const last = s.client.named('submit')[2][0];
   assert.deepEqual([last.image_id, last.layer_stack_hash], ['img-2', 'hash-2']);
+  assert.deepEqual(s.adapter.steps(), ['ML Retouch: Beauty', 'ML Retouch: Volume', 'ML Retouch: Color']);
 });
+
+test('a refused submit shows the sidecar message, not a stack trace', async () => {
+  const s = setup();
+  s.client.failures.set('submit', Object.assign(new Error('No stored image with that id.'), { code: 'image_not_found' }));
+  assert.equal(await s.panel.apply('beauty'), null);
+  assert.equal(s.panel.state.phase, 'failed');
+  assert.equal(s.panel.state.message, 'No stored image with that id.');
+  assert.doesNotMatch(s.panel.state.message, /\bat\b.*\.js/);
+  assert.deepEqual(s.adapter.documentChanges(), []);
+});
+
+test('Apply with no open document fails with a plain message', async () => {
+  const s = setup();
+  s.adapter.frontId = null;
+  await s.panel.apply('beauty');
+  assert.deepEqual([s.panel.state.phase, s.panel.state.message], ['failed', 'Open a document first.']);
+  assert.equal(s.client.named('submit').length, 0);
+});
+
+// --- Slider and Refine --------------------------------------------------------------
 
 test('dragging the slider changes opacity live with no history step; releasing commits exactly one', async () => {
   const s = setup({ cached: true });
   await s.panel.apply('beauty');
-  const stepsAfterApply = s.adapter.steps.length;
   for (const percent of [90, 70, 55, 40]) await s.panel.slider(percent);
 
-  const live = s.adapter.named('setLayerOpacity');
-  assert.deepEqual(live.map((call) => call.args), [90, 70, 55, 40].map((p) => ['doc-1', 'layer-1', p]));
-  assert.ok(live.every((call) => !call.inStep));
-  assert.equal(s.adapter.steps.length, stepsAfterApply);
+  assert.deepEqual(s.adapter.named('setLayerOpacity'), [90, 70, 55, 40].map((p) => ['doc-1', 'layer-1', p]));
+  assert.deepEqual(s.adapter.steps(), ['ML Retouch: Beauty'], 'dragging makes no step');
+  assert.equal(s.adapter.layersOf()[0].opacity, 40);
   assert.equal(s.client.named('submit').length, 1, 'no re-inference');
 
   await s.panel.sliderReleased(40);
-  assert.equal(s.adapter.steps.length, stepsAfterApply + 1);
-  const committed = s.adapter.named('setLayerOpacity').at(-1);
-  assert.deepEqual([committed.args, committed.inStep], [['doc-1', 'layer-1', 40], true]);
-  assert.equal(s.adapter.layers.get('layer-1').opacity, 40);
+  assert.deepEqual(s.adapter.named('commitOpacity'), [['doc-1', 'layer-1', 40, 'ML Retouch: Beauty opacity 40 %']]);
+  assert.deepEqual(s.adapter.steps(), ['ML Retouch: Beauty', 'ML Retouch: Beauty opacity 40 %']);
+  assert.equal(s.adapter.layersOf()[0].opacity, 40);
+});
+
+test('releasing the slider where the opacity already is makes no step', async () => {
+  const s = setup({ cached: true });
+  await s.panel.apply('volume');
+  await s.panel.slider(60);
+  await s.panel.slider(100);
+  await s.panel.sliderReleased(100); // back where the Apply left it
+  assert.equal(s.adapter.named('commitOpacity').length, 0);
+
+  await s.panel.slider(35);
+  await s.panel.sliderReleased(35);
+  await s.panel.sliderReleased(35);
+  assert.equal(s.adapter.named('commitOpacity').length, 1);
+  assert.deepEqual(s.adapter.steps(), ['ML Retouch: Volume', 'ML Retouch: Volume opacity 35 %']);
+});
+
+test('the slider does nothing before an Apply has placed a layer', async () => {
+  const s = setup();
+  await s.panel.slider(50);
+  await s.panel.sliderReleased(50);
+  assert.deepEqual(s.adapter.documentChanges(), []);
 });
 
 test('Refine replaces the layer pixels in place, in one history step, back at full opacity', async () => {
@@ -342,115 +879,334 @@ test('Refine replaces the layer pixels in place, in one history step, back at fu
   await s.panel.slider(60);
   const refining = s.panel.refine(60);
   await settle();
-  s.events.emit('event', event('done', 'job-2', { cached: false }));
+  emitPreview(s, 'job-2', 'draft', 5);
+  await settle();
+  done(s, 'job-2');
   const answer = await refining;
 
   assert.deepEqual(answer, { jobId: 'job-2', layerId: 'layer-1' });
   const body = s.client.named('submit')[1][0];
-  assert.deepEqual([body.op, body.image_id, body.intensity, body.params], ['beauty', 'img-1', 0.6, { strength: 0.8 }]);
+  assert.deepEqual(
+    [body.op, body.image_id, body.intensity, body.params, body.priority],
+    ['beauty', 'img-1', 0.6, { strength: 0.8 }, 'active'],
+  );
   assert.equal(s.client.named('uploadRaw').length, 1, 'Refine re-uses the input of the Apply');
-  assert.equal(s.adapter.named('createResultLayer').length, 1, 'no new layer');
-  assert.equal(s.adapter.steps.length, 2);
-  assert.equal(s.adapter.steps[1].name, 'ML Retouch: Refine Beauty');
-  const [replaced] = s.adapter.named('replaceLayerPixels');
-  assert.deepEqual([replaced.args[1], replaced.args[2], replaced.inStep], ['layer-1', pixels(202), true]);
-  const opacity = s.adapter.named('setLayerOpacity').at(-1);
-  assert.deepEqual([opacity.args[2], opacity.inStep], [100, true]);
+  assert.equal(s.adapter.named('placeDraft').length, 0, 'Refine places no draft');
+  assert.equal(s.adapter.named('commitResult').length, 1, 'no new layer');
+  assert.deepEqual(s.adapter.named('replaceResult'), [
+    ['doc-1', 'layer-1', { historyName: 'ML Retouch: Refine Beauty at 60 %', pixels: pixels(202) }],
+  ]);
+  assert.deepEqual(s.adapter.steps(), ['ML Retouch: Beauty', 'ML Retouch: Refine Beauty at 60 %']);
+  assert.deepEqual(
+    s.adapter.layersOf().map(({ id, pixels: held, opacity }) => [id, held, opacity]),
+    [['layer-1', pixels(202), 100]],
+  );
+  assert.equal(thumbnails(s).at(-1)[2], 5, 'Refine previews still reach the thumbnail');
+
+  await s.panel.sliderReleased(100);
+  assert.equal(s.adapter.named('commitOpacity').length, 0, 'Refine left the layer at 100 %');
 });
 
-test('a failed job leaves no layer and no history step and shows the sidecar message', async () => {
+test('Refine does nothing before an Apply, and a failed Refine leaves the layer as it was', async () => {
   const s = setup();
-  const running = s.panel.apply('beauty');
-  await settle();
-  s.events.emit('preview', preview('job-1', 'draft'), jpeg(1));
-  const error = { code: 'engine_unavailable', message: 'The diffusion engine is not loaded.', details: {} };
-  s.events.emit('event', event('failed', 'job-1', { error }));
-  assert.equal(await running, null);
-
-  assert.equal(s.adapter.steps.length, 0);
-  assert.equal(s.adapter.calls.filter((call) => DOCUMENT_CALLS.has(call.name)).length, 0);
-  assert.deepEqual(s.panel.state, {
-    phase: 'failed',
-    progress: 0,
-    stage: null,
-    etaS: null,
-    message: 'The diffusion engine is not loaded.',
-  });
-  assert.equal(s.client.named('result').length, 0);
-  assert.equal(s.client.named('recordAction').length, 0);
-  assert.equal(s.adapter.named('showThumbnail').at(-1).args[0], null, 'the draft of a failed job is cleared');
-});
-
-test('a refused submit shows the sidecar message, not a stack trace', async () => {
-  const s = setup();
-  s.client.refuse = Object.assign(new Error('No stored image with that id.'), { code: 'image_not_found' });
-  assert.equal(await s.panel.apply('beauty'), null);
-  assert.equal(s.panel.state.phase, 'failed');
-  assert.equal(s.panel.state.message, 'No stored image with that id.');
-  assert.doesNotMatch(s.panel.state.message, /\bat\b.*\.js/);
-  assert.equal(s.adapter.steps.length, 0);
-});
-
-test('Apply with no open document fails with a plain message', async () => {
-  const s = setup();
-  s.adapter.doc = null;
-  await s.panel.apply('beauty');
-  assert.deepEqual([s.panel.state.phase, s.panel.state.message], ['failed', 'Open a document first.']);
+  assert.equal(await s.panel.refine(50), null);
   assert.equal(s.client.named('submit').length, 0);
+
+  await applied(s, 'color');
+  const refining = s.panel.refine(50);
+  await settle();
+  s.events.emit('event', event('failed', 'job-2', { error: { code: 'internal', message: 'Nope.' } }));
+  assert.equal(await refining, null);
+  assert.deepEqual(s.adapter.steps(), ['ML Retouch: Color']);
+  assert.deepEqual(s.adapter.layersOf()[0].pixels, pixels(201));
+  assert.equal(s.panel.state.message, 'Nope.');
+  assert.equal(s.panel.result.layerId, 'layer-1');
 });
 
-test('a cancelled job leaves no layer and returns the panel to idle', async () => {
+// --- The queue ----------------------------------------------------------------------
+
+test('queueDocuments submits the front document first as active, the others as normal, one step each', async () => {
+  const s = setup({ docs: [doc(1), doc(2), doc(3)] });
+  s.adapter.frontId = 'doc-2';
+  const submitted = await s.panel.queueDocuments('color');
+
+  assert.deepEqual(submitted, ['job-1', 'job-2', 'job-3']);
+  const bodies = s.client.named('submit').map(([body]) => body);
+  assert.deepEqual(
+    bodies.map((body) => [body.document_id, body.priority, body.op, body.layer_stack_hash]),
+    [
+      ['doc-2', 'active', 'color', 'hash-b'],
+      ['doc-1', 'normal', 'color', 'hash-a'],
+      ['doc-3', 'normal', 'color', 'hash-c'],
+    ],
+  );
+  assert.equal(new Set(bodies.map((body) => body.image_id)).size, 3, 'each document is uploaded');
+  assert.deepEqual(
+    s.panel.rows.map((row) => [row.jobId, row.docId, row.name, row.priority]),
+    [
+      ['job-1', 'doc-2', 'Color · b.psd', 'active'],
+      ['job-2', 'doc-1', 'Color · a.psd', 'normal'],
+      ['job-3', 'doc-3', 'Color · c.psd', 'normal'],
+    ],
+  );
+  assert.deepEqual(s.adapter.documentChanges(), [], 'nothing is placed before a job is done');
+
+  emitPreview(s, 'job-1', 'draft', 1);
+  await settle();
+  assert.equal(s.client.named('preview').length, 0, 'queued jobs place no draft');
+
+  for (const jobId of ['job-3', 'job-1', 'job-2']) done(s, jobId);
+  await settle();
+  assert.deepEqual(
+    s.adapter.named('commitResult').map(([docId, result]) => [docId, result.draft, result.pixels]),
+    [
+      ['doc-3', undefined, pixels(203)],
+      ['doc-2', undefined, pixels(201)],
+      ['doc-1', undefined, pixels(202)],
+    ],
+  );
+  for (const id of ['doc-1', 'doc-2', 'doc-3']) {
+    assert.deepEqual(s.adapter.steps(id), ['ML Retouch: Color'], `${id} has one step`);
+    assert.equal(s.adapter.layersOf(id).length, 1);
+  }
+  assert.ok(s.panel.rows.every((row) => row.state === 'done'));
+  assert.equal(s.panel.state.phase, 'idle', 'the queue does not drive the Apply state');
+});
+
+test('queueDocuments takes the documents it is given, the front one first', async () => {
+  const s = setup({ docs: [doc(1), doc(2), doc(3)] });
+  s.adapter.frontId = 'doc-3';
+  await s.panel.queueDocuments('beauty', [doc(1), doc(3)]);
+  assert.equal(s.adapter.named('documents').length, 0);
+  assert.deepEqual(
+    s.client.named('submit').map(([body]) => [body.document_id, body.priority]),
+    [
+      ['doc-3', 'active'],
+      ['doc-1', 'normal'],
+    ],
+  );
+});
+
+test('a failure on one queued document does not stop the others', async () => {
+  const s = setup({ docs: [doc(1), doc(2), doc(3), doc(4)] });
+  s.adapter.failures.set('readPixels:doc-2', new Error('Could not read the pixels.'));
+  s.client.failures.set('result:job-3', new Error('The result is gone.'));
+  const submitted = await s.panel.queueDocuments('volume');
+
+  assert.deepEqual(submitted, ['job-1', 'job-2', 'job-3']);
+  assert.deepEqual(s.client.named('submit').map(([body]) => body.document_id), ['doc-1', 'doc-3', 'doc-4']);
+  assert.equal(s.panel.state.message, 'b.psd: Could not read the pixels.');
+
+  done(s, 'job-1');
+  s.events.emit('event', event('failed', 'job-2', { error: { code: 'internal', message: 'Engine crashed.' } }));
+  done(s, 'job-3');
+  await settle();
+
+  assert.deepEqual(s.adapter.steps('doc-1'), ['ML Retouch: Volume']);
+  for (const id of ['doc-2', 'doc-3', 'doc-4']) assert.deepEqual(s.adapter.steps(id), [], `${id} is untouched`);
+  assert.deepEqual(
+    s.panel.rows.map((row) => [row.jobId, row.state, row.error]),
+    [
+      ['job-1', 'done', null],
+      ['job-2', 'failed', 'Engine crashed.'],
+      ['job-3', 'failed', 'The result is gone.'],
+    ],
+  );
+});
+
+test('starring a waiting row sends the PATCH once and shows it as a hero; active and finished rows are not starred', async () => {
   const s = setup();
+  s.panel.rows = [
+    createRow({ jobId: 'job-5', docId: 'doc-2', name: 'Volume · b.psd', priority: 'normal' }),
+    createRow({ jobId: 'job-6', docId: 'doc-1', name: 'Beauty · a.psd', priority: 'active' }),
+    createRow({ jobId: 'job-7', docId: 'doc-3', name: 'Color · c.psd', state: 'done' }),
+  ];
+  await s.panel.star('job-5');
+  await s.panel.star('job-5');
+  await s.panel.star('job-6');
+  await s.panel.star('job-7');
+  await s.panel.star('job-unknown');
+  assert.deepEqual(s.client.named('patch'), [['job-5', 'hero']]);
+  assert.deepEqual(s.panel.rows.map((row) => row.priority), ['hero', 'active', 'normal']);
+});
+
+test('cancelling sends a DELETE for the current job or a given row, nothing for a finished one', async () => {
+  const s = setup();
+  s.panel.rows = [
+    createRow({ jobId: 'job-5', docId: 'doc-2', name: 'Volume · b.psd', state: 'running' }),
+    createRow({ jobId: 'job-6', docId: 'doc-3', name: 'Color · c.psd', state: 'done' }),
+  ];
+  await s.panel.cancelJob();
+  assert.deepEqual(s.client.named('cancel'), [], 'no current job, nothing to cancel');
+  await s.panel.cancelJob('job-5');
+  await s.panel.cancelJob('job-6');
+  assert.deepEqual(s.client.named('cancel'), [['job-5']]);
+
   const running = s.panel.apply('beauty');
   await settle();
   await s.panel.cancelJob();
-  assert.deepEqual(s.client.named('cancel'), [['job-1']]);
+  assert.deepEqual(s.client.named('cancel'), [['job-5'], ['job-1']]);
   s.events.emit('event', event('cancelled', 'job-1'));
   assert.equal(await running, null);
-  assert.equal(s.adapter.steps.length, 0);
-  assert.equal(s.panel.state.phase, 'idle');
 });
 
-test('starring a queued row sends the PATCH and shows it as a hero', async () => {
+// --- Reconnect ----------------------------------------------------------------------
+
+const status = (jobId, state, fields = {}) => ({
+  job_id: jobId,
+  op: 'beauty',
+  state,
+  priority: 'active',
+  progress: state === 'done' ? 1 : 0,
+  created_at: '2025-01-01T00:00:00Z',
+  ...fields,
+});
+
+test('resync completes an Apply whose done event was missed: the final replaces the draft, one step', async () => {
   const s = setup();
-  s.panel.rows = [createRow({ jobId: 'job-5', docId: 'doc-2', name: 'Volume · b.psd', priority: 'normal' })];
-  await s.panel.star('job-5');
-  assert.deepEqual(s.client.named('patch'), [['job-5', 'hero']]);
-  assert.equal(s.panel.rows[0].priority, 'hero');
+  const running = s.panel.apply('beauty');
+  await settle();
+  emitPreview(s, 'job-1', 'draft', 1);
+  await settle();
+  // The stream drops here; the job finishes meanwhile.
+  s.client.statuses.set('job-1', status('job-1', 'done', { finished_at: '2025-01-01T00:00:09Z' }));
+  await s.panel.resync();
+  assert.deepEqual(await running, { jobId: 'job-1', layerId: 'layer-2' });
+
+  assert.deepEqual(s.client.named('job'), [['job-1']]);
+  assert.deepEqual(s.adapter.steps(), ['ML Retouch: Beauty']);
+  assert.deepEqual(s.adapter.layersOf().map(({ id, pixels: held }) => [id, held]), [['layer-2', pixels(201)]]);
+  assert.deepEqual([s.panel.rows[0].state, s.panel.rows[0].finishedAt], ['done', Date.parse('2025-01-01T00:00:09Z')]);
+  assert.equal(s.panel.state.phase, 'done');
+
+  done(s, 'job-1'); // the late event, once the stream is back
+  await settle();
+  assert.equal(s.adapter.named('commitResult').length, 1, 'placed once');
+});
+
+test('resync fails an Apply whose job failed meanwhile, and removes its draft', async () => {
+  const s = setup();
+  const running = s.panel.apply('beauty');
+  await settle();
+  emitPreview(s, 'job-1', 'draft', 1);
+  await settle();
+  const error = { code: 'internal', message: 'Out of GPU memory.', details: {} };
+  s.client.statuses.set('job-1', status('job-1', 'failed', { error }));
+  await s.panel.resync();
+  assert.equal(await running, null);
+  assert.deepEqual([s.panel.state.phase, s.panel.state.message], ['failed', 'Out of GPU memory.']);
+  assert.deepEqual(s.adapter.steps(), []);
+  assert.deepEqual([s.panel.rows[0].state, s.panel.rows[0].error], ['failed', 'Out of GPU memory.']);
+});
+
+test('resync asks only about unfinished jobs, skips those it cannot look up, and later events still apply', async () => {
+  const s = setup({ docs: [doc(1), doc(2), doc(3), doc(4)] });
+  await s.panel.queueDocuments('volume');
+  done(s, 'job-1');
+  s.events.emit('event', event('started', 'job-2'));
+  s.events.emit('event', event('progress', 'job-2', { progress: 0.1, stage: 'analysis' }));
+  await settle();
+  assert.deepEqual(s.adapter.steps('doc-1'), ['ML Retouch: Volume']);
+
+  // job-2 moved on, job-3 finished, job-4 is unknown to the sidecar now.
+  s.client.statuses.set('job-2', status('job-2', 'running', { progress: 0.5, stage: 'refine', eta_s: 4 }));
+  s.client.statuses.set('job-3', status('job-3', 'done', { priority: 'normal' }));
+  await s.panel.resync();
+  await settle();
+
+  assert.deepEqual(s.client.named('job'), [['job-2'], ['job-3'], ['job-4']]);
+  assert.deepEqual(s.adapter.steps('doc-3'), ['ML Retouch: Volume'], 'the missed done is placed');
+  const row2 = s.panel.rows.find((row) => row.jobId === 'job-2');
+  assert.deepEqual([row2.state, row2.progress, row2.stage, row2.etaS], ['running', 0.5, 'refine', 4]);
+  assert.equal(s.panel.rows.find((row) => row.jobId === 'job-4').state, 'queued');
+
+  s.events.emit('event', event('progress', 'job-2', { progress: 0.75, stage: 'refine', eta_s: 2 }));
+  assert.equal(s.panel.rows.find((row) => row.jobId === 'job-2').progress, 0.75);
+  done(s, 'job-2');
+  done(s, 'job-4');
+  await settle();
+  for (const id of ['doc-1', 'doc-2', 'doc-3', 'doc-4']) {
+    assert.deepEqual(s.adapter.steps(id), ['ML Retouch: Volume'], `${id} has exactly one step`);
+  }
+  assert.equal(s.adapter.named('commitResult').length, 4);
+});
+
+// --- Document events ----------------------------------------------------------------
+
+test('watchDocuments wires opened, selected, closed and historyChanged to precompute and stopPrecompute', async () => {
+  const s = setup({ docs: [doc(1), doc(2)] });
+  const stop = s.panel.watchDocuments();
+  assert.equal(s.adapter.listeners.length, 1);
+  const [listener] = s.adapter.listeners;
+
+  await listener.opened(doc(1));
+  assert.equal(s.panel.activeDocId, 'doc-1');
+  assert.deepEqual(s.client.named('precompute'), [
+    [{ imageId: 'img-1', documentId: 'doc-1', layerStackHash: 'hash-a', ops: undefined }],
+  ]);
+
+  await listener.selected(doc(2));
+  assert.equal(s.panel.activeDocId, 'doc-2');
+  assert.deepEqual(s.client.named('precompute')[1][0], {
+    imageId: 'img-2',
+    documentId: 'doc-2',
+    layerStackHash: 'hash-b',
+    ops: undefined,
+  });
+
+  await listener.historyChanged(doc(2)); // same hash: nothing to do
+  assert.equal(s.client.named('precompute').length, 2);
+  await listener.historyChanged(doc(2, { layerStackHash: 'hash-b2' }));
+  assert.deepEqual(s.client.named('precompute')[2][0].layerStackHash, 'hash-b2');
+  assert.equal(s.client.named('uploadRaw').length, 3);
+
+  s.client.failures.set('stopPrecompute', new Error('offline'));
+  assert.equal(await listener.closed('doc-2'), undefined, 'a failing sidecar does not reach the host');
+  assert.deepEqual(s.client.named('stopPrecompute'), [['doc-2']]);
+  assert.equal(s.panel.activeDocId, null);
+
+  stop();
+  assert.equal(s.adapter.listeners.length, 0);
+  assert.equal(s.adapter.named('stopWatching').length, 1);
 });
 
 test('opening or selecting a document uploads it once and starts its precompute', async () => {
-  const s = setup();
-  await s.panel.documentOpened({ id: 'doc-1', name: 'a.psd', layerStackHash: 'hash-1' });
+  const s = setup({ docs: [doc(1), doc(2)] });
+  await s.panel.documentOpened(doc(1));
   assert.deepEqual(s.client.named('precompute'), [
-    [{ imageId: 'img-1', documentId: 'doc-1', layerStackHash: 'hash-1', ops: undefined }],
+    [{ imageId: 'img-1', documentId: 'doc-1', layerStackHash: 'hash-a', ops: undefined }],
   ]);
-  await s.panel.documentSelected({ id: 'doc-2', name: 'b.psd', layerStackHash: 'hash-9' });
+  await s.panel.documentSelected(doc(2));
   assert.equal(s.client.named('precompute')[1][0].documentId, 'doc-2');
   assert.equal(s.panel.activeDocId, 'doc-2');
 
-  await s.panel.documentSelected({ id: 'doc-1', name: 'a.psd', layerStackHash: 'hash-1' });
+  await s.panel.documentSelected(doc(1));
   assert.equal(s.client.named('uploadRaw').length, 2, 'doc-1 is not uploaded again');
   assert.equal(s.client.named('precompute').length, 3);
 });
 
-test('closing a document stops its precompute and forgets its image', async () => {
+test('closing a document stops its precompute, forgets its image and its result layer', async () => {
   const s = setup({ cached: true });
-  await s.panel.documentSelected({ ...s.adapter.doc });
+  await s.panel.documentSelected(await s.adapter.activeDocument());
+  await s.panel.apply('beauty');
+  assert.equal(s.panel.result.docId, 'doc-1');
   await s.panel.documentClosed('doc-1');
   assert.deepEqual(s.client.named('stopPrecompute'), [['doc-1']]);
+  assert.equal(s.panel.result, null);
+  await s.panel.slider(20);
+  assert.equal(s.adapter.named('setLayerOpacity').length, 0);
   await s.panel.apply('beauty');
   assert.equal(s.client.named('uploadRaw').length, 2);
 });
 
 test('a history change with the same hash does nothing; a new hash invalidates and precomputes again', async () => {
   const s = setup();
-  await s.panel.documentSelected({ ...s.adapter.doc });
-  await s.panel.historyChanged({ ...s.adapter.doc });
+  await s.panel.documentSelected(PORTRAIT);
+  await s.panel.historyChanged(PORTRAIT);
   assert.equal(s.client.named('precompute').length, 1);
   assert.equal(s.client.named('uploadRaw').length, 1);
 
-  await s.panel.historyChanged({ ...s.adapter.doc, layerStackHash: 'hash-2' });
+  await s.panel.historyChanged({ ...PORTRAIT, layerStackHash: 'hash-2' });
   assert.equal(s.client.named('uploadRaw').length, 2);
   assert.deepEqual(s.client.named('precompute')[1][0], {
     imageId: 'img-2',
@@ -462,9 +1218,9 @@ test('a history change with the same hash does nothing; a new hash invalidates a
 
 test('history changes during a precompute collapse into one run with the newest state', async () => {
   const s = setup();
-  await s.panel.documentSelected({ ...s.adapter.doc });
+  await s.panel.documentSelected(PORTRAIT);
   const changes = ['hash-2', 'hash-3', 'hash-4'].map((hash) =>
-    s.panel.historyChanged({ ...s.adapter.doc, layerStackHash: hash }),
+    s.panel.historyChanged({ ...PORTRAIT, layerStackHash: hash }),
   );
   await Promise.all(changes);
   assert.deepEqual(
@@ -475,21 +1231,25 @@ test('history changes during a precompute collapse into one run with the newest 
 });
 
 test('a precompute whose upload finishes after a switch does not stop the new document', async () => {
-  const s = setup();
-  const first = s.panel.documentSelected({ id: 'doc-1', name: 'a.psd', layerStackHash: 'hash-1' });
-  const second = s.panel.documentSelected({ id: 'doc-2', name: 'b.psd', layerStackHash: 'hash-2' });
+  const s = setup({ docs: [doc(1), doc(2)] });
+  const first = s.panel.documentSelected(doc(1));
+  const second = s.panel.documentSelected(doc(2));
   await Promise.all([first, second]);
   assert.deepEqual(s.client.named('precompute').map(([request]) => request.documentId), ['doc-2']);
 });
 
-test('a panel refuses an adapter that lacks a method, naming it', () => {
-  const adapter = fakeAdapter();
-  delete adapter.replaceLayerPixels;
-  assert.throws(() => new Panel({ adapter, client: fakeClient() }), /replaceLayerPixels/);
-  assert.equal(checkAdapter(fakeAdapter()).doc.id, 'doc-1');
+// --- Wiring -------------------------------------------------------------------------
+
+test('the fake host implements the whole contract, and a panel refuses an adapter that lacks a method', () => {
+  assert.equal(checkAdapter(fakeAdapter()).frontId, 'doc-1');
+  for (const name of ADAPTER_METHODS) {
+    const adapter = fakeAdapter();
+    delete adapter[name];
+    assert.throws(() => new Panel({ adapter, client: fakeClient() }), new RegExp(`missing: ${name}$`));
+  }
 });
 
-test('the panel follows a job through a real EventStream: preview frame to thumbnail, done to layer', async () => {
+test('the panel follows a job through a real EventStream: draft frame to layer, done to final', async () => {
   const { EventStream } = require('../events.js');
   let socket = null;
   class FakeWebSocket {
@@ -502,20 +1262,28 @@ test('the panel follows a job through a real EventStream: preview frame to thumb
   const stream = new EventStream({ WebSocket: FakeWebSocket, token: 't' }).connect();
   socket.onopen({});
   const adapter = fakeAdapter();
-  const panel = new Panel({ adapter, client: fakeClient(), events: stream });
+  const client = fakeClient();
+  const panel = new Panel({ adapter, client, events: stream });
   const running = panel.apply('beauty');
   await settle();
 
-  const header = new TextEncoder().encode(JSON.stringify(preview('job-1', 'draft')));
+  const draft = preview('job-1', 'draft');
+  const header = new TextEncoder().encode(JSON.stringify(draft));
   const frame = new Uint8Array(4 + header.length + 3);
   new DataView(frame.buffer).setUint32(0, header.length, false);
   frame.set(header, 4);
   frame.set(jpeg(7), 4 + header.length);
   socket.onmessage({ data: frame.buffer });
+  await settle();
+  assert.deepEqual(adapter.steps(), ['ML Retouch: Beauty']);
+  assert.deepEqual(adapter.layersOf()[0].pixels, draftPixels(draft.seq));
+
   socket.onmessage({ data: JSON.stringify(event('done', 'job-1', { cached: false, result_url: '/r' })) });
-  await running;
+  assert.deepEqual(await running, { jobId: 'job-1', layerId: 'layer-2' });
   stream.close();
 
-  assert.deepEqual(adapter.named('showThumbnail').map((call) => [...(call.args[0] ?? [])]), [[], [...jpeg(7)]]);
-  assert.equal(adapter.steps.length, 1);
+  assert.deepEqual(adapter.named('showThumbnail').map(([shown]) => [...(shown ?? [])]), [[], [...jpeg(7)]]);
+  assert.deepEqual(client.named('preview'), [['job-1', draft.seq, { format: 'raw' }]]);
+  assert.deepEqual(adapter.steps(), ['ML Retouch: Beauty']);
+  assert.deepEqual(adapter.layersOf().map(({ id, pixels: held }) => [id, held]), [['layer-2', pixels(201)]]);
 });

@@ -1,7 +1,7 @@
 'use strict';
 const test = require('node:test');
 const assert = require('node:assert/strict');
-const { createRow, order, applyEvent, applyPreview, star, cancel } = require('../queue.js');
+const { createRow, order, applyEvent, applyPreview, applyStatus, star, cancel } = require('../queue.js');
 
 function row(jobId, fields = {}) {
   return { ...createRow({ jobId, docId: 'doc-b', name: jobId, submittedAt: 0 }), ...fields };
@@ -98,6 +98,74 @@ test('a preview becomes the row thumbnail, latest seq wins', () => {
   assert.equal(rows[0].thumbnail, jpeg);
   rows = applyPreview(rows, { job_id: 'job-1', seq: 3, level: 'draft' }, new Uint8Array([2]));
   assert.equal(rows[0].thumbnail, jpeg);
+});
+
+// A GET /v1/jobs/{id} answer, as resync gets it after a reconnect.
+function status(jobId, state, fields = {}) {
+  return {
+    job_id: jobId,
+    op: 'beauty',
+    state,
+    priority: 'normal',
+    position: null,
+    progress: 0,
+    stage: null,
+    eta_s: null,
+    error: null,
+    cached: false,
+    precompute: false,
+    created_at: at('00'),
+    ...fields,
+  };
+}
+
+test('applyStatus takes a missed done: state, full progress, finish time; the row keeps its seq', () => {
+  const rows = [row('job-1', { state: 'running', progress: 0.3, stage: 'refine', etaS: 5, seq: 7 })];
+  // A cached job's status may say progress 0: done is full progress all the same.
+  const next = applyStatus(rows, status('job-1', 'done', { cached: true, finished_at: at('09') }));
+  assert.deepEqual(
+    [next[0].state, next[0].progress, next[0].etaS, next[0].finishedAt, next[0].seq],
+    ['done', 1, null, Date.parse(at('09')), 7],
+  );
+  assert.equal(next[0].stage, 'refine', 'a status without a stage keeps the last one');
+  assert.equal(rows[0].state, 'running', 'the rows given are not changed');
+});
+
+test('applyStatus of a running job updates progress, stage and time left, and later events still apply', () => {
+  const rows = [row('job-1', { state: 'queued', seq: 4 })];
+  let next = applyStatus(rows, status('job-1', 'running', { progress: 0.5, stage: 'analysis', eta_s: 3 }));
+  assert.deepEqual(
+    [next[0].state, next[0].progress, next[0].stage, next[0].etaS, next[0].finishedAt],
+    ['running', 0.5, 'analysis', 3, null],
+  );
+  next = applyEvent(next, { type: 'progress', job_id: 'job-1', seq: 5, progress: 0.8, stage: 'refine', eta_s: 1 });
+  assert.deepEqual([next[0].progress, next[0].stage, next[0].seq], [0.8, 'refine', 5]);
+  next = applyEvent(next, { type: 'done', job_id: 'job-1', seq: 6, ts: at('12') });
+  assert.deepEqual([next[0].state, next[0].finishedAt], ['done', Date.parse(at('12'))]);
+});
+
+test('applyStatus keeps the sidecar message of a failed job and the priority it now has', () => {
+  const rows = [row('job-1', { state: 'running' })];
+  const error = { code: 'engine_unavailable', message: 'The diffusion engine is not loaded.', details: {} };
+  const next = applyStatus(rows, status('job-1', 'failed', { error, priority: 'hero', finished_at: at('04') }));
+  assert.deepEqual(
+    [next[0].state, next[0].error, next[0].priority, next[0].finishedAt],
+    ['failed', 'The diffusion engine is not loaded.', 'hero', Date.parse(at('04'))],
+  );
+});
+
+test('applyStatus dates a finished job without finished_at to now and keeps a finish time it had', () => {
+  const before = Date.now();
+  const [cancelled] = applyStatus([row('job-1')], status('job-1', 'cancelled'));
+  assert.equal(cancelled.state, 'cancelled');
+  assert.ok(cancelled.finishedAt >= before && cancelled.finishedAt <= Date.now());
+  const [kept] = applyStatus([row('job-2', { finishedAt: 42 })], status('job-2', 'done', { finished_at: at('09') }));
+  assert.equal(kept.finishedAt, 42);
+});
+
+test('applyStatus leaves rows alone for a job it does not show', () => {
+  const rows = [row('job-1')];
+  assert.equal(applyStatus(rows, status('job-9', 'done')), rows);
 });
 
 test('starring a waiting row sends a PATCH to hero', () => {
