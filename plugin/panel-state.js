@@ -14,6 +14,7 @@
 
 const { checkAdapter } = require('./adapter-contract.js');
 const queue = require('./queue.js');
+const { DocumentImages } = require('./document-images.js');
 
 const OP_NAMES = {
   beauty: 'Beauty',
@@ -55,8 +56,6 @@ class Panel {
     this.adapter = checkAdapter(adapter);
     this.client = client;
     this.onChange = onChange;
-    this.precomputeOps = precomputeOps;
-    this.precomputeEnabled = precompute; // off: documents are uploaded on Apply only
     this.streamSteps = false;
     this.state = { phase: 'idle', progress: 0, stage: null, etaS: null, message: '', draft: false };
     this.rows = [];
@@ -65,8 +64,13 @@ class Panel {
     this.attempt = 0; // the latest Apply/Refine: only it drives `state`
     this.currentJobId = null;
     this.jobs = new Map(); // jobId → { docId, op, wantsDraft, draft: Promise<Draft|null>, closed }
-    this.images = new Map(); // docId → { layerStackHash, imageId: Promise<string> }
-    this.precomputes = new Map(); // docId → { next, done }
+    this.uploads = new DocumentImages({
+      adapter,
+      client,
+      precompute,
+      ops: precomputeOps,
+      frontId: () => this.activeDocId,
+    });
     this.watches = new Map(); // jobId → resolve(terminal event)
     this.early = new Map(); // jobId → terminal event
     this.stopListening = events
@@ -212,11 +216,11 @@ class Panel {
   async documentSelected(doc) {
     this.activeDocId = doc.id;
     this.changed();
-    await this.precompute(doc);
+    await this.uploads.precompute(doc);
   }
 
   async documentClosed(docId) {
-    this.images.delete(docId);
+    this.uploads.forget(docId);
     if (this.activeDocId === docId) this.activeDocId = null;
     if (this.result?.docId === docId) this.result = null;
     this.changed();
@@ -224,9 +228,9 @@ class Panel {
   }
 
   async historyChanged(doc) {
-    if (this.images.get(doc.id)?.layerStackHash === doc.layerStackHash) return;
-    this.images.delete(doc.id);
-    await this.precompute(doc);
+    if (this.uploads.isCurrent(doc)) return;
+    this.uploads.forget(doc.id);
+    await this.uploads.precompute(doc);
   }
 
   /** Hooks the panel to the adapter's document events; returns the remover. */
@@ -307,7 +311,7 @@ class Panel {
       docId: doc.id,
       docName: doc.name,
       layerStackHash: doc.layerStackHash,
-      imageId: await this.imageFor(doc),
+      imageId: await this.uploads.imageFor(doc),
     };
   }
 
@@ -441,60 +445,6 @@ class Panel {
   rememberEarly(event) {
     this.early.set(event.job_id, event);
     if (this.early.size > EARLY_EVENTS_KEPT) this.early.delete(this.early.keys().next().value);
-  }
-
-  // The sidecar's image id for the document as it is; the upload is shared by everyone
-  // who asks while it is under way, and skipped while the layer stack is unchanged.
-  imageFor(doc) {
-    const known = this.images.get(doc.id);
-    if (known?.layerStackHash === doc.layerStackHash) return known.imageId;
-    const imageId = this.adapter
-      .readPixels(doc.id)
-      .then((pixels) => this.client.uploadRaw(pixels.bytes, pixels))
-      .then((answer) => answer.image_id);
-    const entry = { layerStackHash: doc.layerStackHash, imageId };
-    this.images.set(doc.id, entry);
-    imageId.catch(() => {
-      if (this.images.get(doc.id) === entry) this.images.delete(doc.id);
-    });
-    return imageId;
-  }
-
-  // At most one precompute per document under way; history changes that arrive meanwhile
-  // collapse into one more run with the newest state (a brush stroke per second must not
-  // mean an upload per second).
-  precompute(doc) {
-    if (!this.precomputeEnabled) return Promise.resolve();
-    const running = this.precomputes.get(doc.id);
-    if (running) {
-      running.next = doc;
-      return running.done;
-    }
-    const slot = { next: doc, done: null };
-    this.precomputes.set(doc.id, slot);
-    slot.done = (async () => {
-      while (slot.next) {
-        const target = slot.next;
-        slot.next = null;
-        await quietly(() => this.precomputeNow(target));
-      }
-      this.precomputes.delete(doc.id);
-    })();
-    return slot.done;
-  }
-
-  async precomputeNow(doc) {
-    const imageId = await this.imageFor(doc);
-    // Switched away, closed or edited while uploading: precompute now would stop the
-    // precompute of the document in front, or work on stale pixels.
-    if (this.activeDocId != null && this.activeDocId !== doc.id) return;
-    if (this.images.get(doc.id)?.layerStackHash !== doc.layerStackHash) return;
-    await this.client.precompute({
-      imageId,
-      documentId: doc.id,
-      layerStackHash: doc.layerStackHash,
-      ops: this.precomputeOps,
-    });
   }
 }
 

@@ -1,7 +1,8 @@
-// Small DOM helpers for ui.js: plain DOM calls that UXP and browsers both have.
+// Small DOM helpers for ui.js. Only the DOM calls UXP's smaller DOM has for certain
+// (createElement, setAttribute, appendChild, removeChild): no append/replaceChildren.
 'use strict';
 
-const PROPERTIES = new Set(['id', 'className', 'title', 'alt', 'src', 'hidden']);
+const PROPERTIES = new Set(['id', 'className', 'title', 'alt', 'src']);
 
 /** createElement with attributes (or a few properties), `text`, and children. */
 function el(tag, attributes = {}, children = []) {
@@ -11,8 +12,16 @@ function el(tag, attributes = {}, children = []) {
     else if (PROPERTIES.has(name)) node[name] = value;
     else node.setAttribute(name, value);
   }
-  for (const child of children) node.append(child);
+  for (const child of children) {
+    node.appendChild(typeof child === 'string' ? document.createTextNode(child) : child);
+  }
   return node;
+}
+
+/** Replaces every child of `node` with `children`. */
+function setChildren(node, children) {
+  while (node.firstChild) node.removeChild(node.firstChild);
+  for (const child of children) node.appendChild(child);
 }
 
 const BASE64 = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/';
@@ -39,4 +48,4 @@ function formatEta(seconds) {
   return `about ${Math.round(seconds / 60)} min left`;
 }
 
-module.exports = { el, dataUrl, formatEta };
+module.exports = { el, setChildren, dataUrl, formatEta };

@@ -7,7 +7,7 @@
 const { DEFAULT_BASE_URL, SidecarClient, checkConnection } = require('./client.js');
 const { EventStream } = require('./events.js');
 const { Panel, OP_NAMES, opName } = require('./panel-state.js');
-const { el, dataUrl, formatEta } = require('./ui-parts.js');
+const { el, setChildren, dataUrl, formatEta } = require('./ui-parts.js');
 
 const APPLY_OPS = ['beauty', 'dodge_burn', 'volume', 'color'];
 const RETRY_MS = { initial: 1000, max: 10000 };
@@ -92,7 +92,7 @@ function buildView(root) {
     view.rows,
   ]);
   view.message = el('p', { id: 'message', className: 'message', role: 'status' });
-  root.replaceChildren(connection, apply, intensity, queueSection, view.message);
+  setChildren(root, [connection, apply, intensity, queueSection, view.message]);
   return view;
 }
 
@@ -134,7 +134,7 @@ function render(view, panel, connection) {
   view.progress.value = String(Math.round((state.phase === 'done' ? 1 : state.progress) * 100));
   const stage = state.phase === 'running' && state.stage ? `${PHASE_TEXT.running.replace('…', '')}: ${state.stage}` : PHASE_TEXT[state.phase];
   view.phase.textContent = state.draft && state.phase === 'running' ? `${stage} (draft in place)` : stage;
-  view.phase.dataset.phase = state.phase;
+  view.phase.setAttribute('data-phase', state.phase);
   view.eta.textContent = busy ? formatEta(state.etaS) : '';
   view.message.textContent = state.message || '';
   const hasResult = Boolean(panel.result) && !busy;
@@ -142,7 +142,7 @@ function render(view, panel, connection) {
   view.refine.disabled = !hasResult || !ready;
   view.queueAll.disabled = !ready;
   view.queueAll.textContent = `Queue ${opName(view.queueOp)}: all open documents`;
-  view.rows.replaceChildren(...panel.queueView().map((row) => renderRow(row, panel, panel.activeDocId)));
+  setChildren(view.rows, panel.queueView().map((row) => renderRow(row, panel, panel.activeDocId)));
 }
 
 /**
@@ -177,7 +177,7 @@ async function mountPanel({
     view.light.className = `light ${state}`;
     view.status.textContent = text;
     view.hint.textContent = hint;
-    view.tokenRow.hidden = state === 'connected';
+    view.tokenRow.className = state === 'connected' ? 'token-row hidden' : 'token-row';
     render(view, panel, connection);
   };
 

@@ -1,0 +1,81 @@
+// Which sidecar image each open document is, and its background precompute: one upload
+// per layer-stack state, shared by everyone who asks while it is under way.
+'use strict';
+
+class DocumentImages {
+  constructor({ adapter, client, precompute = true, ops, frontId = () => null }) {
+    this.adapter = adapter;
+    this.client = client;
+    this.enabled = precompute; // off: documents are uploaded on Apply only
+    this.ops = ops;
+    this.frontId = frontId;
+    this.images = new Map(); // docId → { layerStackHash, imageId: Promise<string> }
+    this.precomputes = new Map(); // docId → { next, done }
+  }
+
+  /** True when the document's pixels as they are now are already uploaded (or uploading). */
+  isCurrent(doc) {
+    return this.images.get(doc.id)?.layerStackHash === doc.layerStackHash;
+  }
+
+  forget(docId) {
+    this.images.delete(docId);
+  }
+
+  // The sidecar's image id for the document as it is; the upload is shared by everyone
+  // who asks while it is under way, and skipped while the layer stack is unchanged.
+  imageFor(doc) {
+    const known = this.images.get(doc.id);
+    if (known?.layerStackHash === doc.layerStackHash) return known.imageId;
+    const imageId = this.adapter
+      .readPixels(doc.id)
+      .then((pixels) => this.client.uploadRaw(pixels.bytes, pixels))
+      .then((answer) => answer.image_id);
+    const entry = { layerStackHash: doc.layerStackHash, imageId };
+    this.images.set(doc.id, entry);
+    imageId.catch(() => {
+      if (this.images.get(doc.id) === entry) this.images.delete(doc.id);
+    });
+    return imageId;
+  }
+
+  // At most one precompute per document under way; history changes that arrive meanwhile
+  // collapse into one more run with the newest state (a brush stroke per second must not
+  // mean an upload per second).
+  precompute(doc) {
+    if (!this.enabled) return Promise.resolve();
+    const running = this.precomputes.get(doc.id);
+    if (running) {
+      running.next = doc;
+      return running.done;
+    }
+    const slot = { next: doc, done: null };
+    this.precomputes.set(doc.id, slot);
+    slot.done = (async () => {
+      while (slot.next) {
+        const target = slot.next;
+        slot.next = null;
+        await this.precomputeNow(target).catch(() => {});
+      }
+      this.precomputes.delete(doc.id);
+    })();
+    return slot.done;
+  }
+
+  async precomputeNow(doc) {
+    const imageId = await this.imageFor(doc);
+    // Switched away, closed or edited while uploading: precompute now would stop the
+    // precompute of the document in front, or work on stale pixels.
+    const front = this.frontId();
+    if (front != null && front !== doc.id) return;
+    if (this.images.get(doc.id)?.layerStackHash !== doc.layerStackHash) return;
+    await this.client.precompute({
+      imageId,
+      documentId: doc.id,
+      layerStackHash: doc.layerStackHash,
+      ops: this.ops,
+    });
+  }
+}
+
+module.exports = { DocumentImages };
