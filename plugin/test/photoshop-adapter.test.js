@@ -748,6 +748,19 @@ test('a drag that is never released is rolled back after the idle time, leaving 
   assert.equal(stepNames(doc).at(-1), 'ML Retouch: Beauty opacity');
 });
 
+test('dragging another layer’s slider ends the first drag rolled back', async () => {
+  const { adapter, doc } = setup();
+  const first = await commitBeauty(adapter, doc);
+  const second = await commitBeauty(adapter, doc, { name: 'Color', historyName: 'ML Retouch: Color' });
+  const states = stepNames(doc);
+  await adapter.setLayerOpacity(doc.id, first, 50);
+  await adapter.setLayerOpacity(doc.id, second, 40);
+  assert.equal(doc.node(first).opacity, 100);
+  assert.equal(doc.node(second).opacity, 40);
+  await adapter.commitOpacity(doc.id, second, 40, 'ML Retouch: Color opacity');
+  assert.deepEqual(stepNames(doc), [...states, 'ML Retouch: Color opacity']);
+});
+
 test('document changes wait for each other instead of overlapping modal scopes', async () => {
   const { adapter, doc } = setup();
   const results = await Promise.all([
