@@ -1,6 +1,9 @@
 // Which sidecar image each open document is, and its background precompute: one upload
-// per layer-stack state, shared by everyone who asks while it is under way.
+// per layer-stack state, shared by everyone who asks while it is under way, and none
+// for a state the sidecar already holds.
 'use strict';
+
+const STATES_REMEMBERED = 64;
 
 class DocumentImages {
   constructor({ adapter, client, precompute = true, ops, frontId = () => null }) {
@@ -11,6 +14,7 @@ class DocumentImages {
     this.frontId = frontId;
     this.images = new Map(); // docId → { layerStackHash, imageId: Promise<string> }
     this.precomputes = new Map(); // docId → { next, done }
+    this.seen = new Map(); // `${docId}|${layerStackHash}` → imageId, oldest first
   }
 
   /** True when the document's pixels as they are now are already uploaded (or uploading). */
@@ -22,20 +26,46 @@ class DocumentImages {
     this.images.delete(docId);
   }
 
+  /** A closed document: its states are gone for good (a reopened file gets a new id). */
+  closed(docId) {
+    this.images.delete(docId);
+    for (const key of [...this.seen.keys()]) if (key.startsWith(`${docId}|`)) this.seen.delete(key);
+  }
+
   // The sidecar's image id for the document as it is; the upload is shared by everyone
   // who asks while it is under way, and skipped while the layer stack is unchanged.
   imageFor(doc) {
     const known = this.images.get(doc.id);
     if (known?.layerStackHash === doc.layerStackHash) return known.imageId;
-    const imageId = this.adapter
-      .readPixels(doc.id)
-      .then((pixels) => this.client.uploadRaw(pixels.bytes, pixels))
-      .then((answer) => answer.image_id);
+    const imageId = this.stateSeenBefore(doc).then(
+      (seen) => seen ?? this.upload(doc).then((id) => this.remember(doc, id)),
+    );
     const entry = { layerStackHash: doc.layerStackHash, imageId };
     this.images.set(doc.id, entry);
     imageId.catch(() => {
       if (this.images.get(doc.id) === entry) this.images.delete(doc.id);
     });
+    return imageId;
+  }
+
+  // A layer-stack state this panel uploaded before (undo, redo, stepping back in
+  // history): its image id, when HEAD /v1/images/{id} says the sidecar still has it.
+  async stateSeenBefore(doc) {
+    const imageId = this.seen.get(`${doc.id}|${doc.layerStackHash}`);
+    if (!imageId) return null;
+    return (await this.client.hasImage(imageId).catch(() => false)) ? imageId : null;
+  }
+
+  async upload(doc) {
+    const pixels = await this.adapter.readPixels(doc.id);
+    return (await this.client.uploadRaw(pixels.bytes, pixels)).image_id;
+  }
+
+  remember(doc, imageId) {
+    const key = `${doc.id}|${doc.layerStackHash}`;
+    this.seen.delete(key);
+    this.seen.set(key, imageId);
+    if (this.seen.size > STATES_REMEMBERED) this.seen.delete(this.seen.keys().next().value);
     return imageId;
   }
 

@@ -220,7 +220,7 @@ class Panel {
   }
 
   async documentClosed(docId) {
-    this.uploads.forget(docId);
+    this.uploads.closed(docId);
     if (this.activeDocId === docId) this.activeDocId = null;
     if (this.result?.docId === docId) this.result = null;
     this.changed();

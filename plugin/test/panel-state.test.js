@@ -228,9 +228,15 @@ function fakeClient({ cached = false } = {}) {
       const failure = this.failures.get(`${name}:${key}`) ?? this.failures.get(name);
       if (failure) throw failure;
     },
+    stored: new Set(), // image ids the fake sidecar holds
+    async hasImage(imageId) {
+      calls.push({ name: 'hasImage', args: [imageId] });
+      return this.stored.has(imageId);
+    },
     async uploadRaw(bytes, shape) {
       calls.push({ name: 'uploadRaw', args: [bytes, shape] });
       images += 1;
+      this.stored.add(`img-${images}`);
       return { image_id: `img-${images}`, ...shape };
     },
     async submit(body) {
@@ -1286,4 +1292,26 @@ test('the panel follows a job through a real EventStream: draft frame to layer, 
   assert.deepEqual(client.named('preview'), [['job-1', draft.seq, { format: 'raw' }]]);
   assert.deepEqual(adapter.steps(), ['ML Retouch: Beauty']);
   assert.deepEqual(adapter.layersOf().map(({ id, pixels: held }) => [id, held]), [['layer-2', pixels(201)]]);
+});
+
+test('stepping back to a state uploaded before asks HEAD and skips the upload', async () => {
+  const s = setup();
+  await s.panel.documentSelected(PORTRAIT);
+  await s.panel.historyChanged({ ...PORTRAIT, layerStackHash: 'hash-2' });
+  assert.equal(s.client.named('uploadRaw').length, 2);
+  await s.panel.historyChanged(PORTRAIT); // undo: back to the first state
+  assert.deepEqual(s.client.named('hasImage'), [['img-1']]);
+  assert.equal(s.client.named('uploadRaw').length, 2, 'no third upload');
+  assert.equal(s.client.named('precompute').at(-1)[0].imageId, 'img-1');
+});
+
+test('a state the sidecar no longer holds is uploaded again', async () => {
+  const s = setup();
+  await s.panel.documentSelected(PORTRAIT);
+  await s.panel.historyChanged({ ...PORTRAIT, layerStackHash: 'hash-2' });
+  s.client.stored.clear(); // the sidecar's store was emptied
+  await s.panel.historyChanged(PORTRAIT);
+  assert.deepEqual(s.client.named('hasImage'), [['img-1']]);
+  assert.equal(s.client.named('uploadRaw').length, 3);
+  assert.equal(s.client.named('precompute').at(-1)[0].imageId, 'img-3');
 });
