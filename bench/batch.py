@@ -1,9 +1,10 @@
-"""A shoot of portraits through `retouch-sidecar batch`, against the naive loop: one
-`retouch-sidecar apply` per image, each a cold start with empty caches (what a script
-around a one-shot tool does). Both are real processes, measured wall to wall.
+"""Figure 6: a 10-image batch, wall to wall, with each side's peak RSS.
 
-    .venv/bin/python -m bench.batch            # 10 images, 3000×2000 16-bit TIFF
-    .venv/bin/python -m bench.batch --quick    # 3 images, 300×200 (CI)
+Product: `retouch-sidecar batch IN OUT --op beauty` (one process: it starts a sidecar
+inside itself, models load once, every file is queued at once). Baseline:
+`python -m bench.naive.retouch IN OUT --op beauty` (a loop that loads the model for
+each image and caches nothing). Each run starts from empty folders, so neither side
+has anything cached; the two alternate run by run.
 """
 
 from __future__ import annotations
@@ -17,74 +18,94 @@ from pathlib import Path
 
 import tifffile
 
-from .report import arguments, machine, publish
-from .retouch import portrait16
-from .sidecar import free_port
+from .harness import portrait, variant
+from .memory import wait_peak_mb
+from .report import Figure, Options, Outcome, machine, median, number
+from .sidecar import REPO, free_port
 
 
-def cli(args: list[str], root: Path) -> float:
+def wall(command: list[str], root: Path) -> tuple[float, float]:
+    """Run a command to its end: seconds and its peak RSS in MB."""
     env = {
         **os.environ,
+        "PYTHONPATH": str(REPO),
         "RETOUCH_CACHE_DIR": str(root / "cache"),
         "RETOUCH_CONFIG_DIR": str(root / "config"),
         "RETOUCH_DATA_DIR": str(root / "data"),
     }
-    started = time.perf_counter()
-    subprocess.run(
-        [sys.executable, "-m", "sidecar", *args, "--port", str(free_port())],
-        env=env,
-        check=True,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    return time.perf_counter() - started
+    root.mkdir(parents=True, exist_ok=True)
+    with (root / "stderr.txt").open("w+b") as errors:
+        started = time.perf_counter()
+        proc = subprocess.Popen(
+            command, env=env, cwd=REPO, stdout=subprocess.DEVNULL, stderr=errors
+        )
+        code, peak = wait_peak_mb(proc.pid)
+        seconds = time.perf_counter() - started
+        proc.returncode = code
+        if code != 0:
+            errors.seek(0)
+            raise RuntimeError(f"{command[2]} failed ({code}): {errors.read()[-2000:]!r}")
+    return seconds, peak
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = arguments(__doc__, "3 small images (CI)", argv)
-    count, (width, height) = (3, (300, 200)) if args.quick else (10, (3000, 2000))
-    base = portrait16(width, height)
+def product(shoot: Path, out: Path, root: Path) -> tuple[float, float]:
+    command = [sys.executable, "-m", "sidecar", "batch", str(shoot), str(out), "--op", "beauty"]
+    return wall(command + ["--port", str(free_port())], root)
+
+
+def naive(shoot: Path, out: Path, root: Path) -> tuple[float, float]:
+    command = [sys.executable, "-m", "bench.naive.retouch", str(shoot), str(out), "--op", "beauty"]
+    return wall(command, root)
+
+
+async def run(opts: Options) -> Outcome:
+    count, (width, height) = (3, (300, 200)) if opts.quick else (10, (3000, 2000))
+    runs = opts.n(5, 1)
+    base = portrait(width, height)
+    got: dict[str, list[tuple[float, float]]] = {"product": [], "naive": []}
     with tempfile.TemporaryDirectory(prefix="bench-batch-") as tmp:
         root = Path(tmp)
         shoot = root / "shoot"
         shoot.mkdir()
         for index in range(count):
-            pixels = base.copy()
-            pixels[-1, -1, 0] = index  # ten different frames
-            tifffile.imwrite(shoot / f"IMG_{index:04d}.tif", pixels, photometric="rgb")
-        batch = cli(["batch", str(shoot), str(root / "out"), "--op", "beauty"], root / "b")
-        naive = 0.0
-        for index, path in enumerate(sorted(shoot.iterdir())):
-            out = root / "naive" / path.name
-            out.parent.mkdir(exist_ok=True)
-            naive += cli(["apply", str(path), str(out), "--op", "beauty"], root / f"n{index}")
-        rerun = cli(["batch", str(shoot), str(root / "out2"), "--op", "beauty"], root / "b")
-    rows = [
-        ["batch (one process, models warm, caches)", f"{batch:.1f} s", f"{batch / count:.2f} s"],
-        [
-            "naive loop (apply per image, cold, no cache)",
-            f"{naive:.1f} s",
-            f"{naive / count:.2f} s",
-        ],
-        [
-            "batch again into a new folder (result cache)",
-            f"{rerun:.1f} s",
-            f"{rerun / count:.2f} s",
-        ],
-        ["naive ÷ batch", f"{naive / batch:.1f}×", ""],
+            path = shoot / f"IMG_{index:04d}.tif"
+            tifffile.imwrite(path, variant(base, index), photometric="rgb")
+        for run in range(runs):
+            order = ("product", "naive") if run % 2 == 0 else ("naive", "product")
+            for side in order:
+                do = product if side == "product" else naive
+                got[side].append(do(shoot, root / f"{side}-out-{run}", root / f"{side}-{run}"))
+        # the product again into a new folder, on the last run's folders: results cached
+        rerun = product(shoot, root / "again-out", root / f"product-{runs - 1}")[0]
+    where = machine()
+    seconds = {side: [s for s, _ in values] for side, values in got.items()}
+    peaks = {side: [p for _, p in values] for side, values in got.items()}
+    figures = [
+        Figure(
+            "6",
+            f"Batch of {count} portraits ({width}×{height} 16-bit TIFF, beauty), wall time",
+            "s",
+            seconds["product"],
+            seconds["naive"],
+            product_how="`retouch-sidecar batch` (sidecar inside the command, models loaded"
+            " once, caches empty at the start)",
+            baseline_how="`python -m bench.naive.retouch`: a loop that loads the model for each"
+            " image, full resolution, no cache",
+            machine=where,
+            note=f"{number(median(seconds['product']) / count)} s against"
+            f" {number(median(seconds['naive']) / count)} s an image; the same batch again into"
+            f" a new folder took the product {number(rerun)} s (result cache)",
+        ),
+        Figure(
+            "6 RSS",
+            "Peak RSS of the batch process",
+            "MB",
+            peaks["product"],
+            peaks["naive"],
+            words=("smaller", "larger"),
+            product_how="the whole `retouch-sidecar batch` process (client and sidecar)",
+            baseline_how="the naive loop's process",
+            machine=where,
+        ),
     ]
-    meta = {
-        "machine": machine(),
-        "runs": 1,
-        "input": f"{count} portraits, {width}x{height} 16-bit TIFF, beauty; wall time of the"
-        " whole command(s)",
-        "target": "batch at least 2.5× faster than the naive loop",
-    }
-    publish(
-        args, "batch", "Batch against the naive loop", ["how", "total", "per image"], rows, meta
-    )
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+    return Outcome(figures=figures)

@@ -1,134 +1,168 @@
-"""The caches, against a real sidecar process, on a 24 MP 16-bit portrait (beauty):
+"""Figures 2 and 3, and the caches' own table, on a 24 MP 16-bit portrait (beauty).
 
-- a cold Apply (new pixels): POST /v1/jobs to its `done` event;
-- the same Apply again (same pixels, op, params): answered from the result cache;
-- an Apply after background precompute of the image has finished, against cold, at
-  the default params (made ahead) and at other params (only the stages were ready);
-- the same cold Apply after a restart of the sidecar (stages from the disk tier).
+2. The same Apply again (same image, op and params). Product: answered by the result
+   cache; baseline: the pickle file of its first-64-KB key. Both up to the last byte of
+   the full result in the client.
+3. The first Apply after background precompute (POST /v1/precompute, then the Apply at
+   default params) against the baseline's first Apply, which is always cold; with the
+   servers' peak RSS over it.
 
-    .venv/bin/python -m bench.cache            # 6000×4000, 3 runs
-    .venv/bin/python -m bench.cache --quick    # 600×400, 1 run (CI)
+The table `cache.md` (product only): cold, again, after precompute at default and at
+other params, and after a restart of the sidecar (stages from the disk tier), from
+POST /v1/jobs to the done event.
 """
 
 from __future__ import annotations
 
-import asyncio
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-import aiohttp
+import numpy as np
 
-from .client import Events, upload
-from .report import arguments, machine, median, publish
-from .retouch import portrait16
-from .sidecar import Sidecar
+from .harness import Harness, portrait, variant
+from .report import Detail, Figure, Options, Outcome, machine, median, number
 
 
-async def apply(
-    session, sidecar: Sidecar, events: Events, image_id: str, params: dict | None = None
-) -> tuple[float, bool]:
-    """Seconds from POST to done (as the client sees it), and whether it was cached."""
-    body = {"op": "beauty", "image_id": image_id, "document_id": image_id[:16]}
-    if params:
-        body["params"] = params
-    started = time.perf_counter()
-    async with session.post(f"{sidecar.url}/v1/jobs", json=body, headers=sidecar.auth) as r:
-        created = await r.json()
-    if created["cached"]:
-        return time.perf_counter() - started, True
-    done = await asyncio.wait_for(events.expect(created["job_id"], "done"), 600)
-    return done - started, False
-
-
-async def precompute(session, sidecar: Sidecar, events: Events, image_id: str) -> None:
+async def precompute(h: Harness, image_id: str) -> None:
     body = {"image_id": image_id, "document_id": image_id[:16], "ops": ["beauty"]}
-    async with session.post(f"{sidecar.url}/v1/precompute", json=body, headers=sidecar.auth) as r:
+    url = f"{h.product.url}/v1/precompute"
+    async with h.session.post(url, json=body, headers=h.product.auth) as r:
+        assert r.status == 202, await r.text()
         jobs = (await r.json())["job_ids"]
     for job_id in jobs:
-        await asyncio.wait_for(events.expect(job_id, "done"), 600)
+        await h.finished(job_id)
 
 
-async def measure(root: Path, width: int, height: int, runs: int) -> dict[str, list[float]]:
-    base = portrait16(width, height)
+def _apply(image_id: str, **params) -> dict:
+    body = {"op": "beauty", "image_id": image_id, "document_id": image_id[:16]}
+    return {**body, "params": params} if params else body
+
+
+async def measure(h: Harness, opts: Options, base: np.ndarray) -> dict[str, list[float]]:
     times: dict[str, list[float]] = {}
-    variants = []
-    for run in range(runs * 2):
-        pixels = base.copy()
-        pixels[-1, -1, 0] = run  # a new image each time: nothing cached
-        variants.append(pixels)
-    with Sidecar(root) as sidecar:
-        async with aiohttp.ClientSession() as session, Events(session, sidecar) as events:
-            warm = await upload(session, sidecar, base[:256, :256].copy())
-            await apply(session, sidecar, events, warm)  # the models load once
-            ids = []
-            for run in range(runs):
-                cold_id = await upload(session, sidecar, variants[run])
-                ids.append(cold_id)
-                times.setdefault("cold", []).append(
-                    (await apply(session, sidecar, events, cold_id))[0]
-                )
-                again, cached = await apply(session, sidecar, events, cold_id)
-                assert cached, "the repeat was not answered from the cache"
-                times.setdefault("again", []).append(again)
-                ready_id = await upload(session, sidecar, variants[runs + run])
-                await precompute(session, sidecar, events, ready_id)
-                times.setdefault("precomputed", []).append(
-                    (await apply(session, sidecar, events, ready_id))[0]
-                )
-                times.setdefault("precomputed, other params", []).append(
-                    (await apply(session, sidecar, events, ready_id, {"strength": 0.6}))[0]
-                )
-    with Sidecar(root) as sidecar:  # a restart: stages come from the disk tier
-        async with aiohttp.ClientSession() as session, Events(session, sidecar) as events:
-            warm = await upload(session, sidecar, base[:200, :200].copy())
-            await apply(session, sidecar, events, warm)
-            for image_id in ids:
-                body = {"op": "beauty", "image_id": image_id, "params": {"strength": 0.85}}
-                started = time.perf_counter()
-                url = f"{sidecar.url}/v1/jobs"
-                async with session.post(url, json=body, headers=sidecar.auth) as r:
-                    job_id = (await r.json())["job_id"]
-                done = await asyncio.wait_for(events.expect(job_id, "done"), 600)
-                times.setdefault("restarted", []).append(done - started)
+
+    def note(key: str, seconds: float) -> None:
+        times.setdefault(key, []).append(seconds * 1000)
+
+    for run in range(opts.n(5, 2)):
+        pixels = variant(base, run)
+        image_id = await h.upload(pixels)
+        key = await h.naive_upload(pixels)
+        cold = await h.apply(_apply(image_id))
+        again = await h.apply(_apply(image_id))
+        assert again.cached, "the repeat was not answered from the result cache"
+        note("cold", cold.layer)
+        note("cold, done", cold.done)
+        note("again", again.layer)
+        note("again, answer", again.done)
+        with h.naive.peak.measure():
+            naive_cold = await h.naive_apply(key)
+        naive_again = await h.naive_apply(key)
+        assert naive_again.cached and not naive_cold.cached
+        note("naive cold", naive_cold.seconds)
+        note("naive again", naive_again.seconds)
+
+        ready_id = await h.upload(variant(base, 100 + run))
+        with h.product.peak.measure():
+            started = time.perf_counter()
+            await precompute(h, ready_id)
+            note("precompute itself", time.perf_counter() - started)
+            ready = await h.apply(_apply(ready_id))
+        assert ready.cached, "precompute did not make the default Apply"
+        note("precomputed", ready.layer)
+        note("precomputed, done", ready.done)
+        other = await h.apply(_apply(ready_id, strength=0.6))
+        note("precomputed, other params", other.done)
+        times.setdefault("ids", []).append(image_id)  # type: ignore[arg-type]
     return times
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = arguments(__doc__, "600×400, one run (CI)", argv)
-    width, height = (600, 400) if args.quick else (6000, 4000)
-    runs = args.runs or (1 if args.quick else 3)
+async def after_restart(root: Path, base: np.ndarray, ids: list[str]) -> list[float]:
+    """The same images, other params, after the sidecar restarts on the same folders."""
+    times = []
+    async with Harness(root, naive=False) as h:
+        warm = base[:200, :200].copy()
+        await h.apply({"op": "beauty", "image_id": await h.upload(warm)}, fetch=False)
+        for image_id in ids:
+            timeline = await h.apply(_apply(image_id, strength=0.85), fetch=False)
+            times.append(timeline.done * 1000)
+    return times
+
+
+async def run(opts: Options) -> Outcome:
+    width, height = (600, 400) if opts.quick else (6000, 4000)
+    base = portrait(width, height)
     with tempfile.TemporaryDirectory(prefix="bench-cache-") as tmp:
-        times = asyncio.run(measure(Path(tmp), width, height, runs))
-    cold = median(times["cold"])
+        async with Harness(Path(tmp)) as h:
+            warm = base[:256, :256].copy()
+            await h.apply({"op": "beauty", "image_id": await h.upload(warm)})
+            await h.naive_apply(await h.naive_upload(warm))
+            times = await measure(h, opts, base)
+            rss = h.product.peak.mb or 0.0, h.naive.peak.mb or 0.0
+        ids = times.pop("ids")
+        times["restarted"] = await after_restart(Path(tmp), base, ids)  # type: ignore[arg-type]
+    size = f"{width}×{height}"
+    where = machine()
+    full = "to the last byte of the full result in the client"
+    figures = [
+        Figure(
+            "2",
+            f"Second Apply, same image and params ({size} 16-bit)",
+            "ms",
+            times["again"],
+            times["naive again"],
+            product_how=f"POST /v1/jobs (answered cached: true) + GET …/result raw, {full}",
+            baseline_how=f"POST /apply, pickle cache hit, {full}",
+            machine=where,
+            note=f"the product's answer alone (POST → cached: true) took"
+            f" {number(median(times['again, answer']))} ms",
+        ),
+        Figure(
+            "3",
+            "First Apply after background precompute vs the baseline's (cold) first Apply",
+            "ms",
+            times["precomputed"],
+            times["naive cold"],
+            product_how=f"POST /v1/precompute, wait, then POST /v1/jobs + GET …/result raw, {full}",
+            baseline_how=f"POST /apply, cold (it has no precompute), {full}",
+            machine=where,
+            note=f"the product cold in the same runs took {number(median(times['cold']))} ms"
+            f" ({number(median(times['cold, done']))} ms to its done event);"
+            f" precompute itself took {number(median(times['precompute itself']))} ms in the"
+            " background",
+        ),
+        Figure(
+            "3 RSS",
+            "Peak RSS of the server over figure 3 (product: precompute + Apply)",
+            "MB",
+            [rss[0]],
+            [rss[1]],
+            words=("smaller", "larger"),
+            product_how="sidecar process, VmHWM",
+            baseline_how="naive server process, VmHWM",
+            machine=where,
+        ),
+    ]
+    cold = median(times["cold, done"])
     rows = []
     for key, label in (
-        ("cold", "first Apply, nothing cached"),
-        ("again", "the same Apply again (result cache)"),
-        ("precomputed", "first Apply after background precompute (default params)"),
+        ("cold, done", "first Apply, nothing cached"),
+        ("again, answer", "the same Apply again (result cache)"),
+        ("precomputed, done", "first Apply after background precompute (default params)"),
         ("precomputed, other params", "after precompute, other params (stages ready)"),
         ("restarted", "after a restart, other params (stages from disk)"),
     ):
         value = median(times[key])
-        rows.append([label, f"{value * 1000:.0f} ms", f"{value / cold:.2f}"])
+        rows.append([label, f"{number(value)} ms", f"{value / cold:.2f}"])
     meta = {
-        "machine": machine(),
-        "runs": runs,
+        "machine": where,
+        "runs": opts.n(5, 2),
         "input": f"{width}x{height} RGB 16-bit portrait, beauty, sidecar in its own process;"
         " times from POST /v1/jobs to the done event, as a client sees them",
         "target": "the same Apply again <= 100 ms at 24 MP; after precompute / cold <= 0.35",
     }
-    publish(
-        args,
-        "cache",
-        "Caches: second Apply, precompute, restart",
-        ["case", "time", "÷ cold"],
-        rows,
-        meta,
+    detail = Detail(
+        "cache", "Caches: second Apply, precompute, restart", ["case", "time", "÷ cold"], rows, meta
     )
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+    return Outcome(figures=figures, details=[detail])

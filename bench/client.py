@@ -10,6 +10,7 @@ import os
 import socket
 import struct
 import time
+from collections import Counter
 
 import aiohttp
 import numpy as np
@@ -28,7 +29,8 @@ class Events:
         self.arrivals: list[tuple[float, dict]] = []
         self.frames = 0
         self.frame_bytes = 0
-        self._waiters: list[tuple[str, str, asyncio.Future]] = []
+        self.bytes_by_job: Counter[str] = Counter()  # every message of a job, as sent
+        self._waiters: list[tuple[str, tuple[str, ...], asyncio.Future]] = []
 
     async def __aenter__(self) -> Events:
         self._ws = await self._session.ws_connect(self._url, max_msg_size=0)
@@ -47,24 +49,33 @@ class Events:
                 self.frame_bytes += len(message.data)
                 (length,) = struct.unpack(">I", message.data[:4])
                 event = json.loads(message.data[4 : 4 + length])  # the preview's header
+                event["_bytes"] = len(message.data)
             else:
                 event = json.loads(message.data)
+                event["_bytes"] = len(message.data.encode())
+            if "job_id" in event:
+                self.bytes_by_job[event["job_id"]] += event["_bytes"]
             self.arrivals.append((now, event))
             for waiter in list(self._waiters):
-                job_id, kind, future = waiter
-                if event.get("job_id") == job_id and event["type"] == kind:
+                job_id, kinds, future = waiter
+                if event.get("job_id") == job_id and event["type"] in kinds:
                     self._waiters.remove(waiter)
                     if not future.done():
                         future.set_result(now)
 
-    def expect(self, job_id: str, kind: str) -> asyncio.Future:
-        """A future with the arrival time of `kind` for `job_id` (registered up front)."""
+    def of(self, job_id: str) -> list[tuple[float, dict]]:
+        """Every event of one job so far, with its arrival time."""
+        return [(now, event) for now, event in self.arrivals if event.get("job_id") == job_id]
+
+    def expect(self, job_id: str, *kinds: str) -> asyncio.Future:
+        """A future with the arrival time of the first event of `kinds` for `job_id`
+        (registered up front)."""
         future = asyncio.get_running_loop().create_future()
         for now, event in self.arrivals:
-            if event.get("job_id") == job_id and event["type"] == kind:
+            if event.get("job_id") == job_id and event["type"] in kinds:
                 future.set_result(now)
                 return future
-        self._waiters.append((job_id, kind, future))
+        self._waiters.append((job_id, kinds, future))
         return future
 
 

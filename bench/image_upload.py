@@ -1,25 +1,26 @@
-"""Upload and hash throughput of POST /v1/images, against a real sidecar process.
+"""Figures 7 and 8, and the upload table, on a 6000×4000 portrait.
 
-Measures, side by side in one run, for a 6000×4000 16-bit RGB portrait (the sample
-portrait upscaled): the whole upload of an uncompressed TIFF and of raw pixels over
-loopback (HTTP, decode, BLAKE3, atomic write with fsync, response), a re-upload of
-stored pixels, and the pieces alone (BLAKE3 id, TIFF decode, store write).
-Throughput is MB of pixel data (width·height·channels·2 bytes) per second.
+7. Content hashing: the product's image id (BLAKE3 of every pixel byte, all cores) of a
+   24 MP RGBA 8-bit image against the baseline's key (SHA-256 of the first 64 KB); then
+   shown on both servers: a one-pixel edit on the cheek, far past the first 64 KB. The
+   product gives the edited image a new id and runs the Apply; the baseline's key does
+   not change, so its cache answers with the result of the unedited image.
+8. Upload of 24 MP raw 16-bit pixels over loopback, from pixels in the client's memory to
+   the response: the product's POST /v1/images (the raw bytes as the body) against the
+   baseline's base64 in JSON (the client's encoding is counted: the design needs it).
 
-    .venv/bin/python -m bench.image_upload            # full size, 7 runs
-    .venv/bin/python -m bench.image_upload --quick    # small and fast (CI)
+The table `image_upload.md` (product only): TIFF, raw, deflate-TIFF uploads, a re-upload,
+uploads back to back, and the pieces alone (BLAKE3, TIFF decode, store write).
 """
 
 from __future__ import annotations
 
 import http.client
 import io
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-import cv2
 import numpy as np
 import tifffile
 
@@ -27,18 +28,12 @@ from sidecar.cache import ImageStore, image_id
 from sidecar.imaging import decode_image, read_header
 from sidecar.imaging.pixels import Limits
 
-from .report import arguments, machine, median, publish, timed
-from .sidecar import Sidecar
+from .harness import Harness, naive_upload_body, portrait, variant
+from .naive.cache import PREFIX_BYTES, image_key
+from .report import Detail, Figure, Options, Outcome, machine, median, number, timed
+from .sidecar import NaiveServer, Sidecar
 
-
-def portrait(width: int, height: int) -> np.ndarray:
-    from skimage import data
-
-    face = data.astronaut().astype(np.float32) * 257.0
-    big = cv2.resize(face, (width, height), interpolation=cv2.INTER_CUBIC)
-    # add sensor-like noise so the data is not smoother than a real 16-bit capture
-    noise = np.random.default_rng(0).normal(0, 64, big.shape).astype(np.float32)
-    return np.clip(big + noise, 0, 65535).astype(np.uint16)
+CHEEK = (0.25, 0.44)  # (y, x) as shares of the frame: inside the skin mask
 
 
 def tiff_bytes(pixels: np.ndarray, deflate: bool = False) -> bytes:
@@ -48,19 +43,29 @@ def tiff_bytes(pixels: np.ndarray, deflate: bool = False) -> bytes:
     return out.getvalue()
 
 
+def raw_headers(pixels: np.ndarray) -> dict[str, str]:
+    height, width, channels = pixels.shape
+    return {
+        "Content-Type": "application/octet-stream",
+        "X-Image-Width": str(width),
+        "X-Image-Height": str(height),
+        "X-Image-Channels": str(channels),
+        "X-Image-Depth": str(pixels.dtype.itemsize * 8),
+    }
+
+
 def post_times(
     sidecar: Sidecar, bodies: list[tuple[bytes, dict[str, str]]], expect: int, pause: float = 0.0
 ) -> list[float]:
     """POST each body on one keep-alive connection. http.client hands the body to the
     kernel in one sendall, like a native client (UXP's fetch, curl), so the figure is
     the sidecar's, not a Python client's."""
-    conn = http.client.HTTPConnection("127.0.0.1", sidecar.port, timeout=120)
-    headers = {"Authorization": f"Bearer {sidecar.token}"}
+    conn = http.client.HTTPConnection("127.0.0.1", sidecar.port, timeout=300)
     times = []
     for body, extra in bodies:
         time.sleep(pause)
         start = time.perf_counter()
-        conn.request("POST", "/v1/images", body=body, headers={**headers, **extra})
+        conn.request("POST", "/v1/images", body=body, headers={**sidecar.auth, **extra})
         response = conn.getresponse()
         payload = response.read()
         times.append(time.perf_counter() - start)
@@ -69,110 +74,208 @@ def post_times(
     return times
 
 
-def variants(pixels: np.ndarray, runs: int) -> list[np.ndarray]:
-    """`runs` copies that differ in one pixel each, so every upload is a new image."""
-    out = []
-    for i in range(runs):
-        copy = pixels.copy()
-        copy[-1, -1, 0] = i
-        out.append(copy)
-    return out
+def naive_post_time(naive: NaiveServer, pixels: np.ndarray) -> float:
+    """From pixels in memory to the naive server's answer, encoding included."""
+    conn = http.client.HTTPConnection("127.0.0.1", naive.port, timeout=300)
+    start = time.perf_counter()
+    body = naive_upload_body(pixels)
+    conn.request("POST", "/upload", body=body, headers={"Content-Type": "application/json"})
+    response = conn.getresponse()
+    payload = response.read()
+    seconds = time.perf_counter() - start
+    assert response.status == 200, (response.status, payload[:300])
+    conn.close()
+    return seconds
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = arguments(__doc__, "small image, few runs (CI)", argv)
-    width, height = (600, 400) if args.quick else (6000, 4000)
-    runs = args.runs or (3 if args.quick else 7)
-    pause = 0.2 if args.quick else 1.5  # seconds between Applies
+def upload_figure(h: Harness, opts: Options, pixels: np.ndarray, pause: float) -> tuple:
+    runs = opts.n(5, 2)
+    copies = [variant(pixels, n) for n in range(runs * 2)]
+    raw, naive = [], []
+    for run in range(runs):
+        body = memoryview(copies[run]).cast("B")  # the pixels themselves, no copy
+        raw += post_times(h.product, [(body, raw_headers(pixels))], 201, pause=pause)
+        time.sleep(pause)
+        naive.append(naive_post_time(h.naive, copies[runs + run]))
+    return raw, naive
 
-    pixels = portrait(width, height)
+
+def hashing_figures(opts: Options, width: int, height: int) -> list[Figure]:
+    runs = opts.n(7, 3)
+    rgba = (portrait(width, height, alpha=True) >> 8).astype(np.uint8)
+    gb = rgba.nbytes / 1e9
+    image_id(rgba)  # warm the hasher's threads
+    product = timed(lambda: image_id(rgba), runs)
+    baseline = timed(lambda: image_key(rgba), runs)
+    where = machine()
+    size = f"{width}×{height} RGBA 8-bit, {rgba.nbytes / 1e6:.0f} MB"
+    return [
+        Figure(
+            "7",
+            f"Content hashing throughput ({size})",
+            "GB/s",
+            [gb / t for t in product],
+            [PREFIX_BYTES / 1e9 / t for t in baseline],
+            lower_is_better=False,
+            product_how="BLAKE3 image id of every pixel byte (all cores), in the bench process",
+            baseline_how="SHA-256 of the first 64 KB (its throughput over the bytes it reads)",
+            machine=where,
+        ),
+        Figure(
+            "7b",
+            f"Time to key one image ({size})",
+            "ms",
+            [t * 1000 for t in product],
+            [t * 1000 for t in baseline],
+            product_how="BLAKE3 of all the pixels",
+            baseline_how="SHA-256 of the first 64 KB only",
+            machine=where,
+            note="the baseline is quicker because it reads 0.07 % of the image; 7c shows the cost",
+        ),
+    ]
+
+
+async def edit_figure(h: Harness, pixels: np.ndarray) -> Figure:
+    """A one-pixel edit on the cheek, shown on both servers."""
+    height, width = pixels.shape[:2]
+    y, x = int(CHEEK[0] * height), int(CHEEK[1] * width)
+    original = variant(pixels, 900)
+    edited = original.copy()
+    edited[y, x] = 0  # one black pixel
+    offset = (y * width + x) * pixels.shape[2] * pixels.dtype.itemsize
+    assert offset > PREFIX_BYTES
+    ids = [await h.upload(original), await h.upload(edited)]
+    product = [await h.apply({"op": "beauty", "image_id": i}) for i in ids]
+    results = [
+        np.frombuffer(await h.result(t.job_id), pixels.dtype).reshape(pixels.shape) for t in product
+    ]
+    keys = [await h.naive_upload(original)]
+    first = await h.naive_apply(keys[0])
+    keys.append(await h.naive_upload(edited))
+    second = await h.naive_apply(keys[1])
+    wrong = int(np.count_nonzero(np.any(second.pixels() != results[1], axis=2)))
+    product_text = (
+        "noticed: new id, the Apply ran" if ids[0] != ids[1] and not product[1].cached else "MISSED"
+    )
+    stale = keys[0] == keys[1] and second.cached and second.body == first.body
+    baseline_text = (
+        f"missed: same key, cached result of the unedited image returned ({wrong} px wrong)"
+        if stale
+        else "noticed"
+    )
+    return Figure(
+        "7c",
+        f"A one-pixel edit {offset / 1e6:.1f} MB into the image ({width}×{height})",
+        "",
+        [],
+        [],
+        product_text=product_text,
+        baseline_text=baseline_text,
+        product_how="upload both images, Apply beauty on each",
+        baseline_how="upload both, Apply on each: the second is a cache hit under the same key",
+        machine=machine(),
+        note=f"the edit is at byte {offset:,}, past the {PREFIX_BYTES:,} bytes the baseline"
+        " hashes; px wrong = pixels of the returned result that differ from the product's"
+        " result for the edited image",
+    )
+
+
+def upload_table(root: Path, h: Harness, opts: Options, pixels: np.ndarray, pause: float):
+    runs = opts.n(5, 2)
     mb = pixels.nbytes / 1e6
-    copies = variants(pixels, runs * 4 + 1)
+    copies = [variant(pixels, 100 + n) for n in range(runs * 3 + 1)]
     tiff = {"Content-Type": "image/tiff"}
-    raw = {
-        "Content-Type": "application/octet-stream",
-        "X-Image-Width": str(width),
-        "X-Image-Height": str(height),
-        "X-Image-Channels": "3",
-        "X-Image-Depth": "16",
-    }
-    warmup = [(tiff_bytes(copies[-1]), tiff)]
     tiffs = [(tiff_bytes(p), tiff) for p in copies[:runs]]
     burst = [(tiff_bytes(p), tiff) for p in copies[runs : 2 * runs]]
-    raws = [(p.tobytes(), raw) for p in copies[2 * runs : 3 * runs]]
-    deflated = [(tiff_bytes(p, deflate=True), tiff) for p in copies[3 * runs : 4 * runs]]
+    deflated = [(tiff_bytes(p, deflate=True), tiff) for p in copies[2 * runs : 3 * runs]]
+    post_times(h.product, [(tiff_bytes(copies[-1]), tiff)], 201)  # warm the buffers
+    tiff_times, deflate_times = [], []
+    for tiff_body, zip_body in zip(tiffs, deflated, strict=True):
+        tiff_times += post_times(h.product, [tiff_body], 201, pause=pause)
+        deflate_times += post_times(h.product, [zip_body], 201, pause=pause)
+    again_times = post_times(h.product, tiffs, 200, pause=0.2)
+    burst_times = post_times(h.product, burst, 201)  # each overlaps the last one's write
 
-    with tempfile.TemporaryDirectory(prefix="bench-upload-") as tmp:
-        root = Path(tmp)
-        with Sidecar(root) as sidecar:
-            post_times(sidecar, warmup, 201)  # not timed: the first upload warms the buffers
-            # A retoucher's Applies are seconds apart: the previous disk write is done.
-            # TIFF and raw alternate so that both meet the same machine state.
-            tiff_times, raw_times, deflate_times = [], [], []
-            for tiff_body, raw_body, zip_body in zip(tiffs, raws, deflated, strict=True):
-                tiff_times += post_times(sidecar, [tiff_body], 201, pause=pause)
-                raw_times += post_times(sidecar, [raw_body], 201, pause=pause)
-                deflate_times += post_times(sidecar, [zip_body], 201, pause=pause)
-            again_times = post_times(sidecar, tiffs, 200, pause=0.2)
-            # A shoot dropped in at once: each upload overlaps the last one's disk write.
-            burst_times = post_times(sidecar, burst, 201)
+    store = ImageStore(root / "pieces")
+    body = tiffs[0][0]
+    hash_times = timed(lambda: image_id(pixels), runs)
+    decode_times = timed(
+        lambda: decode_image(body, read_header(body, "tiff", complete=True), Limits()), runs
+    )
+    write_iter = iter([variant(pixels, 200 + n) for n in range(runs)])
 
-        store = ImageStore(root / "pieces")
-        body = tiffs[0][0]
-        hash_times = timed(lambda: image_id(pixels), runs)
-        decode_times = timed(
-            lambda: decode_image(body, read_header(body, "tiff", complete=True), Limits()), runs
-        )
-        write_iter = iter(variants(pixels, runs))
+    def write_one() -> None:
+        store.put(next(write_iter))
+        store.flush()
 
-        def write_one() -> None:
-            store.put(next(write_iter))
-            store.flush()
-
-        write_times = timed(write_one, runs)
-        store.close()
+    write_times = timed(write_one, runs)
+    store.close()
 
     def row(name: str, times: list[float], note: str = "", rate: bool = True) -> list:
         t = median(times)
-        return [name, f"{t * 1000:.1f}", f"{mb / t:.0f}" if rate else "n/a", note]
+        return [name, number(t * 1000), number(mb / t) if rate else "n/a", note]
 
-    rows = [
+    return [
         row("POST TIFF, new image", tiff_times, "HTTP + decode + BLAKE3; disk write behind"),
-        row("POST raw pixels, new image", raw_times, "HTTP + BLAKE3; disk write behind"),
         row(
             "POST TIFF (deflate), new image",
             deflate_times,
             f"{len(deflated[0][0]) / 1e6:.0f} MB file; strips inflated on 2 threads",
         ),
         row("POST TIFF, already stored", again_times, "HTTP + decode + BLAKE3, 200"),
-        row(
-            "POST TIFF, new images back to back",
-            burst_times,
-            "each overlaps the previous image's disk write",
-        ),
+        row("POST TIFF, new images back to back", burst_times, "each overlaps a disk write"),
         row("BLAKE3 image id alone", hash_times, "all cores"),
-        row(
-            "TIFF header + decode alone", decode_times, "uncompressed: a view, no copy", rate=False
-        ),
+        row("TIFF header + decode alone", decode_times, "uncompressed: a view", rate=False),
         row("store write alone (to disk)", write_times, "temp + fsync + rename"),
     ]
+
+
+async def run(opts: Options) -> Outcome:
+    width, height = (600, 400) if opts.quick else (6000, 4000)
+    pause = 0.1 if opts.quick else 1.5  # a retoucher's uploads are seconds apart
+    pixels = portrait(width, height)
+    mb = pixels.nbytes / 1e6
+    with tempfile.TemporaryDirectory(prefix="bench-upload-") as tmp:
+        async with Harness(Path(tmp)) as h:
+            warm = pixels[:256, :256].copy()
+            await h.apply({"op": "beauty", "image_id": await h.upload(warm)})
+            await h.naive_apply(await h.naive_upload(warm))
+            raw, naive = upload_figure(h, opts, pixels, pause)
+            edit = await edit_figure(h, pixels)
+            rows = upload_table(Path(tmp), h, opts, pixels, pause)
+    rows.insert(
+        1,
+        [
+            "POST raw pixels, new image",
+            number(median(raw) * 1000),
+            number(mb / median(raw)),
+            "HTTP + BLAKE3; disk write behind",
+        ],
+    )
+    where = machine()
+    figures = [
+        *hashing_figures(opts, width, height),
+        edit,
+        Figure(
+            "8",
+            f"Upload of {width}×{height} raw 16-bit pixels over loopback ({mb:.0f} MB)",
+            "MB/s",
+            [mb / t for t in raw],
+            [mb / t for t in naive],
+            lower_is_better=False,
+            product_how="POST /v1/images, the raw bytes as the body (201: received, hashed,"
+            " held; the disk write follows)",
+            baseline_how="base64 in JSON: encode, POST /upload, the server decodes and saves",
+            machine=where,
+            note=f"{number(median(raw) * 1000)} ms against {number(median(naive) * 1000)} ms",
+        ),
+    ]
     meta = {
-        "machine": machine(),
-        "runs": runs,
-        "input": f"{width}x{height} RGB 16-bit ({mb:.0f} MB of pixels), "
-        f"TIFF {len(body) / 1e6:.0f} MB, sidecar in its own process",
+        "machine": where,
+        "runs": opts.n(5, 2),
+        "input": f"{width}x{height} RGB 16-bit ({mb:.0f} MB of pixels), sidecar in its own process",
         "target": "POST TIFF >= 500 MB/s of pixel data",
     }
-    publish(
-        args,
-        "image_upload",
-        "Image upload and hashing",
-        ["what", "median ms", "MB/s", "note"],
-        rows,
-        meta,
-    )
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+    header = ["what", "median ms", "MB/s", "note"]
+    detail = Detail("image_upload", "Image upload and hashing", header, rows, meta)
+    return Outcome(figures=figures, details=[detail])

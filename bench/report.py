@@ -1,18 +1,29 @@
-"""Small helpers shared by the benchmarks: timing, medians, Markdown + JSON reports."""
+"""What the benchmarks share: options, timing, medians, the `Figure` record (product
+against baseline) and the per-module Markdown + JSON detail tables."""
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import platform
 import statistics
 import time
 from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 RESULTS = Path(__file__).parent / "results"
+
+
+@dataclass
+class Options:
+    quick: bool = False
+    runs: int | None = None  # overrides every figure's number of runs
+    out: Path = RESULTS
+
+    def n(self, full: int, quick: int) -> int:
+        return self.runs or (quick if self.quick else full)
 
 
 def machine() -> str:
@@ -40,18 +51,101 @@ def median(values: list[float]) -> float:
     return statistics.median(values)
 
 
-def write_report(
-    name: str,
-    title: str,
-    header: list[str],
-    rows: list[list[Any]],
-    meta: dict[str, Any],
-    *,
-    directory: Path = RESULTS,
-) -> str:
+def number(value: float) -> str:
+    """Three significant figures, without exponents."""
+    size = abs(value)
+    if size >= 100:
+        return f"{value:,.0f}"
+    if size >= 10:
+        return f"{value:.1f}"
+    if size >= 1:
+        return f"{value:.2f}"
+    return f"{value:.3g}"
+
+
+@dataclass
+class Figure:
+    """One line of the report: the product and the baseline measured side by side."""
+
+    number: str  # "1", "5a"
+    what: str
+    unit: str
+    product: list[float]  # every run's value
+    baseline: list[float]
+    lower_is_better: bool = True
+    words: tuple[str, str] = ("faster", "slower")  # the product is N× …
+    product_how: str = ""
+    baseline_how: str = ""
+    machine: str = ""
+    note: str = ""
+    product_text: str | None = None  # for what is not a number
+    baseline_text: str | None = None
+    samples: dict[str, list[float]] = field(default_factory=dict)
+
+    @property
+    def runs(self) -> int:
+        return max(len(self.product), len(self.baseline), 1)
+
+    def _median(self, values: list[float]) -> float | None:
+        return median(values) if values else None
+
+    @property
+    def ratio(self) -> float | None:
+        """How many times better the product is (under 1: worse)."""
+        product, baseline = self._median(self.product), self._median(self.baseline)
+        if product is None or baseline is None or product <= 0 or baseline <= 0:
+            return None
+        return baseline / product if self.lower_is_better else product / baseline
+
+    def cell(self, side: str) -> str:
+        text = self.product_text if side == "product" else self.baseline_text
+        if text is not None:
+            return text
+        value = self._median(self.product if side == "product" else self.baseline)
+        return "n/a" if value is None else f"{number(value)} {self.unit}".strip()
+
+    def ratio_cell(self) -> str:
+        ratio = self.ratio
+        if ratio is None:
+            return "—"
+        if ratio >= 1:
+            return f"product {number(ratio)}× {self.words[0]}"
+        return f"**product {number(1 / ratio)}× {self.words[1]}**"
+
+    def to_json(self) -> dict[str, Any]:
+        data = asdict(self)
+        data.update(
+            product_median=self._median(self.product),
+            baseline_median=self._median(self.baseline),
+            ratio=self.ratio,
+            runs=self.runs,
+        )
+        return data
+
+
+@dataclass
+class Detail:
+    """A module's own table of extra measurements (`<name>.md` and `<name>.json`)."""
+
+    name: str
+    title: str
+    header: list[str]
+    rows: list[list[Any]]
+    meta: dict[str, Any]
+
+
+@dataclass
+class Outcome:
+    figures: list[Figure] = field(default_factory=list)
+    details: list[Detail] = field(default_factory=list)
+    plot: dict[str, Any] = field(default_factory=dict)  # series for latency.png
+
+
+def write_report(detail: Detail, directory: Path = RESULTS) -> str:
     """Write `<name>.md` and `<name>.json` under `directory`; return the Markdown."""
+    meta = detail.meta
     lines = [
-        f"# {title}",
+        f"# {detail.title}",
         "",
         f"Machine: {meta['machine']}  ",
         f"Input: {meta['input']}  ",
@@ -64,36 +158,15 @@ def write_report(
     ]
     lines += [
         "",
-        "| " + " | ".join(header) + " |",
-        "|" + "---|" * len(header),
+        "| " + " | ".join(detail.header) + " |",
+        "|" + "---|" * len(detail.header),
     ]
-    lines += ["| " + " | ".join(str(cell) for cell in row) + " |" for row in rows]
+    lines += ["| " + " | ".join(str(cell) for cell in row) + " |" for row in detail.rows]
     text = "\n".join(lines) + "\n"
     directory.mkdir(parents=True, exist_ok=True)
-    (directory / f"{name}.md").write_text(text, encoding="utf-8")
-    payload = {**meta, "header": header, "rows": rows}
-    (directory / f"{name}.json").write_text(json.dumps(payload, indent=2) + "\n", encoding="utf-8")
+    (directory / f"{detail.name}.md").write_text(text, encoding="utf-8")
+    payload = {**meta, "header": detail.header, "rows": detail.rows}
+    (directory / f"{detail.name}.json").write_text(
+        json.dumps(payload, indent=2) + "\n", encoding="utf-8"
+    )
     return text
-
-
-def arguments(doc: str, quick_help: str, argv: list[str] | None) -> argparse.Namespace:
-    """The flags every benchmark takes: --quick (CI), --runs, --out."""
-    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help=quick_help)
-    parser.add_argument("--runs", type=int)
-    parser.add_argument("--out", type=Path, help="report folder (default bench/results)")
-    return parser.parse_args(argv)
-
-
-def publish(
-    args: argparse.Namespace,
-    name: str,
-    title: str,
-    header: list[str],
-    rows: list[list[Any]],
-    meta: dict[str, Any],
-) -> None:
-    """Write and print the report, as `<name>_quick` in quick mode."""
-    name = f"{name}_quick" if args.quick else name
-    directory = {"directory": args.out} if args.out else {}
-    print(write_report(name, title, header, rows, meta, **directory))

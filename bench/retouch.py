@@ -1,148 +1,225 @@
-"""Speed of the retouch engine behind a real sidecar process, on a 24 MP 16-bit portrait.
+"""Figures 1 and 4, and the retouch engine's own table, on a 24 MP 16-bit portrait.
 
-For each op, measured from the job's `started` event to its first preview and to
-`done` (the sidecar's own event timestamps, so the upload is not counted):
-- cold: a new image (no stage cached), progressive (draft 1/8 first);
-- cold, progressive off: the naive way, where the first thing shown is the final;
-- stages cached: the same image again with another op or other params.
+1. Time to first visible pixels after Apply. Product: POST /v1/jobs to the first preview
+   (the 1/8 draft) arriving on the WebSocket. Baseline: POST /apply to the last byte of
+   the result, which is the first thing it shows. Both already hold the image; neither
+   cache knows it. Also the time until the product's full result is in the client
+   (done, then GET …/result raw), and the servers' peak RSS over the Applies.
+4. Intensity change. Product: the slider is the layer's opacity, i.e. the original and
+   the result blended at the size on screen (1024 px; numpy here, the compositor in
+   Photoshop); and the exact blend at full resolution from the sidecar
+   (GET …/result?intensity=). Baseline: the Apply again at the new intensity.
 
-    .venv/bin/python -m bench.retouch            # 6000×4000, 3 runs per op
-    .venv/bin/python -m bench.retouch --quick    # 600×400, 1 run (CI)
+The table `retouch.md`: per op, from the job's `started` event to its first preview and
+to `done` (the sidecar's own timestamps): cold, stages cached (another op on the same
+image), progressive off, and a close-up (skin in most tiles).
 """
 
 from __future__ import annotations
 
-import asyncio
-import sys
 import tempfile
-from datetime import datetime
+import time
 from pathlib import Path
 
-import aiohttp
-import cv2
 import numpy as np
 
-from .client import Events, upload
-from .report import arguments, machine, median, publish
-from .sidecar import Sidecar
+from sidecar.imaging.encode import fit_within, to_rgb8
+
+from .harness import Harness, event_time, portrait, variant
+from .report import Detail, Figure, Options, Outcome, machine, median, number, timed
 
 OPS = ("beauty", "dodge_burn", "volume", "color")
+SCREEN_SIDE = 1024
 
 
-def portrait16(width: int, height: int, closeup: bool = False) -> np.ndarray:
-    from skimage import data
-
-    face = data.astronaut().astype(np.float32) * 257.0
-    if closeup:  # the head fills the frame: skin in most tiles, the slow case
-        face = face[30:250, 90:420]
-    big = cv2.resize(face, (width, height), interpolation=cv2.INTER_CUBIC)
-    noise = np.random.default_rng(0).normal(0, 64, big.shape).astype(np.float32)
-    return np.clip(big + noise, 0, 65535).astype(np.uint16)
+def on_screen(pixels: np.ndarray) -> np.ndarray:
+    return to_rgb8(fit_within(pixels, SCREEN_SIDE), pixels.dtype.itemsize * 8)
 
 
-def _ts(event: dict) -> float:
-    return datetime.fromisoformat(event["ts"]).timestamp()
+def blend(original: np.ndarray, result: np.ndarray, t: float) -> np.ndarray:
+    """What a layer at opacity t shows over the original."""
+    mixed = original.astype(np.float32)
+    mixed += np.float32(t) * (result.astype(np.float32) - mixed)
+    return mixed.astype(np.uint8)
 
 
-async def timed_job(session, sidecar: Sidecar, events: Events, body: dict) -> dict:
-    """Seconds from `started` to the first preview and to `done`."""
-    async with session.post(f"{sidecar.url}/v1/jobs", json=body, headers=sidecar.auth) as r:
-        assert r.status == 202, await r.text()
-        job_id = (await r.json())["job_id"]
-    await asyncio.wait_for(events.expect(job_id, "done"), 600)
-    mine = [e for _, e in events.arrivals if e.get("job_id") == job_id]
-    started = next(_ts(e) for e in mine if e["type"] == "started")
-    first = next(e for e in mine if e["type"] == "preview")
-    done = next(_ts(e) for e in mine if e["type"] == "done")
-    return {"first": _ts(first) - started, "level": first["level"], "done": done - started}
+async def apply_figures(h: Harness, opts: Options, base: np.ndarray) -> Outcome:
+    runs = opts.n(5, 2)
+    first, layer, naive, lerp, exact, again = [], [], [], [], [], []
+    timelines = []
+    for run in range(runs):
+        pixels = variant(base, run)
+        image_id = await h.upload(pixels)
+        key = await h.naive_upload(pixels)
+        for side in ("product", "naive") if run % 2 == 0 else ("naive", "product"):
+            if side == "product":
+                with h.product.peak.measure():
+                    timeline = await h.apply({"op": "beauty", "image_id": image_id})
+            else:
+                with h.naive.peak.measure():
+                    reply = await h.naive_apply(key)
+        assert not reply.cached and not timeline.cached
+        first.append(timeline.first)
+        layer.append(timeline.layer)
+        naive.append(reply.seconds)
+        timelines.append((timeline, reply.seconds))
+        # figure 4: the slider at 0.6
+        result = np.frombuffer(await h.result(timeline.job_id), pixels.dtype).reshape(pixels.shape)
+        shown = on_screen(pixels), on_screen(result)
+        lerp.append(median(timed(lambda shown=shown: blend(*shown, 0.6), 5)))
+        started = time.perf_counter()
+        await h.result(timeline.job_id, intensity=0.6)
+        exact.append(time.perf_counter() - started)
+        again.append((await h.naive_apply(key, intensity=0.6)).seconds)
+
+    size = f"{base.shape[1]}×{base.shape[0]}"
+    where = machine()
+    middle = sorted(timelines, key=lambda pair: pair[0].layer)[len(timelines) // 2]
+    ms = [[v * 1000 for v in values] for values in (first, layer, naive, lerp, exact, again)]
+    first_ms, layer_ms, naive_ms, lerp_ms, exact_ms, again_ms = ms
+    level = middle[0].previews[0][1] if middle[0].previews else "final"
+    figures = [
+        Figure(
+            "1",
+            f"First visible pixels after Apply ({size} 16-bit, beauty, cold)",
+            "ms",
+            first_ms,
+            naive_ms,
+            words=("sooner", "later"),
+            product_how=f"POST /v1/jobs → first preview ({level}) on the WebSocket",
+            baseline_how="POST /apply → last byte of the full-resolution result",
+            machine=where,
+        ),
+        Figure(
+            "1b",
+            "Full result in the client after Apply (same runs)",
+            "ms",
+            layer_ms,
+            naive_ms,
+            product_how="POST /v1/jobs → done event → GET …/result raw, last byte",
+            baseline_how="POST /apply → last byte of the result",
+            machine=where,
+            note="the product renders draft, preview and refine levels first",
+        ),
+        Figure(
+            "1 RSS",
+            "Peak RSS of the server over the Applies of figure 1",
+            "MB",
+            [h.product.peak.mb or 0.0],
+            [h.naive.peak.mb or 0.0],
+            words=("smaller", "larger"),
+            product_how="sidecar process, VmHWM",
+            baseline_how="naive server process, VmHWM",
+            machine=where,
+        ),
+        Figure(
+            "4",
+            "Intensity change (slider to 0.6) after an Apply",
+            "ms",
+            lerp_ms,
+            again_ms,
+            product_how=f"layer opacity: original and result blended at {SCREEN_SIDE} px"
+            " (numpy stand-in for the compositor)",
+            baseline_how="POST /apply at intensity 0.6: the whole op again",
+            machine=where,
+        ),
+        Figure(
+            "4b",
+            "Intensity change, exact blend at full resolution",
+            "ms",
+            exact_ms,
+            again_ms,
+            product_how="GET …/result?intensity=0.6&format=raw (blend in the sidecar)",
+            baseline_how="POST /apply at intensity 0.6: the whole op again",
+            machine=where,
+        ),
+    ]
+    timeline, naive_s = middle
+    plot = {
+        "apply": {
+            "size": size,
+            "product": [
+                {"t": t, "level": lvl, "step": step, "total": total}
+                for t, lvl, step, total in timeline.previews
+            ],
+            "product_done": timeline.done,
+            "product_layer": timeline.layer,
+            "naive": naive_s,
+        }
+    }
+    return Outcome(figures=figures, plot=plot)
 
 
-async def run(args) -> tuple[list[list], dict]:
-    width, height = (600, 400) if args.quick else (6000, 4000)
-    runs = args.runs or (1 if args.quick else 3)
-    base = portrait16(width, height)
+async def _timed_job(h: Harness, body: dict) -> dict:
+    """Seconds from `started` to the first preview and to `done` (sidecar clock)."""
+    created = await h.submit(body)
+    job_id = created["job_id"]
+    await h.finished(job_id)
+    mine = [event for _, event in h.events.of(job_id)]
+    started = next(event_time(e) for e in mine if e["type"] == "started")
+    preview = next(e for e in mine if e["type"] == "preview")
+    done = next(event_time(e) for e in mine if e["type"] == "done")
+    return {
+        "first": event_time(preview) - started,
+        "level": preview["level"],
+        "done": done - started,
+    }
+
+
+async def per_op_table(h: Harness, opts: Options, base: np.ndarray) -> Detail:
+    runs = opts.n(3, 1)
     times: dict[tuple[str, str], list[dict]] = {}
-    with tempfile.TemporaryDirectory(prefix="bench-retouch-") as tmp:
-        with Sidecar(Path(tmp)) as sidecar:
-            async with aiohttp.ClientSession() as session, Events(session, sidecar) as events:
-                # the sidecar is already running when a retoucher works: warm its models
-                warm_id = await upload(session, sidecar, base[:256, :256].copy())
-                await timed_job(session, sidecar, events, {"op": "beauty", "image_id": warm_id})
-                variant = 0
-                for _ in range(runs):
-                    for op in OPS:
-                        for mode in ("cold", "cold, progressive off"):
-                            variant += 1
-                            pixels = base.copy()
-                            pixels[-1, -1, 0] = variant  # a new image: nothing cached
-                            image_id = await upload(session, sidecar, pixels)
-                            body = {"op": op, "image_id": image_id}
-                            if mode != "cold":
-                                body["preview"] = {"progressive": False}
-                            times.setdefault((op, mode), []).append(
-                                await timed_job(session, sidecar, events, body)
-                            )
-                            if mode == "cold":
-                                # the same image again, another op: its stages are cached
-                                other = OPS[(OPS.index(op) + 1) % len(OPS)]
-                                body = {"op": other, "image_id": image_id}
-                                times.setdefault((other, "stages cached"), []).append(
-                                    await timed_job(session, sidecar, events, body)
-                                )
-                # worst case for the final level: a close-up, skin in most tiles
-                close = portrait16(width, height, closeup=True)
-                for op in ("beauty", "color"):
-                    for _ in range(runs):
-                        variant += 1
-                        pixels = close.copy()
-                        pixels[-1, -1, 0] = variant
-                        image_id = await upload(session, sidecar, pixels)
-                        body = {"op": op, "image_id": image_id}
-                        times.setdefault((op, "cold, close-up"), []).append(
-                            await timed_job(session, sidecar, events, body)
-                        )
+    n = 100
+    for _ in range(runs):
+        for op in OPS:
+            for mode in ("cold", "cold, progressive off"):
+                n += 1
+                image_id = await h.upload(variant(base, n))
+                body = {"op": op, "image_id": image_id}
+                if mode != "cold":
+                    body["preview"] = {"progressive": False}
+                times.setdefault((op, mode), []).append(await _timed_job(h, body))
+                if mode == "cold":  # the same image, another op: its stages are cached
+                    other = OPS[(OPS.index(op) + 1) % len(OPS)]
+                    body = {"op": other, "image_id": image_id}
+                    times.setdefault((other, "stages cached"), []).append(await _timed_job(h, body))
+    width, height = base.shape[1], base.shape[0]
+    close = portrait(width, height, closeup=True)
+    for op in ("beauty", "color"):
+        for _ in range(runs):
+            n += 1
+            image_id = await h.upload(variant(close, n))
+            body = {"op": op, "image_id": image_id}
+            times.setdefault((op, "cold, close-up"), []).append(await _timed_job(h, body))
     rows = []
     for op in OPS:
         for mode in ("cold", "stages cached", "cold, progressive off", "cold, close-up"):
             got = times.get((op, mode))
-            if not got:
-                continue
-            rows.append(
-                [
-                    op,
-                    mode,
-                    f"{median([g['first'] for g in got]) * 1000:.0f} ms ({got[0]['level']})",
-                    f"{median([g['done'] for g in got]):.2f} s",
-                ]
-            )
-    cold = median([g["first"] for op in OPS for g in times[(op, "cold")]])
-    naive = median([g["first"] for op in OPS for g in times[(op, "cold, progressive off")]])
+            if got:
+                first = median([g["first"] for g in got]) * 1000
+                done = median([g["done"] for g in got])
+                rows.append([op, mode, f"{number(first)} ms ({got[0]['level']})", f"{done:.2f} s"])
     meta = {
         "machine": machine(),
         "runs": runs,
-        "input": f"{width}x{height} RGB 16-bit portrait (sample portrait upscaled, noise added),"
-        " sidecar in its own process, times from its own event timestamps",
+        "input": f"{width}x{height} RGB 16-bit portrait, sidecar in its own process,"
+        " times from its own event timestamps (started → first preview, started → done)",
         "target": "first preview <= 500 ms cold and <= 150 ms with stages cached;"
         " full result <= 8 s cold (24 MP)",
-        "first_preview_gain": f"progressive {cold * 1000:.0f} ms vs naive {naive * 1000:.0f} ms"
-        f" ({naive / cold:.0f}x sooner), medians over all ops",
     }
-    return rows, meta
+    header = ["op", "case", "first preview (level)", "done"]
+    return Detail("retouch", "Retouch engine: first preview and full result", header, rows, meta)
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = arguments(__doc__, "small image, one run (CI)", argv)
-    rows, meta = asyncio.run(run(args))
-    publish(
-        args,
-        "retouch",
-        "Retouch engine: first preview and full result",
-        ["op", "case", "first preview (level)", "done"],
-        rows,
-        meta,
-    )
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+async def run(opts: Options) -> Outcome:
+    width, height = (600, 400) if opts.quick else (6000, 4000)
+    base = portrait(width, height)
+    with tempfile.TemporaryDirectory(prefix="bench-retouch-") as tmp:
+        async with Harness(Path(tmp)) as h:
+            # the servers are already running when a retoucher works: load their models
+            warm = base[:256, :256].copy()
+            await h.apply({"op": "beauty", "image_id": await h.upload(warm)})
+            await h.naive_apply(await h.naive_upload(warm))
+            outcome = await apply_figures(h, opts, base)
+            outcome.details.append(await per_op_table(h, opts, base))
+    return outcome

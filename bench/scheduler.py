@@ -10,8 +10,8 @@ Measured side by side in one run:
   without a client that never reads its socket;
 - a storm of random submits, cancels and reprioritisations: every job ends once.
 
-    .venv/bin/python -m bench.scheduler            # full (about two minutes)
-    .venv/bin/python -m bench.scheduler --quick    # seconds (CI)
+Figure 9 (bench/queue.py) measures the same pre-emption with the real engine against
+the naive FIFO; this table is the queue's own, on the synthetic engine.
 """
 
 from __future__ import annotations
@@ -19,7 +19,6 @@ from __future__ import annotations
 import asyncio
 import random
 import statistics
-import sys
 import tempfile
 import threading
 import time
@@ -30,7 +29,7 @@ import aiohttp
 import numpy as np
 
 from .client import TERMINAL, Events, stalled_websocket, submit, upload, wait_state
-from .report import arguments, machine, median, publish
+from .report import Detail, Options, Outcome, machine, median
 from .sidecar import Sidecar
 
 
@@ -178,10 +177,10 @@ async def storm(session, sidecar, image_id, jobs: int, seed: int) -> dict:
     }
 
 
-async def run(args) -> tuple[list[list], dict]:
-    quick = args.quick
-    runs = args.runs or (3 if quick else 20)
-    step_ms = 50
+async def run(opts: Options) -> Outcome:
+    quick = opts.quick
+    runs = opts.n(20, 3)
+    step_ms = 20 if quick else 50
     rng = random.Random(7)
     pixels = np.random.default_rng(0).integers(0, 256, (512, 768, 3), dtype=np.uint8)
     rows: list[list] = []
@@ -260,27 +259,13 @@ async def run(args) -> tuple[list[list], dict]:
     meta = {
         "machine": machine(),
         "runs": runs,
-        "input": "synthetic engine (50 ms steps for latency), sidecar in its own process, "
+        "input": f"synthetic engine ({step_ms} ms steps for latency), sidecar in its own process, "
         "clients over loopback",
         "target": "an active job starts within one step of the running job (median)",
     }
     ok = tp["state_events_complete"] and s["exactly_once"] and s["add_up"]
-    return rows, {**meta, "checks_passed": ok}
-
-
-def main(argv: list[str] | None = None) -> int:
-    args = arguments(__doc__, "few runs, small loads (CI)", argv)
-    rows, meta = asyncio.run(run(args))
-    publish(
-        args,
-        "scheduler",
-        "Job queue and event stream",
-        ["what", "median", "also", "note"],
-        rows,
-        meta,
+    header = ["what", "median", "also", "note"]
+    detail = Detail(
+        "scheduler", "Job queue and event stream", header, rows, {**meta, "checks_passed": ok}
     )
-    return 0 if meta["checks_passed"] else 1
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+    return Outcome(details=[detail])

@@ -1,4 +1,5 @@
-"""A real `retouch-sidecar serve` process for the benchmarks, with its own folders."""
+"""The two servers the benchmarks drive, each in its own process with its own folders:
+a real `retouch-sidecar serve` (the product) and `bench.naive.server` (the baseline)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,10 @@ import sys
 import time
 from pathlib import Path
 
+from .memory import PeakRss
+
+REPO = Path(__file__).resolve().parent.parent
+
 
 def free_port() -> int:
     with socket.socket() as sock:
@@ -17,24 +22,106 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-class Sidecar:
-    """`with Sidecar(root, "--engine", "synthetic") as s:` starts one and waits for it."""
+class Server:
+    """A server process on a free loopback port; `with` starts it and waits for it."""
+
+    health = "/"
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.port = free_port()
+        self.env = {**os.environ, "PYTHONPATH": str(REPO)}
+        self.proc: subprocess.Popen | None = None
+        self.peak: PeakRss | None = None
+
+    def command(self) -> list[str]:
+        raise NotImplementedError
+
+    def start(self) -> None:
+        """Start the process without waiting (several may start side by side). Its
+        output goes to `server.log` in its folder, shown if it fails to start."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        with (self.root / "server.log").open("ab") as log:
+            self.proc = subprocess.Popen(
+                self.command(), env=self.env, cwd=REPO, stdout=log, stderr=subprocess.STDOUT
+            )
+        self.peak = PeakRss(self.proc.pid)
+
+    def log_tail(self) -> str:
+        try:
+            return (self.root / "server.log").read_text(errors="replace")[-3000:]
+        except OSError:
+            return ""
+
+    def __enter__(self):
+        if self.proc is None:
+            self.start()
+        self.wait_ready()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def wait_ready(self, timeout: float = 120.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            assert self.proc is not None
+            if self.proc.poll() is not None:
+                raise RuntimeError(
+                    f"{type(self).__name__} exited with {self.proc.returncode}:\n" + self.log_tail()
+                )
+            try:
+                conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=2)
+                conn.request("GET", self.health)
+                if conn.getresponse().status == 200:
+                    return
+            except OSError:
+                time.sleep(0.05)
+        raise RuntimeError(f"{type(self).__name__} did not start:\n" + self.log_tail())
+
+    def rss_mb(self) -> float:
+        """Resident memory of the process now, in MB."""
+        assert self.proc is not None
+        for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+        raise RuntimeError("no VmRSS")
+
+
+class Sidecar(Server):
+    """`with Sidecar(root, "--engine", "synthetic") as s:` (the product)."""
+
+    health = "/v1/health"
 
     def __init__(self, root: Path, *serve_args: str) -> None:
-        self.port = free_port()
-        self.env = {
-            **os.environ,
-            "RETOUCH_CACHE_DIR": str(root / "cache"),
-            "RETOUCH_CONFIG_DIR": str(root / "config"),
-            "RETOUCH_DATA_DIR": str(root / "data"),
-        }
+        super().__init__(root)
+        self.env.update(
+            RETOUCH_CACHE_DIR=str(root / "cache"),
+            RETOUCH_CONFIG_DIR=str(root / "config"),
+            RETOUCH_DATA_DIR=str(root / "data"),
+        )
         self.serve_args = serve_args
-        self.proc: subprocess.Popen | None = None
+        self.token = ""
 
-    def __enter__(self) -> Sidecar:
+    def command(self) -> list[str]:
         command = [sys.executable, "-m", "sidecar", "serve", "--port", str(self.port)]
-        command += ["--log-level", "WARNING", *self.serve_args]
-        self.proc = subprocess.Popen(command, env=self.env)
+        return command + ["--log-level", "WARNING", *self.serve_args]
+
+    def wait_ready(self, timeout: float = 120.0) -> None:
+        super().wait_ready(timeout)
         self.token = subprocess.run(
             [sys.executable, "-m", "sidecar", "token"],
             env=self.env,
@@ -42,37 +129,22 @@ class Sidecar:
             text=True,
             check=True,
         ).stdout.strip()
-        self.wait_ready()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        assert self.proc is not None
-        self.proc.terminate()
-        self.proc.wait(timeout=30)
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
 
     @property
     def auth(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.token}"}
 
-    def wait_ready(self) -> None:
-        for _ in range(300):
-            try:
-                conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=2)
-                conn.request("GET", "/v1/health")
-                if conn.getresponse().status == 200:
-                    return
-            except OSError:
-                time.sleep(0.1)
-        raise RuntimeError("sidecar did not start")
 
-    def rss_mb(self) -> float:
-        """Resident memory of the sidecar process now, in MB."""
-        assert self.proc is not None
-        for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-        raise RuntimeError("no VmRSS")
+class NaiveServer(Server):
+    """`with NaiveServer(root) as n:` (the baseline, bench/naive/server.py)."""
+
+    health = "/health"
+
+    def __init__(self, root: Path, model: Path | None = None) -> None:
+        super().__init__(root)
+        self.model = model
+
+    def command(self) -> list[str]:
+        command = [sys.executable, "-m", "bench.naive.server", "--port", str(self.port)]
+        command += ["--folder", str(self.root)]
+        return command + (["--model", str(self.model)] if self.model else [])

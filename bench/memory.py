@@ -1,0 +1,73 @@
+"""Peak resident memory (RSS) of a server process over the stretches a figure measures.
+
+On Linux the kernel keeps the high-water mark (VmHWM) and lets the owner reset it to
+the current RSS (`clear_refs` 5), so a peak is exact however short it lasts. Where that
+is refused, a thread samples VmRSS every 5 ms instead.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+
+def _status_kb(pid: int, field: str) -> int | None:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    except OSError:
+        return None
+    return None
+
+
+class PeakRss:
+    """`with peak.measure(): ...` any number of times; `peak.mb` is the highest seen."""
+
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+        self.mb: float | None = None
+
+    def _reset(self) -> bool:
+        try:
+            Path(f"/proc/{self.pid}/clear_refs").write_text("5")
+        except OSError:
+            return False
+        return True
+
+    def _note(self, kb: int | None) -> None:
+        if kb is not None:
+            self.mb = max(self.mb or 0.0, kb / 1024)
+
+    @contextlib.contextmanager
+    def measure(self) -> Iterator[None]:
+        if self._reset():
+            try:
+                yield
+            finally:
+                self._note(_status_kb(self.pid, "VmHWM"))
+            return
+        stop = threading.Event()
+
+        def sample() -> None:
+            while not stop.is_set():
+                self._note(_status_kb(self.pid, "VmRSS"))
+                time.sleep(0.005)
+
+        sampler = threading.Thread(target=sample, daemon=True)
+        sampler.start()
+        try:
+            yield
+        finally:
+            stop.set()
+            sampler.join()
+
+
+def wait_peak_mb(pid: int) -> tuple[int, float]:
+    """Wait for a child process; its exit status and its whole life's peak RSS in MB."""
+    _, status, usage = os.wait4(pid, 0)
+    return os.waitstatus_to_exitcode(status), usage.ru_maxrss / 1024
