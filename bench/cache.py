@@ -14,6 +14,7 @@ POST /v1/jobs to the done event.
 
 from __future__ import annotations
 
+import asyncio
 import tempfile
 import time
 from pathlib import Path
@@ -56,6 +57,7 @@ async def measure(h: Harness, opts: Options, base: np.ndarray) -> dict[str, list
         note("cold, done", cold.done)
         note("again", again.layer)
         note("again, answer", again.done)
+        await asyncio.sleep(opts.settle)
         with h.naive.peak.measure():
             naive_cold = await h.naive_apply(key)
         naive_again = await h.naive_apply(key)
@@ -64,6 +66,7 @@ async def measure(h: Harness, opts: Options, base: np.ndarray) -> dict[str, list
         note("naive again", naive_again.seconds)
 
         ready_id = await h.upload(variant(base, 100 + run))
+        await asyncio.sleep(opts.settle)
         with h.product.peak.measure():
             started = time.perf_counter()
             await precompute(h, ready_id)

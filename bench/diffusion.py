@@ -83,7 +83,9 @@ async def naive_job(h: Harness, size: int, steps: int, previews: bool, prompt: s
 def build_tiny_model(folder: Path) -> Path:
     """scripts/make-tiny-model, in a child process (torch stays out of this one)."""
     command = [sys.executable, "-m", "sidecar.engines.diffusion.tiny", str(folder)]
-    subprocess.run(command, check=True, stdout=subprocess.DEVNULL)
+    done = subprocess.run(command, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise RuntimeError(f"building the tiny model failed:\n{done.stderr[-3000:]}")
     return folder
 
 

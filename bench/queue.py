@@ -79,6 +79,7 @@ async def run(opts: Options) -> Outcome:
             for run in range(runs):
                 strength = round(0.9 - 0.01 * run, 3)
                 for side in ("product", "naive") if run % 2 == 0 else ("naive", "product"):
+                    await asyncio.sleep(opts.settle)
                     if side == "product":
                         with h.product.peak.measure():
                             got[side].append(await product_run(h, ids, front_id, strength))

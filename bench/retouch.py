@@ -17,6 +17,7 @@ image), progressive off, and a close-up (skin in most tiles).
 
 from __future__ import annotations
 
+import asyncio
 import tempfile
 import time
 from pathlib import Path
@@ -52,6 +53,7 @@ async def apply_figures(h: Harness, opts: Options, base: np.ndarray) -> Outcome:
         image_id = await h.upload(pixels)
         key = await h.naive_upload(pixels)
         for side in ("product", "naive") if run % 2 == 0 else ("naive", "product"):
+            await asyncio.sleep(opts.settle)
             if side == "product":
                 with h.product.peak.measure():
                     timeline = await h.apply({"op": "beauty", "image_id": image_id})
