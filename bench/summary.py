@@ -5,6 +5,7 @@ a job's life, product against baseline)."""
 from __future__ import annotations
 
 import json
+import re
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -22,7 +23,7 @@ product is worse. Run by `scripts/bench` (`--quick` in CI, tiny sizes)."""
 
 
 def _machine_short(text: str) -> str:
-    return text.split(", Python")[0]
+    return re.sub(r", Python [0-9.]+", "", text)
 
 
 def markdown(figures: list[Figure], meta: dict[str, Any]) -> str:
