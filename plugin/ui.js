@@ -177,7 +177,8 @@ async function mountPanel({
     view.light.className = `light ${state}`;
     view.status.textContent = text;
     view.hint.textContent = hint;
-    view.tokenRow.className = state === 'connected' ? 'token-row hidden' : 'token-row';
+    // The token field only when the token is what is missing, not when the sidecar is down.
+    view.tokenRow.className = state === 'unauthorized' ? 'token-row' : 'token-row hidden';
     render(view, panel, connection);
   };
 
@@ -198,7 +199,8 @@ async function mountPanel({
         } else if (state === 'retrying' && !connection.stopped) {
           dropped = true;
           const seconds = Math.ceil((info.delayMs ?? 0) / 1000);
-          showConnection('offline', 'Sidecar not reachable', `Reconnecting${seconds ? ` in ${seconds} s` : ''}…`);
+          const when = seconds ? ` in ${seconds} s` : '';
+          showConnection('offline', 'Sidecar not reachable', `Reconnecting${when}… If it stopped, start it again (scripts/run).`);
         }
       },
     }).connect();

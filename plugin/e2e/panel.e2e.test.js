@@ -185,3 +185,27 @@ test('browser panel: a queue of open documents, starred and cancelled, the front
   }
   assert.deepEqual(errors, []);
 });
+
+test('browser panel: says when the sidecar is not running and reconnects by itself', async (t) => {
+  const sidecar = await startSidecar();
+  const browser = await launch();
+  t.after(async () => {
+    await browser.close();
+    await sidecar.stop();
+  });
+  const { page, errors } = await openPanel(browser, sidecar, { precompute: false });
+  await sidecar.halt();
+  await page.waitForFunction(() => document.querySelector('#connection-light.offline'), null, { timeout: 15000 });
+  assert.match(await page.textContent('#connection-status'), /not reachable|not running/);
+  assert.match(await page.textContent('#connection-hint'), /Reconnecting|Retrying/);
+  assert.equal(await page.getAttribute('#apply-beauty', 'disabled'), '', 'Apply is off while offline');
+  await screenshot(page, 'panel-offline.png');
+
+  await sidecar.launch();
+  await page.waitForFunction(() => document.querySelector('#connection-light.connected'), null, { timeout: 30000 });
+  assert.equal(await page.getAttribute('#apply-beauty', 'disabled'), null, 'Apply is back');
+  await page.click('#apply-beauty');
+  await page.waitForFunction(() => document.getElementById('phase').dataset.phase === 'done', null, { timeout: 60000 });
+  assert.deepEqual(await history(page), ['Open', 'ML Retouch: Beauty']);
+  assert.deepEqual(errors, []);
+});

@@ -41,15 +41,29 @@ async function startSidecar({ engines = [] } = {}) {
   const folders = ['--cache-dir', path.join(dir, 'cache'), '--config-dir', path.join(dir, 'config'), '--data-dir', path.join(dir, 'data')];
   const port = await freePort();
   const args = ['serve', '--port', String(port), ...folders, ...engines.flatMap((name) => ['--engine', name])];
-  const log = fs.openSync(path.join(dir, 'sidecar.log'), 'w');
-  const child = spawn(SIDECAR, args, { stdio: ['ignore', log, log] });
+  const logPath = path.join(dir, 'sidecar.log');
   const url = `http://127.0.0.1:${port}`;
-  try {
-    await waitForHealth(url, child, 60000);
-  } catch (error) {
-    child.kill('SIGKILL');
-    throw new Error(`${error.message}\n${fs.readFileSync(path.join(dir, 'sidecar.log'), 'utf8')}`);
-  }
+  let child = null;
+
+  const launch = async () => {
+    const log = fs.openSync(logPath, 'a');
+    child = spawn(SIDECAR, args, { stdio: ['ignore', log, log] });
+    fs.closeSync(log);
+    try {
+      await waitForHealth(url, child, 60000);
+    } catch (error) {
+      child.kill('SIGKILL');
+      throw new Error(`${error.message}\n${fs.readFileSync(logPath, 'utf8')}`);
+    }
+  };
+  const halt = async () => {
+    if (!child || child.exitCode !== null) return;
+    const exited = new Promise((resolve) => child.once('exit', resolve));
+    child.kill('SIGTERM');
+    await exited;
+  };
+
+  await launch();
   const token = execFileSync(SIDECAR, ['token', '--config-dir', path.join(dir, 'config')], { encoding: 'utf8' }).trim();
   const api = async (method, route, { json, body, headers = {} } = {}) => {
     const init = { method, headers: { Authorization: `Bearer ${token}`, ...headers } };
@@ -63,11 +77,11 @@ async function startSidecar({ engines = [] } = {}) {
     return { status: response.status, json: response.headers.get('content-type')?.includes('json') ? await response.json() : null };
   };
   const stop = async () => {
-    child.kill('SIGTERM');
-    await new Promise((resolve) => (child.exitCode !== null ? resolve() : child.once('exit', resolve)));
+    await halt();
     fs.rmSync(dir, { recursive: true, force: true });
   };
-  return { url, token, api, stop, logPath: path.join(dir, 'sidecar.log') };
+  // halt() and launch() again: the same port, folders and token (a sidecar restart).
+  return { url, token, api, stop, halt, launch, logPath };
 }
 
 module.exports = { startSidecar, ROOT };
