@@ -209,3 +209,25 @@ test('browser panel: says when the sidecar is not running and reconnects by itse
   assert.deepEqual(await history(page), ['Open', 'ML Retouch: Beauty']);
   assert.deepEqual(errors, []);
 });
+
+test('browser panel: the token is asked for once, a wrong one is refused, the right one is kept', async (t) => {
+  const sidecar = await startSidecar();
+  const browser = await launch();
+  t.after(async () => {
+    await browser.close();
+    await sidecar.stop();
+  });
+  const page = await browser.newPage();
+  await page.goto(`${sidecar.url}/panel/#precompute=off`);
+  await page.waitForSelector('#connection-light.unauthorized');
+  assert.ok(await page.isVisible('#token input'), 'the token field shows');
+  await page.fill('#token input', 'not-the-token');
+  await page.click('#save-token');
+  await page.waitForFunction(() => /refused/.test(document.getElementById('connection-status').textContent));
+  await page.fill('#token input', sidecar.token);
+  await page.click('#save-token');
+  await page.waitForSelector('#connection-light.connected');
+  assert.equal(await page.isVisible('#token input'), false, 'no token field once connected');
+  await page.reload();
+  await page.waitForSelector('#connection-light.connected'); // kept: not asked again
+});
