@@ -19,7 +19,7 @@ from pathlib import Path
 import tifffile
 
 from .harness import portrait, variant
-from .memory import wait_peak_mb
+from .memory import run_peak_mb
 from .report import Figure, Options, Outcome, machine, median, number
 from .sidecar import REPO, free_port
 
@@ -39,9 +39,8 @@ def wall(command: list[str], root: Path) -> tuple[float, float]:
         proc = subprocess.Popen(
             command, env=env, cwd=REPO, stdout=subprocess.DEVNULL, stderr=errors
         )
-        code, peak = wait_peak_mb(proc.pid)
+        code, peak = run_peak_mb(proc)
         seconds = time.perf_counter() - started
-        proc.returncode = code
         if code != 0:
             errors.seek(0)
             raise RuntimeError(f"{command[2]} failed ({code}): {errors.read()[-2000:]!r}")

@@ -145,6 +145,7 @@ async def run(opts: Options) -> Outcome:
             product_how="sidecar process, VmHWM",
             baseline_how="naive server process, VmHWM",
             machine=where,
+            over_runs=opts.n(5, 2),
         ),
     ]
     cold = median(times["cold, done"])

@@ -2,13 +2,14 @@
 
 On Linux the kernel keeps the high-water mark (VmHWM) and lets the owner reset it to
 the current RSS (`clear_refs` 5), so a peak is exact however short it lasts. Where that
-is refused, a thread samples VmRSS every 5 ms instead.
+is refused, a thread samples VmRSS every 5 ms instead. A child that runs to its end
+(the batch commands) is measured by its own VmHWM, read until it exits.
 """
 
 from __future__ import annotations
 
 import contextlib
-import os
+import subprocess
 import threading
 import time
 from collections.abc import Iterator
@@ -67,7 +68,12 @@ class PeakRss:
             sampler.join()
 
 
-def wait_peak_mb(pid: int) -> tuple[int, float]:
-    """Wait for a child process; its exit status and its whole life's peak RSS in MB."""
-    _, status, usage = os.wait4(pid, 0)
-    return os.waitstatus_to_exitcode(status), usage.ru_maxrss / 1024
+def run_peak_mb(proc: subprocess.Popen, interval: float = 0.01) -> tuple[int, float]:
+    """Wait for a child process: its exit status and its peak RSS in MB, from its own
+    VmHWM read until it exits. (wait4's ru_maxrss will not do: Linux carries it across
+    exec, so it starts at the parent's RSS when the child was forked.)"""
+    peak_kb = 0
+    while proc.poll() is None:
+        peak_kb = max(peak_kb, _status_kb(proc.pid, "VmHWM") or 0)
+        time.sleep(interval)
+    return proc.returncode, peak_kb / 1024

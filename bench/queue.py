@@ -131,6 +131,7 @@ async def run(opts: Options) -> Outcome:
                 product_how="sidecar process, VmHWM",
                 baseline_how="naive server process, VmHWM",
                 machine=where,
+                over_runs=runs,
             ),
         ]
     )

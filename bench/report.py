@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 RESULTS = Path(__file__).parent / "results"
+SAME = 1.03  # ratios this close to 1 are within a run's noise here
 
 
 @dataclass
@@ -86,11 +87,11 @@ class Figure:
     note: str = ""
     product_text: str | None = None  # for what is not a number
     baseline_text: str | None = None
-    samples: dict[str, list[float]] = field(default_factory=dict)
+    over_runs: int | None = None  # a peak taken over this many runs (RSS)
 
     @property
     def runs(self) -> int:
-        return max(len(self.product), len(self.baseline), 1)
+        return self.over_runs or max(len(self.product), len(self.baseline), 1)
 
     def _median(self, values: list[float]) -> float | None:
         return median(values) if values else None
@@ -114,6 +115,8 @@ class Figure:
         ratio = self.ratio
         if ratio is None:
             return "—"
+        if 1 / SAME <= ratio <= SAME:
+            return f"about the same (product {ratio:.2f}×)"
         if ratio >= 1:
             return f"product {number(ratio)}× {self.words[0]}"
         return f"**product {number(1 / ratio)}× {self.words[1]}**"

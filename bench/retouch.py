@@ -64,7 +64,7 @@ async def apply_figures(h: Harness, opts: Options, base: np.ndarray) -> Outcome:
         first.append(timeline.first)
         layer.append(timeline.layer)
         naive.append(reply.seconds)
-        timelines.append((timeline, reply.seconds))
+        timelines.append(timeline)
         # figure 4: the slider at 0.6
         result = np.frombuffer(await h.result(timeline.job_id), pixels.dtype).reshape(pixels.shape)
         shown = on_screen(pixels), on_screen(result)
@@ -76,10 +76,11 @@ async def apply_figures(h: Harness, opts: Options, base: np.ndarray) -> Outcome:
 
     size = f"{base.shape[1]}×{base.shape[0]}"
     where = machine()
-    middle = sorted(timelines, key=lambda pair: pair[0].layer)[len(timelines) // 2]
+    # the run with the median time to the full result, for the plot
+    middle = sorted(timelines, key=lambda t: t.layer)[len(timelines) // 2]
     ms = [[v * 1000 for v in values] for values in (first, layer, naive, lerp, exact, again)]
     first_ms, layer_ms, naive_ms, lerp_ms, exact_ms, again_ms = ms
-    level = middle[0].previews[0][1] if middle[0].previews else "final"
+    level = middle.previews[0][1] if middle.previews else "final"
     figures = [
         Figure(
             "1",
@@ -113,6 +114,7 @@ async def apply_figures(h: Harness, opts: Options, base: np.ndarray) -> Outcome:
             product_how="sidecar process, VmHWM",
             baseline_how="naive server process, VmHWM",
             machine=where,
+            over_runs=runs,
         ),
         Figure(
             "4",
@@ -136,17 +138,17 @@ async def apply_figures(h: Harness, opts: Options, base: np.ndarray) -> Outcome:
             machine=where,
         ),
     ]
-    timeline, naive_s = middle
     plot = {
         "apply": {
             "size": size,
             "product": [
                 {"t": t, "level": lvl, "step": step, "total": total}
-                for t, lvl, step, total in timeline.previews
+                for t, lvl, step, total in middle.previews
             ],
-            "product_done": timeline.done,
-            "product_layer": timeline.layer,
-            "naive": naive_s,
+            "product_done": middle.done,
+            "product_layer": middle.layer,
+            "naive": median(naive),
+            "runs": runs,
         }
     }
     return Outcome(figures=figures, plot=plot)

@@ -113,14 +113,16 @@ def plot_latency(plot: dict[str, Any], path: Path) -> None:
         if name == "apply":
             apply = plot["apply"]
             times, values, labels = _apply_curve(apply)
-            axis.step(times, values, where="post", color="tab:blue", label="product")
+            axis.step(
+                times, values, where="post", color="tab:blue", label="product (run of median)"
+            )
             axis.plot(times[1:], values[1:], "o", color="tab:blue", markersize=4)
             for t, v, label in zip(times, values, labels, strict=True):
                 if label and label != "final":
                     axis.annotate(label, (t, v), textcoords="offset points", xytext=(4, -10))
             naive = apply["naive"]
             axis.step([0, naive, naive * 1.05], [0, 1, 1], where="post", color="tab:red")
-            axis.plot([naive], [1], "s", color="tab:red", label="naive (full result only)")
+            axis.plot([naive], [1], "s", color="tab:red", label="naive: full result only (median)")
             axis.set_title(f"Apply, {apply['size']} 16-bit: what is on screen")
             axis.set_ylabel("share of full resolution shown")
         else:

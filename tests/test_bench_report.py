@@ -7,7 +7,7 @@ import subprocess
 import sys
 import time
 
-from bench.memory import PeakRss, wait_peak_mb
+from bench.memory import PeakRss, run_peak_mb
 from bench.report import Figure
 from bench.summary import write_summary
 
@@ -24,6 +24,11 @@ def test_a_product_that_loses_is_marked_in_bold():
     slower = Figure("7b", "key time", "ms", [20.0], [0.05], words=("faster", "slower"))
     assert slower.ratio_cell() == "**product 400× slower**"
     assert slower.cell("product") == "20.0 ms" and slower.cell("baseline") == "0.05 ms"
+
+
+def test_a_ratio_within_noise_is_called_about_the_same():
+    close = Figure("5b", "step rate", "steps/s", [10.4], [10.5], lower_is_better=False)
+    assert close.ratio_cell() == "about the same (product 0.99×)"
 
 
 def test_text_cells_have_no_ratio():
@@ -83,8 +88,7 @@ def test_peak_rss_catches_a_short_spike_of_a_child_process():
     time.sleep(0.1)
     with peak.measure():
         time.sleep(0.5)
-    status, whole_life = wait_peak_mb(child.pid)
-    child.returncode = status
+    status, whole_life = run_peak_mb(child)
     assert status == 0
     assert peak.mb is not None and peak.mb > 150
     assert whole_life > 150
