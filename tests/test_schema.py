@@ -7,6 +7,8 @@ from pathlib import Path
 import pytest
 from pydantic import TypeAdapter, ValidationError
 
+from sidecar.api.openapi import FILE_NAME as OPENAPI_FILE
+from sidecar.api.openapi import render_openapi
 from sidecar.schema import ClientMessage, JobEvent, JobRequest, Priority
 from sidecar.schema.export import render_all
 
@@ -14,7 +16,7 @@ SHARED = Path(__file__).parents[1] / "shared-schema"
 
 
 def test_committed_schema_matches_models():
-    expected = render_all()
+    expected = {**render_all(), OPENAPI_FILE: render_openapi()}
     on_disk = {path.name: path.read_text(encoding="utf-8") for path in SHARED.glob("*.json")}
     assert sorted(on_disk) == sorted(expected), "run scripts/export-schema"
     for name, text in expected.items():

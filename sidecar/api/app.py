@@ -17,7 +17,7 @@ from ..jobs import EventBus, JobStore, Scheduler
 from ..jobs.predict import ActionPredictor
 from ..schema import Op
 from ..settings import Settings
-from . import actions, health, images, jobs, panel, precompute, stream
+from . import actions, health, images, jobs, openapi, panel, precompute, stream
 from .buffers import BufferPool
 from .keys import (
     BODY_BUFFERS,
@@ -62,7 +62,7 @@ def create_app(
     app.on_shutdown.append(_close_sockets)
     app.on_cleanup.append(_close_images)
     app.on_cleanup.append(_close_predictor)
-    for module in (actions, health, images, jobs, panel, precompute, stream):
+    for module in (actions, health, images, jobs, openapi, panel, precompute, stream):
         app.add_routes(module.routes)
     return app
 

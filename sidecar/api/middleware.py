@@ -24,7 +24,9 @@ from .responses import error_response
 
 log = logging.getLogger(__name__)
 
-PUBLIC_ROUTES = frozenset({("GET", "/v1/health"), ("HEAD", "/v1/health")})
+PUBLIC_ROUTES = frozenset(
+    (method, path) for method in ("GET", "HEAD") for path in ("/v1/health", "/v1/openapi.json")
+)
 
 _HTTP_CODES: dict[int, type[errors.ApiError]] = {
     401: errors.Unauthorized,
@@ -58,7 +60,10 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
             error.status = exc.status
         else:
             error = kind(exc.reason or kind.code.replace("_", " "))
-        return error_response(error)
+        response = error_response(error)
+        if "Allow" in exc.headers:  # a 405 names the methods the route takes (RFC 9110)
+            response.headers["Allow"] = exc.headers["Allow"]
+        return response
     except (asyncio.CancelledError, ConnectionResetError):
         raise
     except Exception:
