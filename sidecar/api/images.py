@@ -61,13 +61,13 @@ async def image_exists(request: web.Request) -> web.Response:
 async def skin_tone(request: web.Request) -> web.Response:
     """Runs the face and skin stages (cached) off the event loop; no job, no queue."""
     key = request.match_info["image_id"]
+    store = request.app[IMAGES]
+    if not await _run(request, store.has, key):  # a bad id is 404 whatever the engines
+        raise ImageNotFound("no such image", details={"image_id": key[:64]})
     engine = request.app[ENGINES].get(Op.color)
     measure = getattr(engine, "skin_tone", None)
     if measure is None:
         raise EngineUnavailable("no engine measures skin tone", details={"op": "color"})
-    store = request.app[IMAGES]
-    if not await _run(request, store.has, key):
-        raise ImageNotFound("no such image", details={"image_id": key[:64]})
 
     def load():
         pixels = store.load(key)

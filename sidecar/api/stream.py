@@ -20,7 +20,7 @@ from .. import errors
 from ..imaging.decode import decode_preview
 from ..jobs import Published, Subscription
 from ..jobs.events import TERMINAL
-from ..schema import CancelMessage, ClientMessage, Subscribe
+from ..schema import TERMINAL_STATES, CancelMessage, ClientMessage, Subscribe
 from .keys import BUS, SCHEDULER, SOCKETS
 
 log = logging.getLogger(__name__)
@@ -28,6 +28,7 @@ routes = web.RouteTableDef()
 _client_message = TypeAdapter(ClientMessage)
 MAX_CLIENT_MESSAGE = 256 * 1024
 CLOSE_TIMEOUT = 2.0  # a client that does not take its close frame is cut off
+FINISHED_JOB_WAIT = 2.0  # for a finished job's terminal event still on its way
 
 
 async def close_socket(
@@ -43,6 +44,10 @@ async def close_socket(
             transport.abort()
 
 
+def _decimal(text: str) -> bool:
+    return text.isascii() and text.isdigit()
+
+
 def preview_frame(item: Published) -> bytes:
     header = item.event.model_dump_json(exclude_none=True).encode()  # type: ignore[attr-defined]
     return struct.pack(">I", len(header)) + header + (item.jpeg or b"")
@@ -52,7 +57,8 @@ def preview_frame(item: Published) -> bytes:
 async def preview(request: web.Request) -> web.Response:
     job = request.app[SCHEDULER].get(request.match_info["job_id"])
     seq = request.match_info["seq"]
-    jpeg = request.app[BUS].preview(job.job_id, int(seq)) if seq.isdigit() else None
+    # isdigit() alone lets "²" through, which int() refuses
+    jpeg = request.app[BUS].preview(job.job_id, int(seq)) if _decimal(seq) else None
     if jpeg is None:
         raise errors.NotFound(
             "that preview is gone; a newer one replaced it", details={"seq": seq[:20]}
@@ -85,7 +91,7 @@ async def job_events(request: web.Request) -> web.StreamResponse:
     job = request.app[SCHEDULER].get(request.match_info["job_id"])
     bus = request.app[BUS]
     last_id = request.headers.get("Last-Event-ID", "")
-    last = int(last_id) if last_id.isdigit() else -1
+    last = int(last_id) if _decimal(last_id) else -1
     subscription = bus.subscribe({job.job_id})  # before the history, so nothing falls between
     try:
         async with sse_response(request) as stream:
@@ -94,7 +100,14 @@ async def job_events(request: web.Request) -> web.StreamResponse:
                 last = event.seq
                 if isinstance(event, TERMINAL):
                     return stream
-            while (item := await subscription.get()) is not None:
+            wait = None
+            if job.state in TERMINAL_STATES:
+                # Its terminal event is behind `last` (the client saw it: resuming after
+                # it used to wait forever) or on its way to the subscription.
+                if job.last_seq <= last:
+                    return stream
+                wait = FINISHED_JOB_WAIT
+            while (item := await _next(subscription, wait)) is not None:
                 event = item.event
                 if event.seq <= last:  # type: ignore[attr-defined]
                     continue
@@ -105,6 +118,14 @@ async def job_events(request: web.Request) -> web.StreamResponse:
         return stream
     finally:
         bus.unsubscribe(subscription)
+
+
+async def _next(subscription: Subscription, wait: float | None) -> Published | None:
+    try:
+        async with asyncio.timeout(wait):
+            return await subscription.get()
+    except TimeoutError:
+        return None
 
 
 @routes.get("/v1/ws")

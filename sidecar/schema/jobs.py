@@ -5,7 +5,7 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Literal
 
-from pydantic import AwareDatetime, Field, model_validator
+from pydantic import AwareDatetime, Field, FiniteFloat, model_validator
 
 from .common import ErrorDetail, Model
 from .images import IMAGE_ID_PATTERN
@@ -59,7 +59,9 @@ class JobRequest(Model):
     op: Op
     image_id: str | None = Field(None, pattern=IMAGE_ID_PATTERN)
     intensity: float = Field(1.0, ge=0.0, le=1.0)
-    params: dict[str, float | int | bool | str] = Field(default_factory=dict)
+    # finite numbers only: NaN and ±inf have no JSON form, so a queued job would not
+    # survive its trip through the SQLite record and a restart
+    params: dict[str, FiniteFloat | int | bool | str] = Field(default_factory=dict)
     priority: Priority = Priority.normal
     document_id: str | None = Field(None, min_length=1, max_length=200)
     layer_stack_hash: str | None = Field(None, min_length=1, max_length=128)
