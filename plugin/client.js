@@ -90,11 +90,15 @@ const id = (value) => encodeURIComponent(value);
 // Every route of the sidecar's HTTP API. Methods answer the parsed JSON body and throw
 // SidecarError: the sidecar's {error: {code, message, details}}, or code 'offline'.
 class SidecarClient {
-  constructor({ fetch: fetchFn = globalThis.fetch, baseUrl = DEFAULT_BASE_URL, token = '' } = {}) {
+  // rawBody turns upload bytes into the body fetch sends best: Chromium copies a typed
+  // array through its network process at ~20 MB/s but sends a Blob at once (a 48 MB
+  // upload: 2.9 s against 0.25 s), so the browser panel passes bytes => new Blob([bytes]).
+  constructor({ fetch: fetchFn = globalThis.fetch, baseUrl = DEFAULT_BASE_URL, token = '', rawBody = (bytes) => bytes } = {}) {
     // a browser's fetch throws "Illegal invocation" when called as a method of another object
     this.fetch = (url, init) => fetchFn(url, init);
     this.baseUrl = baseUrl.replace(/\/+$/, '');
     this.token = token;
+    this.rawBody = rawBody;
   }
 
   async request(method, path, { json, body, headers = {} } = {}) {
@@ -141,7 +145,7 @@ class SidecarClient {
 
   uploadRaw(bytes, shape) {
     const headers = { 'Content-Type': 'application/octet-stream', ...imageHeaders(shape) };
-    return this.requestJson('POST', '/v1/images', { body: bytes, headers });
+    return this.requestJson('POST', '/v1/images', { body: this.rawBody(bytes), headers });
   }
 
   submit(body) {

@@ -157,11 +157,12 @@ async function mountPanel({
   WebSocket: Socket = globalThis.WebSocket,
   baseUrl = DEFAULT_BASE_URL,
   precompute = true,
+  rawBody,
 }) {
   const view = buildView(root);
   view.queueOp = 'beauty';
   const relay = new Relay();
-  const client = new SidecarClient({ fetch: fetchFn, baseUrl, token: await tokenStore.load() });
+  const client = new SidecarClient({ fetch: fetchFn, baseUrl, token: await tokenStore.load(), rawBody });
   const connection = { state: 'connecting', stream: null, timer: null, delayMs: RETRY_MS.initial, stopped: false };
   const panel = new Panel({
     adapter,

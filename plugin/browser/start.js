@@ -56,6 +56,7 @@ async function start() {
     tokenStore,
     baseUrl: location.origin,
     precompute: options.precompute !== 'off',
+    rawBody: (bytes) => new Blob([bytes]),
   });
   window.mlRetouch = { workspace, ...mounted };
 }
