@@ -277,3 +277,23 @@ test('without a token no Authorization header is sent', async () => {
   await new SidecarClient({ fetch }).health();
   assert.equal(fetch.calls[0].headers.Authorization, undefined);
 });
+
+test('uploadRaw sends the body rawBody makes of the bytes (a Blob in browsers)', async () => {
+  const stored = { image_id: 'a'.repeat(64), width: 2, height: 1, channels: 3, depth: 8 };
+  const fetch = fakeFetch({ 'POST /v1/images': { status: 201, body: stored } });
+  const wrapped = [];
+  const client = new SidecarClient({
+    fetch,
+    token: 't',
+    rawBody: (bytes) => {
+      wrapped.push(bytes);
+      return new Blob([bytes]);
+    },
+  });
+  const bytes = new Uint8Array([1, 2, 3, 4, 5, 6]);
+  await client.uploadRaw(bytes, { width: 2, height: 1, channels: 3, depth: 8 });
+  assert.deepEqual(wrapped, [bytes]);
+  const body = fetch.calls[0].init.body;
+  assert.ok(body instanceof Blob);
+  assert.deepEqual(new Uint8Array(await body.arrayBuffer()), bytes);
+});
