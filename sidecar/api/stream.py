@@ -10,7 +10,6 @@ import asyncio
 import contextlib
 import json
 import logging
-import struct
 
 from aiohttp import WSCloseCode, WSMsgType, web
 from aiohttp_sse import sse_response
@@ -21,6 +20,7 @@ from ..imaging.decode import decode_preview
 from ..jobs import Published, Subscription
 from ..jobs.events import TERMINAL
 from ..schema import TERMINAL_STATES, CancelMessage, ClientMessage, Subscribe
+from ..schema.frames import encode_preview_frame
 from .keys import BUS, SCHEDULER, SOCKETS
 
 log = logging.getLogger(__name__)
@@ -49,8 +49,7 @@ def _decimal(text: str) -> bool:
 
 
 def preview_frame(item: Published) -> bytes:
-    header = item.event.model_dump_json(exclude_none=True).encode()  # type: ignore[attr-defined]
-    return struct.pack(">I", len(header)) + header + (item.jpeg or b"")
+    return encode_preview_frame(item.event, item.jpeg or b"")  # type: ignore[arg-type]
 
 
 @routes.get("/v1/jobs/{job_id}/previews/{seq}")
