@@ -10,6 +10,9 @@ one writer thread persists them in order. Until then `has` and `load` serve the
 in-memory copy. Pending bytes are bounded (`put` waits when over budget), `flush`
 waits for the disk, and `close` flushes. A crash before a write finishes loses
 only that copy: the client still holds the pixels and `HEAD` tells it to re-send.
+A write that fails (disk full) keeps the image in memory for the rest of the run,
+up to a budget (oldest dropped first), so an accepted upload or a finished result
+stays servable.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ import logging
 import re
 import struct
 import threading
+from collections import OrderedDict
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -35,6 +39,7 @@ _MAGIC = b"RTIMG\x00\x01\x00"
 _HEADER = struct.Struct("<8sIIBB14x")  # 32 bytes
 _ID = re.compile(r"^[0-9a-f]{64}$")
 DEFAULT_PENDING_BUDGET = 2 << 30  # bytes of pixels awaiting their disk write
+DEFAULT_UNSAVED_BUDGET = 1 << 30  # bytes of pixels kept in memory after a failed write
 
 
 @dataclass(frozen=True)
@@ -47,7 +52,13 @@ class StoredImage:
 
 
 class ImageStore:
-    def __init__(self, root: Path, *, pending_budget: int = DEFAULT_PENDING_BUDGET) -> None:
+    def __init__(
+        self,
+        root: Path,
+        *,
+        pending_budget: int = DEFAULT_PENDING_BUDGET,
+        unsaved_budget: int = DEFAULT_UNSAVED_BUDGET,
+    ) -> None:
         self.root = root
         self.root.mkdir(parents=True, exist_ok=True)
         remove_stale_temps(self.root)
@@ -55,6 +66,9 @@ class ImageStore:
         self._changed = threading.Condition()
         self._pending: dict[str, tuple[StoredImage, np.ndarray]] = {}
         self._pending_bytes = 0
+        self._unsaved_budget = unsaved_budget
+        self._unsaved: OrderedDict[str, tuple[StoredImage, np.ndarray]] = OrderedDict()
+        self._unsaved_bytes = 0
         self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="image-writer")
 
     def path_for(self, key: str) -> Path:
@@ -66,7 +80,7 @@ class ImageStore:
         if not _ID.match(key):
             return False
         with self._changed:
-            if key in self._pending:
+            if key in self._pending or key in self._unsaved:
                 return True
         return self.path_for(key).is_file()
 
@@ -85,7 +99,7 @@ class ImageStore:
         key = key or image_id(pixels)
         info = StoredImage(key, width, height, channels, pixels.dtype.itemsize * 8)
         with self._changed:
-            if key in self._pending or self.path_for(key).is_file():
+            if key in self._pending or key in self._unsaved or self.path_for(key).is_file():
                 return info, False
             while self._pending and self._pending_bytes + pixels.nbytes > self._budget:
                 self._changed.wait()
@@ -108,8 +122,9 @@ class ImageStore:
 
     def info(self, key: str) -> StoredImage | None:
         with self._changed:
-            if key in self._pending:
-                return self._pending[key][0]
+            held = self._pending.get(key) or self._unsaved.get(key)
+            if held is not None:
+                return held[0]
         path = self.path_for(key)
         try:
             with path.open("rb") as file:
@@ -125,8 +140,9 @@ class ImageStore:
     def load(self, key: str, *, verify: bool = True) -> np.ndarray | None:
         """The canonical pixels, or None if absent or damaged (then the file is removed)."""
         with self._changed:
-            if key in self._pending:  # a copy: the pending array's memory is recycled later
-                return self._pending[key][1].copy()
+            held = self._pending.get(key) or self._unsaved.get(key)
+            if held is not None:  # a copy: a pending array's memory is recycled later
+                return held[1].copy()
         info = self.info(key)
         if info is None:
             return None
@@ -143,13 +159,22 @@ class ImageStore:
         header = _HEADER.pack(_MAGIC, info.width, info.height, info.channels, info.depth)
         try:
             atomic_write(self.path_for(key), [header, memoryview(pixels).cast("B")])
-        except OSError as exc:  # disk full, permissions: the image is simply not kept
-            log.warning("could not store image %s: %s", key, exc)
+        except OSError as exc:  # disk full, permissions: kept in memory for this run
+            log.warning("could not store image %s (kept in memory for now): %s", key, exc)
+            self._keep_unsaved(info, pixels.copy() if on_released is not None else pixels)
         finally:
             del pixels
             self._forget(key)
             if on_released is not None:
                 on_released()
+
+    def _keep_unsaved(self, info: StoredImage, pixels: np.ndarray) -> None:
+        with self._changed:
+            self._unsaved[info.image_id] = (info, pixels)
+            self._unsaved_bytes += pixels.nbytes
+            while self._unsaved_bytes > self._unsaved_budget:
+                _, (_, dropped) = self._unsaved.popitem(last=False)
+                self._unsaved_bytes -= dropped.nbytes
 
     def _forget(self, key: str) -> None:
         with self._changed:

@@ -100,9 +100,9 @@ class Worker:
                 continue
             try:
                 self._run(job)
-            except Exception:  # the worker outlives any job
+            except Exception as exc:  # the worker outlives any job
                 log.exception("job %s broke the worker loop", job.job_id)
-                self._scheduler.finish(job, JobState.failed, error=_internal())
+                self._scheduler.finish(job, JobState.failed, error=_failure(exc))
             finally:
                 queue.release(job)
 
@@ -146,10 +146,10 @@ class Worker:
             job.run_seconds += ctx.elapsed()
             self._requeue(job)
             return
-        except Exception:
+        except Exception as exc:
             log.exception("job %s (%s) failed", job.job_id, request.op.value)
             job.saved.clear()
-            scheduler.finish(job, JobState.failed, error=_internal())
+            scheduler.finish(job, JobState.failed, error=_failure(exc))
             return
         job.run_seconds += ctx.elapsed()
         job.saved.clear()
@@ -183,5 +183,12 @@ def _image_gone(image_id: str | None) -> ErrorDetail:
     )
 
 
-def _internal() -> ErrorDetail:
+def _failure(exc: Exception) -> ErrorDetail:
+    # MemoryError from numpy or OpenCV; torch's OutOfMemoryError is a RuntimeError,
+    # known here by its name (this room never imports torch)
+    if isinstance(exc, MemoryError) or type(exc).__name__ == "OutOfMemoryError":
+        return ErrorDetail(
+            code="out_of_memory",
+            message="the engine ran out of memory; a smaller image or fewer jobs at once may fit",
+        )
     return ErrorDetail(code="internal_error", message="the engine failed; see the sidecar log")
