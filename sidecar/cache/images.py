@@ -69,6 +69,7 @@ class ImageStore:
         self._unsaved_budget = unsaved_budget
         self._unsaved: OrderedDict[str, tuple[StoredImage, np.ndarray]] = OrderedDict()
         self._unsaved_bytes = 0
+        self._after_write: dict[str, list[Callable[[], None]]] = {}
         self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="image-writer")
 
     def path_for(self, key: str) -> Path:
@@ -111,6 +112,27 @@ class ImageStore:
             self._forget(key)
             raise
         return info, True
+
+    def writing(self, key: str) -> bool:
+        """Whether the write of `key` is still behind."""
+        with self._changed:
+            return key in self._pending
+
+    def wait_written(self, key: str) -> None:
+        """Wait until the write behind `put` of `key` has finished (or failed)."""
+        with self._changed:
+            self._changed.wait_for(lambda: key not in self._pending)
+
+    def after_write(self, key: str, callback: Callable[[], None]) -> None:
+        """Call `callback` once `key` is on disk: at once if it is, after its write if
+        that is still behind, never if the write failed."""
+        with self._changed:
+            if key in self._unsaved:
+                return
+            if key in self._pending:
+                self._after_write.setdefault(key, []).append(callback)
+                return
+        callback()
 
     def flush(self) -> None:
         """Wait until every accepted image is on disk (or its write has failed)."""
@@ -157,16 +179,23 @@ class ImageStore:
     def _persist(self, key: str, on_released: Callable[[], None] | None) -> None:
         info, pixels = self._pending[key]
         header = _HEADER.pack(_MAGIC, info.width, info.height, info.channels, info.depth)
+        written = False
         try:
             atomic_write(self.path_for(key), [header, memoryview(pixels).cast("B")])
+            written = True
         except OSError as exc:  # disk full, permissions: kept in memory for this run
             log.warning("could not store image %s (kept in memory for now): %s", key, exc)
             self._keep_unsaved(info, pixels.copy() if on_released is not None else pixels)
         finally:
             del pixels
-            self._forget(key)
+            callbacks = self._forget(key)
             if on_released is not None:
                 on_released()
+        for callback in callbacks if written else ():
+            try:
+                callback()
+            except Exception:  # a caller's bug must not stop the writer
+                log.exception("a callback after writing image %s failed", key)
 
     def _keep_unsaved(self, info: StoredImage, pixels: np.ndarray) -> None:
         with self._changed:
@@ -176,11 +205,12 @@ class ImageStore:
                 _, (_, dropped) = self._unsaved.popitem(last=False)
                 self._unsaved_bytes -= dropped.nbytes
 
-    def _forget(self, key: str) -> None:
+    def _forget(self, key: str) -> list[Callable[[], None]]:
         with self._changed:
             _, pixels = self._pending.pop(key)
             self._pending_bytes -= pixels.nbytes
             self._changed.notify_all()
+            return self._after_write.pop(key, [])
 
     @staticmethod
     def _parse_header(key: str, raw: bytes, size: int) -> StoredImage | None:

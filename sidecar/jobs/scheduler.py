@@ -26,7 +26,7 @@ from .eta import EtaModel
 from .events import EventBus
 from .model import Job, new_job_id, now
 from .queue import JobQueue
-from .store import JobStore
+from .store import JobStore, StoredJob
 from .worker import Worker
 
 log = logging.getLogger(__name__)
@@ -66,32 +66,45 @@ class Scheduler:
 
     # -- lifecycle -----------------------------------------------------------------
     def start(self) -> None:
-        """Bring back the work that was queued or running when the sidecar stopped."""
-        for stored in self.store.unfinished():
-            job = Job(
-                stored.job_id,
-                stored.request,
-                stored.priority,
-                stored.order,
-                stored.seed,
-                created_at=stored.created_at,
-            )
-            # seq must keep increasing across the restart (clients drop what they have
-            # seen); the counter was in memory, so go on from the clock in ms, which is
-            # past any count a job reaches in one run
-            job.last_seq = time.time_ns() // 1_000_000
-            self.jobs[job.job_id] = job
+        """Bring back the work that was queued or running when the sidecar stopped, and
+        the newest finished jobs (a client may not have fetched a result yet)."""
+        for stored in self.store.finished(JOBS_REMEMBERED):
+            job = self._restored(stored)
+            job.state = stored.state
+            job.result_id, job.error = stored.result_id, stored.error
+            job.progress = 1.0 if stored.state is JobState.done else 0.0
+            self._emit_end(job)  # its stream replays the end
+        unfinished = self.store.unfinished()
+        for stored in unfinished:
+            job = self._restored(stored)
             self.store.set_state(job.job_id, JobState.queued)
             self.queue.put(job)
-        if self.jobs:
-            log.info("resuming %d queued job(s)", len(self.jobs))
+        if unfinished:
+            log.info("resuming %d queued job(s)", len(unfinished))
         self._worker.start()
+
+    def _restored(self, stored: StoredJob) -> Job:
+        job = Job(
+            stored.job_id,
+            stored.request,
+            stored.priority,
+            stored.order,
+            stored.seed,
+            created_at=stored.created_at,
+        )
+        # seq must keep increasing across the restart (clients drop what they have
+        # seen); the counter was in memory, so go on from the clock in ms, which is
+        # past any count a job reaches in one run
+        job.last_seq = time.time_ns() // 1_000_000
+        self.jobs[job.job_id] = job
+        return job
 
     def stop(self, timeout: float = 30.0) -> None:
         """Stop after the running job's next step boundary; it stays queued on disk."""
         self._worker.stop(timeout)
         for engine in set(self.engines.values()):
             close_engine(engine)
+        self.images.flush()  # results still being written record their jobs as done
         self.store.prune()
         self.store.close()
 
@@ -310,7 +323,11 @@ class Scheduler:
         *,
         error: ErrorDetail | None = None,
         result_id: str | None = None,
+        record: bool = True,
     ) -> None:
+        """End a job (once). `record=False` leaves its record on disk to the caller:
+        a result still being written records the job as done once it is on disk, so a
+        crash in between runs the job again rather than losing its result."""
         with self.lock:
             if job.state in TERMINAL_STATES:
                 return
@@ -319,17 +336,21 @@ class Scheduler:
             job.error = error
             job.result_id = result_id
             job.eta_s = 0.0 if state is JobState.done else None
-            self.store.set_state(job.job_id, state, result_id)
+            if record:
+                self.store.set_state(job.job_id, state, result_id, error)
             if state is JobState.done:
                 job.progress = 1.0
-                self.emit(
-                    job, ev.Done, cached=job.cached, result_url=f"/v1/jobs/{job.job_id}/result"
-                )
-            elif state is JobState.failed:
-                assert error is not None
-                self.emit(job, ev.Failed, error=error)
-            else:
-                self.emit(job, ev.Cancelled, reason=job.cancel_reason)
+            self._emit_end(job)
+
+    def _emit_end(self, job: Job) -> None:
+        if job.state is JobState.done:
+            result_url = f"/v1/jobs/{job.job_id}/result"
+            self.emit(job, ev.Done, cached=job.cached, result_url=result_url)
+        elif job.state is JobState.failed:
+            error = job.error or ErrorDetail(code="internal_error", message="the job failed")
+            self.emit(job, ev.Failed, error=error)
+        else:
+            self.emit(job, ev.Cancelled, reason=job.cancel_reason)
 
     def _forget_old(self) -> None:
         while len(self.jobs) > JOBS_REMEMBERED:

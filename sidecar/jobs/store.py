@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
-from ..schema import JobRequest, JobState, Op, Priority
+from ..schema import ErrorDetail, JobRequest, JobState, Op, Priority
 
 KEEP_FINISHED = 2_000
 KEEP_RESULTS = 20_000  # remembered request → result pairs
@@ -42,6 +42,15 @@ CREATE TABLE IF NOT EXISTS run_times (
 );
 """
 _UNFINISHED = (JobState.queued.value, JobState.running.value)
+_SELECT_UNFINISHED = (
+    "SELECT job_id, ord, request, priority, seed, created_at, state, result_id, error "
+    "FROM jobs WHERE state IN (?, ?) ORDER BY ord"
+)
+_SELECT_FINISHED = (
+    "SELECT job_id, ord, request, priority, seed, created_at, state, result_id, error "
+    "FROM jobs WHERE state NOT IN (?, ?) AND ord IN "
+    "(SELECT ord FROM jobs WHERE state NOT IN (?, ?) ORDER BY ord DESC LIMIT ?) ORDER BY ord"
+)
 
 
 @dataclass(frozen=True)
@@ -52,6 +61,9 @@ class StoredJob:
     priority: Priority
     seed: int
     created_at: datetime
+    state: JobState = JobState.queued
+    result_id: str | None = None
+    error: ErrorDetail | None = None
 
 
 class JobStore:
@@ -62,6 +74,9 @@ class JobStore:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")  # WAL: a process crash loses nothing
         self._db.executescript(_SCHEMA)
+        columns = {row[1] for row in self._db.execute("PRAGMA table_info(jobs)")}
+        if "error" not in columns:  # a file from before failed jobs kept their error
+            self._db.execute("ALTER TABLE jobs ADD COLUMN error TEXT")
 
     @contextmanager
     def _tx(self) -> Iterator[sqlite3.Connection]:
@@ -98,11 +113,17 @@ class JobStore:
                 ),
             )
 
-    def set_state(self, job_id: str, state: JobState, result_id: str | None = None) -> None:
+    def set_state(
+        self,
+        job_id: str,
+        state: JobState,
+        result_id: str | None = None,
+        error: ErrorDetail | None = None,
+    ) -> None:
         with self._tx() as db:
             db.execute(
-                "UPDATE jobs SET state = ?, result_id = ? WHERE job_id = ?",
-                (state.value, result_id, job_id),
+                "UPDATE jobs SET state = ?, result_id = ?, error = ? WHERE job_id = ?",
+                (state.value, result_id, error and error.model_dump_json(), job_id),
             )
 
     def set_priority(self, job_id: str, priority: Priority) -> None:
@@ -112,14 +133,18 @@ class JobStore:
     def unfinished(self) -> list[StoredJob]:
         """Jobs that were queued or running when the sidecar stopped, in submit order.
         A row that no longer validates (an older, incompatible version) is dropped."""
+        return self._jobs(_SELECT_UNFINISHED, _UNFINISHED)
+
+    def finished(self, newest: int = KEEP_FINISHED) -> list[StoredJob]:
+        """The newest finished jobs, in submit order, so their status and results
+        are still there after a restart."""
+        return self._jobs(_SELECT_FINISHED, (*_UNFINISHED, *_UNFINISHED, newest))
+
+    def _jobs(self, query: str, args: tuple) -> list[StoredJob]:
         with self._lock:
-            rows = self._db.execute(
-                "SELECT job_id, ord, request, priority, seed, created_at FROM jobs "
-                "WHERE state IN (?, ?) ORDER BY ord",
-                _UNFINISHED,
-            ).fetchall()
+            rows = self._db.execute(query, args).fetchall()
         jobs, broken = [], []
-        for job_id, order, request, priority, seed, created_at in rows:
+        for job_id, order, request, priority, seed, created_at, state, result_id, error in rows:
             try:
                 jobs.append(
                     StoredJob(
@@ -129,6 +154,9 @@ class JobStore:
                         Priority(priority),
                         seed,
                         datetime.fromisoformat(created_at),
+                        JobState(state),
+                        result_id,
+                        ErrorDetail.model_validate_json(error) if error else None,
                     )
                 )
             except ValueError:

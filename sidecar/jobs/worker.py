@@ -159,7 +159,13 @@ class Worker:
         scheduler.store.save_result(scheduler.result_key(request, job.seed), info.image_id)
         # a precompute job made the likely Apply ahead: only the result cache hands it out
         result_id = None if job.precompute else info.image_id
-        scheduler.finish(job, JobState.done, result_id=result_id)
+        # done on disk once the result is: a crash before that runs the job again
+        scheduler.finish(job, JobState.done, result_id=result_id, record=False)
+        if not job.precompute:
+            record = functools.partial(
+                scheduler.store.set_state, job.job_id, JobState.done, result_id
+            )
+            scheduler.images.after_write(info.image_id, record)
 
     def _requeue(self, job: Job) -> None:
         scheduler = self._scheduler

@@ -166,3 +166,82 @@ async def test_a_killed_sidecar_runs_its_interrupted_and_queued_jobs_again(tmp_p
     finally:
         proc.kill()
         proc.wait(10)
+
+
+async def test_finished_jobs_keep_their_status_result_and_end_across_a_restart(
+    aiohttp_client, settings
+):
+    first = await aiohttp_client(build_app(settings, engines=["synthetic"]))
+    auth = {"Authorization": f"Bearer {settings.token_path.read_text().strip()}"}
+    image_id = await upload(first, auth, noise())
+    done = await submit(first, auth, image_id, steps=2, step_ms=1)
+    await wait_for(first, auth, done)
+    cancelled = await submit(first, auth, image_id, steps=500, step_ms=10)
+    await (await first.delete(f"/v1/jobs/{cancelled}", headers=auth)).read()
+    await wait_for(first, auth, cancelled)
+    before = await (await first.get(f"/v1/jobs/{done}/result?format=raw", headers=auth)).read()
+    await first.close()
+
+    # a client that had not fetched its result yet finds it after the restart
+    second = await aiohttp_client(build_app(settings, engines=["synthetic"]))
+    assert (await status(second, auth, done))["state"] == "done"
+    assert (await status(second, auth, cancelled))["state"] == "cancelled"
+    result = await second.get(f"/v1/jobs/{done}/result?format=raw", headers=auth)
+    assert result.status == 200 and await result.read() == before
+    stream = await (await second.get(f"/v1/jobs/{done}/events", headers=auth)).text()
+    assert '"type":"done"' in stream  # the stream replays the end, it does not hang
+
+
+async def test_a_failed_job_keeps_its_error_across_a_restart(aiohttp_client, settings):
+    first = await aiohttp_client(build_app(settings, engines=["synthetic"]))
+    auth = {"Authorization": f"Bearer {settings.token_path.read_text().strip()}"}
+    image_id = await upload(first, auth, noise())
+    failed = await submit(first, auth, image_id, params={"steps": "many"})  # int() fails
+    error = (await wait_for(first, auth, failed))["error"]
+    await first.close()
+    second = await aiohttp_client(build_app(settings, engines=["synthetic"]))
+    job = await status(second, auth, failed)
+    assert job["state"] == "failed" and job["error"] == error
+
+
+def test_a_crash_right_after_the_202_or_the_done_loses_nothing(tmp_path):
+    """kill -9 while an image's write is still behind its 202, and while a result's
+    write is still behind its `done`: the job still has its image, the result is
+    there or made again."""
+    from helpers import raw_headers
+    from live_server import SidecarProcess
+
+    sidecar = SidecarProcess(tmp_path, "--engine", "synthetic").start()
+    try:
+        rng = np.random.default_rng(8)
+        big = rng.integers(0, 256, (1500, 2000, 3), dtype=np.uint8)  # 9 MB: a slow write
+        http = sidecar.http()
+        image_id = http.request("POST", "/v1/images", big.tobytes(), raw_headers(big)).json()[
+            "image_id"
+        ]
+        job = {"op": "beauty", "image_id": image_id, "params": {"steps": 1, "step_ms": 0}}
+        first = http.json("POST", "/v1/jobs", job).json()["job_id"]
+        sidecar.kill()
+        sidecar.start()
+        assert finished(sidecar, first)["state"] == "done"
+        job["params"]["again"] = 1
+        second = sidecar.http().json("POST", "/v1/jobs", job).json()["job_id"]
+        finished(sidecar, second)
+        sidecar.kill()  # the moment it is done: its result may still be on its way
+        sidecar.start()
+        assert finished(sidecar, second)["state"] == "done"
+        result = sidecar.http().request("GET", f"/v1/jobs/{second}/result?format=raw")
+        assert result.status == 200 and len(result.body) == big.nbytes
+    finally:
+        sidecar.stop()
+
+
+def finished(sidecar, job_id: str) -> dict:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        job = sidecar.http().request("GET", f"/v1/jobs/{job_id}").json()
+        assert "state" in job, job  # known, not job_not_found
+        if job["state"] in ("done", "failed", "cancelled"):
+            return job
+        time.sleep(0.02)
+    raise AssertionError("the job did not finish")
