@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import importlib
+import os
 import sys
 import time
 from pathlib import Path
@@ -29,6 +30,14 @@ def _order(number: str) -> tuple[int, bool, str]:
     return int(digits or 0), "RSS" in number, number
 
 
+def _load() -> float:
+    """The 1-minute load average: how busy the machine was (other work skews figures)."""
+    try:
+        return round(os.getloadavg()[0], 2)
+    except OSError:
+        return -1.0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="tiny sizes, few runs (CI)")
@@ -41,10 +50,13 @@ def main(argv: list[str] | None = None) -> int:
         opts.out = args.out
     started = time.perf_counter()
     figures, plot, details, failed = [], {}, [], []
+    load: dict[str, list[float]] = {}
     for name in args.only or MODULES:
         module_started = time.perf_counter()
         print(f"== {name}", file=sys.stderr, flush=True)
+        load[name] = [_load()]
         outcome = asyncio.run(importlib.import_module(f"bench.{name}").run(opts))
+        load[name].append(_load())
         figures += outcome.figures
         plot.update(outcome.plot)
         for detail in outcome.details:
@@ -59,6 +71,7 @@ def main(argv: list[str] | None = None) -> int:
         "mode": "quick (tiny sizes; not for quoting)" if opts.quick else "full",
         "seconds": time.perf_counter() - started,
         "details": details,
+        "load": load,
     }
     print(write_summary(figures, plot, meta, opts.out))
     if failed:

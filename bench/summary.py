@@ -35,6 +35,14 @@ def markdown(figures: list[Figure], meta: dict[str, Any]) -> str:
         f"Machine: {meta['machine']}  ",
         f"Mode: {meta['mode']}  ",
         f"Date: {meta['date']}, the whole run took {meta['seconds']:.0f} s  ",
+    ]
+    if meta.get("load"):
+        spans = ", ".join(f"{name} {a:.1f}→{b:.1f}" for name, (a, b) in meta["load"].items())
+        lines.append(
+            f"Load average (1 min; the benchmark itself makes up to about 2) at each module's"
+            f" start→end: {spans}  "
+        )
+    lines += [
         "",
         "| # | figure | product | baseline | ratio | runs | machine |",
         "|---|---|---|---|---|---|---|",

@@ -26,12 +26,14 @@ from pathlib import Path
 import numpy as np
 from aiohttp import web
 
+from sidecar.engines.retouch import RetouchEngine
+
 from .cache import PickleCache, image_key, result_key
 from .retouch import apply_full, load_engine
 
 FOLDER = web.AppKey("folder", Path)
 CACHE = web.AppKey("cache", PickleCache)
-ENGINE = web.AppKey("engine", object)
+ENGINE = web.AppKey("engine", RetouchEngine)
 WORKER = web.AppKey("worker", ThreadPoolExecutor)
 PIPE = web.AppKey("pipe", object)
 
@@ -141,7 +143,13 @@ def build_app(folder: Path, model: Path | None = None) -> web.Application:
 
         app[PIPE] = load_pipeline(model)
     app.add_routes(routes)
+    app.on_cleanup.append(_close)
     return app
+
+
+async def _close(app: web.Application) -> None:
+    app[WORKER].shutdown(wait=True, cancel_futures=True)
+    app[ENGINE].close()
 
 
 def main(argv: list[str] | None = None) -> int:
