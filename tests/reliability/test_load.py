@@ -1,0 +1,104 @@
+"""Many clients at once against a real sidecar process: a storm of submits, cancels and
+stars. Every job ends in exactly one terminal state (on the event stream and on
+disk), the queue drains, and the process's memory comes back to where it was."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import statistics
+import time
+
+import aiohttp
+import pytest
+from fuzzing import tally
+from live_server import SidecarProcess
+from load import TERMINAL, Watch, percentile, run_load
+
+RSS_TOLERANCE_MB = 30
+
+
+async def settle(sidecar: SidecarProcess, seconds: float = 2.0) -> float:
+    """Wait for an empty queue and a quiet moment; the median of a few RSS samples."""
+    deadline = time.monotonic() + 120
+    while sidecar.http().request("GET", "/v1/health").json()["queue"] != {
+        "queued": 0,
+        "running": 0,
+    }:
+        assert time.monotonic() < deadline, "the queue did not drain"
+        await asyncio.sleep(0.1)
+    await asyncio.sleep(seconds)
+    samples = []
+    for _ in range(5):
+        samples.append(sidecar.rss_mb())
+        await asyncio.sleep(0.1)
+    return statistics.median(samples)
+
+
+def states_on_disk(sidecar: SidecarProcess, job_ids: list[str]) -> dict[str, str]:
+    path = sidecar.root / "data" / "jobs.sqlite3"
+    db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    try:
+        rows = db.execute("SELECT job_id, state FROM jobs").fetchall()
+    finally:
+        db.close()
+    wanted = set(job_ids)
+    return {job_id: state for job_id, state in rows if job_id in wanted}
+
+
+async def storm(
+    sidecar: SidecarProcess, clients: int, jobs: int, warmup: int, quiet_s: float = 2.0
+) -> dict:
+    watch = Watch()
+    async with aiohttp.ClientSession() as session:
+        follower = asyncio.create_task(watch.follow(session, sidecar.url, sidecar.token))
+        await asyncio.wait_for(watch.connected.wait(), 10)
+        if warmup:  # fills the bounded histories (2,000 jobs), so the baseline is honest
+            await run_load(
+                sidecar.url, sidecar.token, clients=10, jobs_per_client=warmup, seed=1, watch=watch
+            )
+        baseline = await settle(sidecar, quiet_s)
+        result = await run_load(
+            sidecar.url, sidecar.token, clients=clients, jobs_per_client=jobs, seed=2, watch=watch
+        )
+        after = await settle(sidecar, quiet_s)
+        follower.cancel()
+    ids = result.job_ids
+    assert len(ids) == len(set(ids)) == clients * jobs
+    ends = {job_id: watch.ends[job_id] for job_id in ids}
+    twice = {j: e for j, e in ends.items() if len(e) != 1}
+    assert not twice, list(twice.items())[:5]  # exactly one terminal event each
+    on_disk = states_on_disk(sidecar, ids)
+    assert on_disk == {job_id: e[0] for job_id, e in ends.items()}  # and the same on disk
+    assert set(on_disk.values()) <= TERMINAL - {"failed"}
+    tally("requests", sum(result.requests.values()))
+    return {
+        "jobs": len(ids),
+        "done": sum(1 for e in ends.values() if e == ["done"]),
+        "cancelled": sum(1 for e in ends.values() if e == ["cancelled"]),
+        "jobs_per_s": result.jobs_per_second,
+        "event_p50_ms": percentile(watch.latencies_ms, 50),
+        "event_p99_ms": percentile(watch.latencies_ms, 99),
+        "rss_baseline_mb": baseline,
+        "rss_after_mb": after,
+    }
+
+
+def check_memory(figures: dict) -> None:
+    print(figures)
+    assert figures["rss_after_mb"] <= figures["rss_baseline_mb"] + RSS_TOLERANCE_MB, figures
+
+
+def test_ten_clients_by_twenty_jobs(tmp_path):
+    with SidecarProcess(tmp_path, "--engine", "synthetic") as sidecar:
+        figures = asyncio.run(storm(sidecar, clients=10, jobs=20, warmup=0, quiet_s=0.5))
+    assert figures["done"] > 50 and figures["cancelled"] > 5
+    check_memory(figures)
+
+
+@pytest.mark.slow
+def test_twenty_clients_by_two_hundred_jobs_and_memory_comes_back(tmp_path):
+    with SidecarProcess(tmp_path, "--engine", "synthetic") as sidecar:
+        figures = asyncio.run(storm(sidecar, clients=20, jobs=200, warmup=220))
+    assert figures["done"] > 1000 and figures["cancelled"] > 200
+    check_memory(figures)
