@@ -156,6 +156,7 @@ def test_encoded_images_of_any_size_are_stored_or_refused_by_the_limits(
 def test_a_body_cut_off_mid_upload_leaves_nothing(server):
     import socket
 
+    server.app[IMAGES].flush()  # earlier uploads' writes land first
     before = {p.stem for p in server.settings.images_dir.rglob("*.img")}
     for declared, sent in [(30_000, 10_000), (MAX_BYTES - 1, 1)]:
         sock = socket.create_connection(("127.0.0.1", server.port))

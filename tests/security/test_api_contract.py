@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 
 import pytest
+from fuzzing import tally
 from live_server import LiveServer
 from schemathesis_run import run_schemathesis
 
@@ -60,6 +61,7 @@ def test_schemathesis_finds_nothing_wrong_with_the_live_api(server, tmp_path):
     report = run_schemathesis(
         server.url, server.token, tmp_path / "st", max_examples=12, seed=7, timeout=240
     )
+    tally("requests", report["test_cases"]["generated"])
     assert report["returncode"] == 0 and not report["failures"], failures(report)
     assert not report["errors"], report["output"][-4000:]
     tested = report["operations"]["tested"]
@@ -73,6 +75,6 @@ def test_schemathesis_at_length(server, tmp_path):
     report = run_schemathesis(
         server.url, server.token, tmp_path / "st", max_examples=300, seed=None, timeout=1800
     )
-    print("schemathesis test cases:", report["test_cases"]["generated"])
+    tally("requests", report["test_cases"]["generated"])
     assert report["returncode"] == 0 and not report["failures"], failures(report)
     assert not report["errors"], report["output"][-4000:]

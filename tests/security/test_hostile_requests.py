@@ -10,6 +10,7 @@ import re
 
 import numpy as np
 import pytest
+from fuzzing import tally
 from helpers import raw_headers
 from live_server import LiveServer
 
@@ -95,6 +96,7 @@ def test_traversal_in_every_id_parameter_is_refused(server, job, tmp_path):
                 headers = {"Content-Type": "application/json"} if body else {}
                 answer = http.request(op.method.upper(), path, body, headers)
                 tried += 1
+                tally("requests")
                 assert answer.status < 500, (op.method, path, answer.body[:300])
                 if name != "document_id":  # a document id is a name, never a path
                     assert answer.status in (404, 422), (op.method, path, answer.status)
