@@ -184,7 +184,16 @@ async def run(opts: Options) -> Outcome:
             **common,
         ),
     ]
-    middle = got["product on"][len(got["product on"]) // 2]
-    naive = got["naive on"][len(got["naive on"]) // 2]
-    plot = {"diffusion": {"what": what, "product": middle["points"], "naive": naive["points"]}}
+    # for the plot, each side's run with its median step rate
+    middle = {
+        side: sorted(got[f"{side} on"], key=lambda job: job["rate"])[runs // 2]
+        for side in ("product", "naive")
+    }
+    plot = {
+        "diffusion": {
+            "what": what,
+            "product": middle["product"]["points"],
+            "naive": middle["naive"]["points"],
+        }
+    }
     return Outcome(figures=figures, plot=plot)

@@ -154,7 +154,7 @@ def plot_latency(plot: dict[str, Any], path: Path) -> None:
                     markersize=3,
                     label=label,
                 )
-            axis.set_title(f"Denoising previews, {diffusion['what']}")
+            axis.set_title(f"Denoising previews, {diffusion['what']} (runs of median rate)")
             axis.set_ylabel("denoising step shown (share of steps)")
         axis.set_xlabel("seconds after the request")
         axis.set_ylim(0, 1.08)
