@@ -40,6 +40,7 @@ class Job:
     result_id: str | None = None
     last_seq: int = -1
     cancel_requested: bool = False
+    finishing: bool = False  # the engine is done and the result is being stored
     cancel_reason: str | None = None  # set when the sidecar cancelled it (superseded)
     precompute: bool = False  # readies stages for later Applies; no result, not persisted
     run_seconds: float = 0.0  # time spent running, across pre-emptions

@@ -284,6 +284,11 @@ class Scheduler:
                 raise errors.Conflict(
                     f"the job is already {job.state.value}", details={"state": job.state.value}
                 )
+            if job.finishing:  # its result is being stored: a 202 now would be a lie
+                raise errors.Conflict(
+                    "the job has finished its work and is storing its result",
+                    details={"state": job.state.value},
+                )
             job.cancel_requested = True
             if self.queue.remove(job.job_id) is not None:
                 self.finish(job, JobState.cancelled)

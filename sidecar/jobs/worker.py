@@ -132,8 +132,10 @@ class Worker:
         engine = scheduler.engines[request.op]
         try:
             result = engine.run(RunInput(request, None, job.seed, job.saved, loader, size), ctx)
-            if job.cancel_requested:  # cancelled after the last step boundary
-                raise Cancelled
+            with scheduler.lock:  # from here on a cancel is refused (409), not half-done
+                if job.cancel_requested:  # cancelled after the last step boundary
+                    raise Cancelled
+                job.finishing = True
         except Cancelled:
             job.saved.clear()
             scheduler.finish(job, JobState.cancelled)

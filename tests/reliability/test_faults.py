@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import errno
 import json
+import time
 
 import numpy as np
 import pytest
@@ -191,3 +192,26 @@ def test_images_kept_in_memory_after_failed_writes_are_bounded(tmp_path, monkeyp
     assert [store.has(key) for key in ids] == [False, False, True, True, True]
     assert store.load(ids[-1])[0, 0, 0] == 4
     store.close()
+
+
+async def test_a_cancel_racing_the_end_of_a_job_is_refused_or_honoured(
+    client, auth, app, image_id, monkeypatch
+):
+    # schemathesis found it: DELETE answered 202 ("stops at its next step boundary")
+    # while the worker was storing the result, and the job then ended done
+    store = app[IMAGES]
+    real_put = store.put
+    storing = asyncio.Event()
+    loop = asyncio.get_running_loop()
+
+    def slow_put(*args, **kwargs):
+        loop.call_soon_threadsafe(storing.set)
+        time.sleep(0.3)  # a large result being hashed
+        return real_put(*args, **kwargs)
+
+    monkeypatch.setattr(store, "put", slow_put)
+    job_id = await submit(client, auth, image_id, steps=1, step_ms=1)
+    await asyncio.wait_for(storing.wait(), 10)
+    answer = await client.delete(f"/v1/jobs/{job_id}", headers=auth)
+    assert answer.status == 409, await answer.text()
+    assert (await wait_for(client, auth, job_id))["state"] == "done"

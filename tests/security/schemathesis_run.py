@@ -26,6 +26,11 @@ include-name = "POST /v1/images"
 checks.positive_data_acceptance.enabled = false
 checks.negative_data_rejection.enabled = false
 
+# A cancelled job stays readable (state "cancelled"): DELETE cancels, it does not erase.
+[[operations]]
+include-path-regex = "^/v1/jobs/[{]job_id[}]"
+checks.use_after_free.enabled = false
+
 # image_id vs prompt depends on the op, and each op has its own params: the engine
 # refuses what the JSON Schema alone lets through (422, never a queued failure).
 [[operations]]
