@@ -1,6 +1,6 @@
 """Every benchmark in one run: the product against the naive way, figure by figure.
 
-    .venv/bin/python -m bench                 # full size (about 15 minutes)
+    .venv/bin/python -m bench                 # full size (about 12 minutes)
     .venv/bin/python -m bench --quick         # tiny sizes (CI, about a minute)
     .venv/bin/python -m bench --only retouch  # one module (repeatable)
 
