@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
+import cv2
 import numpy as np
 import pytest
 from jobs_support import EventLog, status, submit, upload, wait_for
@@ -228,6 +229,13 @@ async def test_result_formats_intensity_and_size(client, auth, image_id, small):
     assert response.headers["X-Image-Width"] == "32"
     response = await client.get(f"/v1/jobs/{job_id}/result?format=gif", headers=auth)
     assert response.status == 422
+    # a blend at a smaller size: shrunk first, then blended, within 1 LSB of the other order
+    response = await client.get(
+        f"/v1/jobs/{job_id}/result?format=raw&intensity=0.5&max_side=32", headers=auth
+    )
+    small_half = np.frombuffer(await response.read(), np.uint8).reshape(24, 32, 3)
+    shrunk = cv2.resize(half, (32, 24), interpolation=cv2.INTER_AREA)
+    assert np.abs(small_half.astype(int) - shrunk).max() <= 1
 
 
 async def test_same_request_gives_the_same_bits(client, auth, image_id):

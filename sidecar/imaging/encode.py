@@ -39,7 +39,9 @@ def encode_file(pixels: np.ndarray, fmt: str) -> bytes:
     """PNG or TIFF of canonical pixels, keeping depth and alpha."""
     code = cv2.COLOR_RGBA2BGRA if pixels.shape[2] == 4 else cv2.COLOR_RGB2BGR
     ext = {"png": ".png", "tiff": ".tiff"}[fmt]
-    params = [cv2.IMWRITE_PNG_COMPRESSION, 1] if fmt == "png" else []
+    # TIFF uncompressed: OpenCV's default LZW took 0.5 s per 6 MP 16-bit image to save
+    # about 5 % of its size (photographic 16-bit data hardly compresses).
+    params = [cv2.IMWRITE_PNG_COMPRESSION, 1] if fmt == "png" else [cv2.IMWRITE_TIFF_COMPRESSION, 1]
     ok, data = cv2.imencode(ext, cv2.cvtColor(pixels, code), params)
     if not ok:
         raise ValueError(f"{fmt} encoding failed")
