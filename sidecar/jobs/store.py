@@ -16,6 +16,7 @@ from ..schema import ErrorDetail, JobRequest, JobState, Op, Priority
 
 KEEP_FINISHED = 2_000
 KEEP_RESULTS = 20_000  # remembered request → result pairs
+TRIM_EVERY = 256  # saves between trims of the result index (it may run over by as many)
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (
@@ -34,6 +35,7 @@ CREATE TABLE IF NOT EXISTS results (
     result_id TEXT NOT NULL,
     used      INTEGER NOT NULL
 );
+CREATE INDEX IF NOT EXISTS results_used ON results (used);
 CREATE TABLE IF NOT EXISTS run_times (
     op      TEXT NOT NULL,
     bucket  INTEGER NOT NULL,
@@ -77,6 +79,7 @@ class JobStore:
         columns = {row[1] for row in self._db.execute("PRAGMA table_info(jobs)")}
         if "error" not in columns:  # a file from before failed jobs kept their error
             self._db.execute("ALTER TABLE jobs ADD COLUMN error TEXT")
+        self._saves_untrimmed = TRIM_EVERY  # trim on the first save after a start
 
     @contextmanager
     def _tx(self) -> Iterator[sqlite3.Connection]:
@@ -179,12 +182,17 @@ class JobStore:
                 "INSERT OR REPLACE INTO results (key, result_id, used) VALUES (?, ?, ?)",
                 (key, result_id, time.time_ns()),
             )
-            # the index stays small; the images themselves live in the image store
-            db.execute(
-                "DELETE FROM results WHERE key NOT IN "
-                "(SELECT key FROM results ORDER BY used DESC LIMIT ?)",
-                (KEEP_RESULTS,),
-            )
+            # The index stays small (the images live in the image store). Trimming on
+            # every save sorted the whole table each time, so a soak's throughput sank
+            # with every job; now it is one index lookup every TRIM_EVERY saves.
+            self._saves_untrimmed += 1
+            if self._saves_untrimmed >= TRIM_EVERY:
+                self._saves_untrimmed = 0
+                db.execute(
+                    "DELETE FROM results WHERE used < "
+                    "(SELECT used FROM results ORDER BY used DESC LIMIT 1 OFFSET ?)",
+                    (KEEP_RESULTS - 1,),
+                )
 
     def run_times(self) -> dict[tuple[Op, int], float]:
         """What the ETA model learned before (op, size bucket) → seconds."""

@@ -59,7 +59,7 @@ async def soak(sidecar: SidecarProcess, seconds: float, clients: int, max_jobs: 
 
         async def sample() -> None:
             while True:
-                rss.append((time.monotonic() - started, sidecar.rss_mb()))
+                rss.append((time.monotonic() - started, sidecar.rss_mb(), len(watch.ends)))
                 await asyncio.sleep(1.0)
 
         sampler = asyncio.create_task(sample())
@@ -69,7 +69,7 @@ async def soak(sidecar: SidecarProcess, seconds: float, clients: int, max_jobs: 
         while not all(watch.ends.get(j) for j in job_ids) and time.monotonic() < drain_deadline:
             await asyncio.sleep(0.05)
         elapsed = time.monotonic() - started
-        rss.append((elapsed, sidecar.rss_mb()))
+        rss.append((elapsed, sidecar.rss_mb(), len(watch.ends)))
         sampler.cancel()
         follower.cancel()
     ends = [watch.ends.get(j, []) for j in job_ids]
@@ -89,12 +89,25 @@ async def soak(sidecar: SidecarProcess, seconds: float, clients: int, max_jobs: 
             "p99": round(percentile(watch.latencies_ms, 99), 2),
             "max": round(max(watch.latencies_ms, default=float("nan")), 2),
         },
-        "rss_mb": [[round(t, 1), round(mb, 1)] for t, mb in rss],
+        "rss_mb": [[round(t, 1), round(mb, 1)] for t, mb, _ in rss],
+        "jobs_per_s_over_time": _rates(rss),
     }
+
+
+def _rates(samples: list[tuple[float, float, int]]) -> list[list[float]]:
+    """[t, jobs/s] over tenths of the run: a throughput that sinks shows here."""
+    step = max(1, len(samples) // 10)
+    picked = samples[::step]
+    return [
+        [round(b[0], 1), round((b[2] - a[2]) / (b[0] - a[0]), 1)]
+        for a, b in zip(picked, picked[1:], strict=False)
+        if b[0] > a[0]
+    ]
 
 
 def report(figures: dict) -> str:
     rss = figures["rss_mb"]
+    rates = figures["jobs_per_s_over_time"]
     step = max(1, len(rss) // 10)
     lines = [
         f"soak: {figures['jobs']} jobs from {figures['clients']} clients in "
@@ -106,6 +119,7 @@ def report(figures: dict) -> str:
         ),
         "RSS over time (s: MB): "
         + ", ".join(f"{t:g}: {mb:g}" for t, mb in [*rss[::step], rss[-1]][:12]),
+        "jobs/s over time (s: jobs/s): " + ", ".join(f"{t:g}: {r:g}" for t, r in rates),
     ]
     return "\n".join(lines)
 

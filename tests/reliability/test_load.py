@@ -102,3 +102,28 @@ def test_twenty_clients_by_two_hundred_jobs_and_memory_comes_back(tmp_path):
         figures = asyncio.run(storm(sidecar, clients=20, jobs=200, warmup=220))
     assert figures["done"] > 1000 and figures["cancelled"] > 200
     check_memory(figures)
+
+
+def test_the_result_index_stays_bounded_and_keeps_the_newest(tmp_path, monkeypatch):
+    # The soak found throughput sinking job by job: every save sorted the whole index.
+    import sidecar.jobs.store as store_module
+    from sidecar.jobs.store import TRIM_EVERY, JobStore
+
+    monkeypatch.setattr(store_module, "KEEP_RESULTS", 300)
+    store = JobStore(tmp_path / "jobs.sqlite3")
+    keys = [f"key-{n}" for n in range(2000)]
+    for key in keys:
+        store.save_result(key, key)
+    (count,) = store._db.execute("SELECT COUNT(*) FROM results").fetchone()
+    assert 300 <= count <= 300 + TRIM_EVERY
+    assert store.cached_result(keys[-1]) == keys[-1]
+    assert store.cached_result(keys[-300]) == keys[-300]
+    assert store.cached_result(keys[0]) is None
+    plan = " ".join(
+        str(row)
+        for row in store._db.execute(
+            "EXPLAIN QUERY PLAN SELECT used FROM results ORDER BY used DESC LIMIT 1 OFFSET 5"
+        )
+    )
+    assert "results_used" in plan  # the trim walks the index, it does not sort
+    store.close()
