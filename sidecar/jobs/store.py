@@ -15,6 +15,7 @@ from pathlib import Path
 from ..schema import ErrorDetail, JobRequest, JobState, Op, Priority
 
 KEEP_FINISHED = 2_000
+PRUNE_EVERY = 1_000  # finished jobs between prunes while running (and one at stop)
 KEEP_RESULTS = 20_000  # remembered request → result pairs
 TRIM_EVERY = 256  # saves between trims of the result index (it may run over by as many)
 
@@ -80,6 +81,7 @@ class JobStore:
         if "error" not in columns:  # a file from before failed jobs kept their error
             self._db.execute("ALTER TABLE jobs ADD COLUMN error TEXT")
         self._saves_untrimmed = TRIM_EVERY  # trim on the first save after a start
+        self._finished_unpruned = 0
 
     @contextmanager
     def _tx(self) -> Iterator[sqlite3.Connection]:
@@ -128,6 +130,10 @@ class JobStore:
                 "UPDATE jobs SET state = ?, result_id = ?, error = ? WHERE job_id = ?",
                 (state.value, result_id, error and error.model_dump_json(), job_id),
             )
+            if state.value not in _UNFINISHED:
+                self._finished_unpruned += 1
+        if self._finished_unpruned >= PRUNE_EVERY:  # a sidecar that runs for days
+            self.prune()
 
     def set_priority(self, job_id: str, priority: Priority) -> None:
         with self._tx() as db:
@@ -218,6 +224,7 @@ class JobStore:
 
     def prune(self) -> None:
         """Forget all but the newest finished jobs."""
+        self._finished_unpruned = 0
         with self._tx() as db:
             db.execute(
                 "DELETE FROM jobs WHERE state NOT IN (?, ?) AND ord < ("

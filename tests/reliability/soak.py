@@ -89,9 +89,14 @@ async def soak(sidecar: SidecarProcess, seconds: float, clients: int, max_jobs: 
             "p99": round(percentile(watch.latencies_ms, 99), 2),
             "max": round(max(watch.latencies_ms, default=float("nan")), 2),
         },
+        "data_mb": round(_folder_mb(sidecar.root / "data"), 1),
         "rss_mb": [[round(t, 1), round(mb, 1)] for t, mb, _ in rss],
         "jobs_per_s_over_time": _rates(rss),
     }
+
+
+def _folder_mb(folder: Path) -> float:
+    return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file()) / 1e6
 
 
 def _rates(samples: list[tuple[float, float, int]]) -> list[list[float]]:
@@ -113,7 +118,8 @@ def report(figures: dict) -> str:
         f"soak: {figures['jobs']} jobs from {figures['clients']} clients in "
         f"{figures['seconds']} s: {figures['jobs_per_s']} jobs/s "
         f"({figures['requests']} requests, {figures['events']} events)",
-        f"outcomes: {figures['outcomes']}; lost or doubled: {figures['lost']}",
+        f"outcomes: {figures['outcomes']}; lost or doubled: {figures['lost']}; "
+        f"data folder {figures['data_mb']} MB",
         "event latency: p50 {p50} ms, p99 {p99} ms, max {max} ms".format(
             **figures["event_latency_ms"]
         ),

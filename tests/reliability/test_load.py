@@ -127,3 +127,23 @@ def test_the_result_index_stays_bounded_and_keeps_the_newest(tmp_path, monkeypat
     )
     assert "results_used" in plan  # the trim walks the index, it does not sort
     store.close()
+
+
+def test_finished_jobs_on_disk_stay_bounded_while_the_sidecar_runs(tmp_path, monkeypatch):
+    import sidecar.jobs.store as store_module
+    from sidecar.jobs.model import now
+    from sidecar.jobs.store import JobStore
+    from sidecar.schema import JobRequest, JobState, Priority
+
+    monkeypatch.setattr(store_module, "KEEP_FINISHED", 50)
+    monkeypatch.setattr(store_module, "PRUNE_EVERY", 100)
+    store = JobStore(tmp_path / "jobs.sqlite3")
+    request = JobRequest(op="beauty", image_id="0" * 64)
+    for n in range(1000):
+        store.add(f"{n:032x}", n, request, Priority.normal, 1, now())
+        if n % 10:  # one in ten stays queued, and is never pruned
+            store.set_state(f"{n:032x}", JobState.done, "r")
+    (count,) = store._db.execute("SELECT COUNT(*) FROM jobs").fetchone()
+    assert count <= 100 + 50 + 100  # queued ones, the newest finished, one round's worth
+    assert len(store.unfinished()) == 100
+    store.close()
