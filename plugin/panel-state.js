@@ -73,6 +73,7 @@ class Panel {
     });
     this.watches = new Map(); // jobId → resolve(terminal event)
     this.early = new Map(); // jobId → terminal event
+    this.earlyPreviews = new Map(); // jobId → { header, jpeg }: the newest, before submit knows it
     this.stopListening = events
       ? events.listen({
           onEvent: (event) => this.handleJobEvent(event),
@@ -264,7 +265,14 @@ class Panel {
   handlePreview(header, jpeg) {
     if (header.level === 'step' && !this.streamSteps) return;
     const rows = queue.applyPreview(this.rows, header, jpeg);
-    if (rows === this.rows) return; // unknown job or stale seq
+    if (rows === this.rows) {
+      // Unknown job or stale seq. A job's first previews can beat the answer to its
+      // POST /v1/jobs: keep the newest draft-worthy one until submit() knows the job.
+      if (!this.jobs.has(header.job_id) && DRAFT_LEVELS.has(header.level)) {
+        this.rememberEarlyPreview(header, jpeg);
+      }
+      return;
+    }
     this.rows = rows;
     const job = this.jobs.get(header.job_id);
     if (job?.wantsDraft && !job.draft && !job.closed && DRAFT_LEVELS.has(header.level)) {
@@ -418,6 +426,9 @@ class Panel {
     const early = this.early.get(jobId);
     if (early) this.rows = queue.applyEvent(this.rows, early);
     if (attempt !== null && attempt === this.attempt) this.currentJobId = jobId;
+    const preview = this.earlyPreviews.get(jobId);
+    this.earlyPreviews.delete(jobId);
+    if (preview && !early) this.handlePreview(preview.header, preview.jpeg);
     this.changed();
     return { jobId, done: answer.cached || answer.state === 'done' };
   }
@@ -440,6 +451,14 @@ class Panel {
     const watch = this.watches.get(event.job_id);
     if (watch) watch(event);
     else this.rememberEarly(event);
+  }
+
+  rememberEarlyPreview(header, jpeg) {
+    this.earlyPreviews.delete(header.job_id);
+    this.earlyPreviews.set(header.job_id, { header, jpeg });
+    if (this.earlyPreviews.size > EARLY_EVENTS_KEPT) {
+      this.earlyPreviews.delete(this.earlyPreviews.keys().next().value);
+    }
   }
 
   rememberEarly(event) {

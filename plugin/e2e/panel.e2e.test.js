@@ -10,6 +10,17 @@ const path = require('node:path');
 const { startSidecar, ROOT } = require('./sidecar.js');
 const { launch, openPanel, screenshot } = require('./browser.js');
 
+// A sidecar and a browser for one test, both ended after it.
+async function session(t, options) {
+  const sidecar = await startSidecar(options);
+  const browser = await launch();
+  t.after(async () => {
+    await browser.close();
+    await sidecar.stop();
+  });
+  return { sidecar, browser };
+}
+
 const SAMPLE = fs.readFileSync(path.join(ROOT, 'sidecar', 'data', 'sample-portrait.jpg'));
 
 const history = (page) =>
@@ -21,30 +32,40 @@ const ourLayers = (page) =>
       .map(({ id, name, opacity, draft }) => ({ id, name, opacity, draft })),
   );
 const log = (page) => page.evaluate(() => window.mlRetouch.workspace.log);
-const composite = (page) =>
+// The mean absolute difference (0..255) between the canvas now and when it was marked.
+const markCanvas = (page) =>
   page.evaluate(() => {
     const canvas = document.getElementById('canvas');
-    return Array.from(canvas.getContext('2d').getImageData(0, 0, canvas.width, canvas.height).data);
+    window.marked = canvas.getContext('2d').getImageData(0, 0, canvas.width, canvas.height).data;
+  });
+const changeSinceMark = (page) =>
+  page.evaluate(() => {
+    const canvas = document.getElementById('canvas');
+    const now = canvas.getContext('2d').getImageData(0, 0, canvas.width, canvas.height).data;
+    let sum = 0;
+    for (let i = 0; i < now.length; i += 1) sum += Math.abs(now[i] - window.marked[i]);
+    return sum / now.length;
   });
 
-function meanAbsDiff(a, b) {
-  let sum = 0;
-  for (let i = 0; i < a.length; i += 1) sum += Math.abs(a[i] - b[i]);
-  return sum / a.length;
-}
+// A 3000×3000 document made from the sample portrait, in front: large enough that its
+// draft always shows well before the final.
+const openLargePortrait = (page) =>
+  page.evaluate(async () => {
+    const image = await createImageBitmap(await (await fetch('sample-portrait.jpg')).blob());
+    const canvas = document.createElement('canvas');
+    canvas.width = canvas.height = 3000;
+    canvas.getContext('2d').drawImage(image, 0, 0, 3000, 3000);
+    window.mlRetouch.workspace.open('portrait-9mp.jpg', canvas);
+  });
 
 test('browser panel: Apply, slider and Refine on the sample portrait', async (t) => {
-  const sidecar = await startSidecar();
-  const browser = await launch();
-  t.after(async () => {
-    await browser.close();
-    await sidecar.stop();
-  });
+  const { sidecar, browser } = await session(t);
   // Precompute off, so this first Apply really runs and shows its draft.
   const { page, errors } = await openPanel(browser, sidecar, { precompute: false });
   await page.waitForFunction(() => window.mlRetouch.workspace.active);
-  await page.waitForTimeout(100); // the first frame of the canvas
-  const before = await composite(page);
+  await openLargePortrait(page);
+  await page.waitForFunction(() => document.getElementById('canvas').width === 3000);
+  await markCanvas(page);
   assert.deepEqual(await history(page), ['Open']);
 
   await page.evaluate(() => {
@@ -71,7 +92,7 @@ test('browser panel: Apply, slider and Refine on the sample portrait', async (t)
     const events = (await log(page)).filter((entry) => ['draft', 'final'].includes(entry.what));
     assert.deepEqual(events.map((entry) => entry.what), ['draft', 'final'], 'a draft, then the final');
     const [draft, final] = events;
-    assert.ok(draft.size[0] < 512 && draft.size[1] < 512, `the draft is a small level: ${draft.size}`);
+    assert.ok(draft.size[0] < 3000 && draft.size[1] < 3000, `the draft is a small level: ${draft.size}`);
     assert.equal(final.layerId, draft.layerId);
     assert.equal(final.inPlace, true);
     assert.deepEqual(await history(page), ['Open', 'ML Retouch: Beauty']);
@@ -81,8 +102,7 @@ test('browser panel: Apply, slider and Refine on the sample portrait', async (t)
     assert.equal(layers[0].opacity, 100);
 
     await page.waitForTimeout(50);
-    const after = await composite(page);
-    const change = meanAbsDiff(before, after);
+    const change = await changeSinceMark(page);
     assert.ok(change > 0.05 && change < 20, `the retouch changed the picture a little: ${change}`);
     await screenshot(page, 'panel-apply.png');
   });
@@ -124,12 +144,7 @@ test('browser panel: Apply, slider and Refine on the sample portrait', async (t)
 test('browser panel: a queue of open documents, starred and cancelled, the front one first', async (t) => {
   // The synthetic engine (10 × 50 ms steps a job) and a long job of the test's own keep
   // the queued rows waiting long enough to star and cancel them.
-  const sidecar = await startSidecar({ engines: ['synthetic'] });
-  const browser = await launch();
-  t.after(async () => {
-    await browser.close();
-    await sidecar.stop();
-  });
+  const { sidecar, browser } = await session(t, { engines: ['synthetic'] });
   const { page, errors } = await openPanel(browser, sidecar, { precompute: false });
   await page.setInputFiles('#open-file', ['b', 'c', 'd'].map((tag) => ({ name: `shoot-${tag}.jpg`, mimeType: 'image/jpeg', buffer: SAMPLE })));
   await page.waitForFunction(() => window.mlRetouch.workspace.documents.size === 4);
@@ -187,12 +202,7 @@ test('browser panel: a queue of open documents, starred and cancelled, the front
 });
 
 test('browser panel: says when the sidecar is not running and reconnects by itself', async (t) => {
-  const sidecar = await startSidecar();
-  const browser = await launch();
-  t.after(async () => {
-    await browser.close();
-    await sidecar.stop();
-  });
+  const { sidecar, browser } = await session(t);
   const { page, errors } = await openPanel(browser, sidecar, { precompute: false });
   await sidecar.halt();
   await page.waitForFunction(() => document.querySelector('#connection-light.offline'), null, { timeout: 15000 });
@@ -211,12 +221,7 @@ test('browser panel: says when the sidecar is not running and reconnects by itse
 });
 
 test('browser panel: the token is asked for once, a wrong one is refused, the right one is kept', async (t) => {
-  const sidecar = await startSidecar();
-  const browser = await launch();
-  t.after(async () => {
-    await browser.close();
-    await sidecar.stop();
-  });
+  const { sidecar, browser } = await session(t);
   const page = await browser.newPage();
   await page.goto(`${sidecar.url}/panel/#precompute=off`);
   await page.waitForSelector('#connection-light.unauthorized');

@@ -498,7 +498,7 @@ test('step and final previews are never placed; the first draft-level preview af
   assert.deepEqual(s.adapter.steps(), ['ML Retouch: Generate']);
 });
 
-test('a draft that went by before the job was known is skipped and the next level becomes the draft', async () => {
+test('a draft that beats the submit answer is kept and placed once the job is known', async () => {
   const s = setup();
   let early;
   s.client.onSubmit = (answer) => {
@@ -507,15 +507,35 @@ test('a draft that went by before the job was known is skipped and the next leve
   const running = s.panel.apply('beauty');
   await settle();
   assert.ok(early, 'the draft went by before the submit was answered');
-  assert.equal(s.client.named('preview').length, 0);
+  assert.deepEqual(s.client.named('preview'), [['job-1', early.seq, { format: 'raw' }]]);
+  assert.equal(s.adapter.named('placeDraft').length, 1);
 
-  const next = emitPreview(s, 'job-1', 'preview', 2);
+  emitPreview(s, 'job-1', 'preview', 2); // a later level: thumbnail only
   await settle();
-  assert.deepEqual(s.client.named('preview'), [['job-1', next.seq, { format: 'raw' }]]);
   assert.equal(s.adapter.named('placeDraft').length, 1);
   done(s, 'job-1');
   await running;
   assert.deepEqual(s.adapter.steps(), ['ML Retouch: Beauty']);
+});
+
+test('an early draft of a job that is already done by its submit answer is not placed', async () => {
+  const s = setup();
+  s.client.onSubmit = (answer) => {
+    emitPreview(s, answer.job_id, 'draft', 1);
+    s.events.emit('event', event('done', answer.job_id, { cached: false }));
+  };
+  const result = await s.panel.apply('beauty');
+  assert.ok(result);
+  assert.equal(s.adapter.named('placeDraft').length, 0);
+  assert.deepEqual(s.adapter.steps(), ['ML Retouch: Beauty']);
+});
+
+test('early previews are kept for a bounded number of unknown jobs', async () => {
+  const s = setup();
+  for (let i = 0; i < 200; i += 1) emitPreview(s, `other-${i}`, 'draft', 1);
+  assert.ok(s.panel.earlyPreviews.size <= 64);
+  emitPreview(s, 'other-0', 'step', 2);
+  assert.equal(s.panel.earlyPreviews.has('other-0'), false, 'step previews are never kept');
 });
 
 test('a draft that arrives after the job is done is never placed', async () => {
