@@ -62,6 +62,7 @@ def test_schemathesis_finds_nothing_wrong_with_the_live_api(server, tmp_path):
         server.url, server.token, tmp_path / "st", max_examples=12, seed=7, timeout=240
     )
     tally("requests", report["test_cases"]["generated"])
+    tally("schemathesis cases", report["test_cases"]["generated"])
     assert report["returncode"] == 0 and not report["failures"], failures(report)
     assert not report["errors"], report["output"][-4000:]
     tested = report["operations"]["tested"]
@@ -76,5 +77,6 @@ def test_schemathesis_at_length(server, tmp_path):
         server.url, server.token, tmp_path / "st", max_examples=300, seed=None, timeout=1800
     )
     tally("requests", report["test_cases"]["generated"])
+    tally("schemathesis cases", report["test_cases"]["generated"])
     assert report["returncode"] == 0 and not report["failures"], failures(report)
     assert not report["errors"], report["output"][-4000:]
