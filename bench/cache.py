@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from .harness import Harness, portrait, variant
-from .report import Detail, Figure, Options, Outcome, machine, median, number
+from .report import Detail, Figure, Options, Outcome, machine, median, number, server_rss
 
 
 async def precompute(h: Harness, image_id: str) -> None:
@@ -135,17 +135,12 @@ async def run(opts: Options) -> Outcome:
             f" precompute itself took {number(median(times['precompute itself']))} ms in the"
             " background",
         ),
-        Figure(
-            "3 RSS",
+        server_rss(
+            "3",
             "Peak RSS of the server over figure 3 (product: precompute + Apply)",
-            "MB",
-            [rss[0]],
-            [rss[1]],
-            words=("smaller", "larger"),
-            product_how="sidecar process, VmHWM",
-            baseline_how="naive server process, VmHWM",
-            machine=where,
-            over_runs=opts.n(5, 2),
+            (rss[0], rss[1]),
+            where,
+            opts.n(5, 2),
         ),
     ]
     cold = median(times["cold, done"])

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from .client import wait_state
 from .harness import Harness, event_time, portrait, variant
-from .report import Figure, Options, Outcome, machine, median, number
+from .report import Figure, Options, Outcome, machine, median, number, server_rss
 
 BATCH = 10
 
@@ -121,17 +121,6 @@ async def run(opts: Options) -> Outcome:
                 note=f"the baseline's batch took {number(median(ms('naive', 'first')) / 1000)} s"
                 " to clear before it",
             ),
-            Figure(
-                "9 RSS",
-                "Peak RSS of the server over figure 9",
-                "MB",
-                [rss[0]],
-                [rss[1]],
-                words=("smaller", "larger"),
-                product_how="sidecar process, VmHWM",
-                baseline_how="naive server process, VmHWM",
-                machine=where,
-                over_runs=runs,
-            ),
+            server_rss("9", "Peak RSS of the server over figure 9", (rss[0], rss[1]), where, runs),
         ]
     )

@@ -132,6 +132,22 @@ class Figure:
         return data
 
 
+def server_rss(number: str, what: str, peaks: tuple[float, float], machine: str, runs: int):
+    """The peak RSS of the two servers (sidecar, naive server) over a figure's runs."""
+    return Figure(
+        f"{number} RSS",
+        what,
+        "MB",
+        [peaks[0]],
+        [peaks[1]],
+        words=("smaller", "larger"),
+        product_how="sidecar process, VmHWM",
+        baseline_how="naive server process, VmHWM",
+        machine=machine,
+        over_runs=runs,
+    )
+
+
 @dataclass
 class Detail:
     """A module's own table of extra measurements (`<name>.md` and `<name>.json`)."""

@@ -27,7 +27,7 @@ import numpy as np
 from sidecar.imaging.encode import fit_within, to_rgb8
 
 from .harness import Harness, event_time, portrait, variant
-from .report import Detail, Figure, Options, Outcome, machine, median, number, timed
+from .report import Detail, Figure, Options, Outcome, machine, median, number, server_rss, timed
 
 OPS = ("beauty", "dodge_burn", "volume", "color")
 SCREEN_SIDE = 1024
@@ -104,17 +104,12 @@ async def apply_figures(h: Harness, opts: Options, base: np.ndarray) -> Outcome:
             machine=where,
             note="the product renders draft, preview and refine levels first",
         ),
-        Figure(
-            "1 RSS",
+        server_rss(
+            "1",
             "Peak RSS of the server over the Applies of figure 1",
-            "MB",
-            [h.product.peak.mb or 0.0],
-            [h.naive.peak.mb or 0.0],
-            words=("smaller", "larger"),
-            product_how="sidecar process, VmHWM",
-            baseline_how="naive server process, VmHWM",
-            machine=where,
-            over_runs=runs,
+            (h.product.peak.mb or 0.0, h.naive.peak.mb or 0.0),
+            where,
+            runs,
         ),
         Figure(
             "4",
