@@ -79,17 +79,20 @@ class Events:
         return future
 
 
-async def upload(session, sidecar: Sidecar, pixels: np.ndarray) -> str:
+def raw_headers(pixels: np.ndarray) -> dict[str, str]:
+    """The headers of a raw-pixel upload of `pixels` (H×W×C, uint8 or uint16)."""
     height, width, channels = pixels.shape
-    depth = pixels.dtype.itemsize * 8
-    headers = {
-        **sidecar.auth,
+    return {
         "Content-Type": "application/octet-stream",
         "X-Image-Width": str(width),
         "X-Image-Height": str(height),
         "X-Image-Channels": str(channels),
-        "X-Image-Depth": str(depth),
+        "X-Image-Depth": str(pixels.dtype.itemsize * 8),
     }
+
+
+async def upload(session, sidecar: Sidecar, pixels: np.ndarray) -> str:
+    headers = {**sidecar.auth, **raw_headers(pixels)}
     async with session.post(
         f"{sidecar.url}/v1/images", data=pixels.tobytes(), headers=headers
     ) as r:

@@ -28,6 +28,7 @@ from sidecar.cache import ImageStore, image_id
 from sidecar.imaging import decode_image, read_header
 from sidecar.imaging.pixels import Limits
 
+from .client import raw_headers
 from .harness import Harness, naive_upload_body, portrait, variant
 from .naive.cache import PREFIX_BYTES, image_key
 from .report import Detail, Figure, Options, Outcome, machine, median, number, timed
@@ -41,17 +42,6 @@ def tiff_bytes(pixels: np.ndarray, deflate: bool = False) -> bytes:
     extra = {"compression": "zlib", "compressionargs": {"level": 1}} if deflate else {}
     tifffile.imwrite(out, pixels, photometric="rgb", **extra)
     return out.getvalue()
-
-
-def raw_headers(pixels: np.ndarray) -> dict[str, str]:
-    height, width, channels = pixels.shape
-    return {
-        "Content-Type": "application/octet-stream",
-        "X-Image-Width": str(width),
-        "X-Image-Height": str(height),
-        "X-Image-Channels": str(channels),
-        "X-Image-Depth": str(pixels.dtype.itemsize * 8),
-    }
 
 
 def post_times(

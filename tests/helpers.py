@@ -8,6 +8,8 @@ import cv2
 import numpy as np
 import tifffile
 
+from bench.client import raw_headers  # noqa: F401 (the tests' helper too)
+
 
 def encode_png(pixels: np.ndarray) -> bytes:
     ok, data = cv2.imencode(".png", _to_bgr(pixels))
@@ -41,17 +43,6 @@ def _to_bgr(pixels: np.ndarray) -> np.ndarray:
     if pixels.ndim == 3 and pixels.shape[2] == 4:
         return cv2.cvtColor(pixels, cv2.COLOR_RGBA2BGRA)
     return pixels
-
-
-def raw_headers(pixels: np.ndarray) -> dict[str, str]:
-    height, width, channels = pixels.shape
-    return {
-        "Content-Type": "application/octet-stream",
-        "X-Image-Width": str(width),
-        "X-Image-Height": str(height),
-        "X-Image-Channels": str(channels),
-        "X-Image-Depth": str(pixels.dtype.itemsize * 8),
-    }
 
 
 def files_under(path) -> list:
