@@ -56,9 +56,14 @@ class DocumentImages {
     return (await this.client.hasImage(imageId).catch(() => false)) ? imageId : null;
   }
 
+  // One read, one upload; `release` (where the adapter gives one) frees the host's copy.
   async upload(doc) {
     const pixels = await this.adapter.readPixels(doc.id);
-    return (await this.client.uploadRaw(pixels.bytes, pixels)).image_id;
+    try {
+      return (await this.client.uploadRaw(pixels.bytes, pixels)).image_id;
+    } finally {
+      pixels.release?.();
+    }
   }
 
   remember(doc, imageId) {

@@ -8,13 +8,21 @@
 // adapter keeps that to one history step (adapter-contract.js). Later levels, and step
 // previews when streamSteps is on, only reach the panel's thumbnail.
 //
-// Events: `events` is an EventStream (events.js), or anything with
-// listen({ onEvent(event), onPreview(header, jpeg) }) → remover.
+// Events: `events` is the ui's relay over an EventStream (events.js), or anything with
+// listen({ onEvent(event), onPreview(header, jpeg) }) → remover and follow(jobId) /
+// unfollow(jobId). A job's first events can go by before the answer to its POST
+// /v1/jobs: the panel follows the job once it knows it, and the sidecar then replays the
+// job's history (its state events and latest preview), so the panel keeps no buffer of
+// events for jobs it does not know.
+//
+// Finished results that Photoshop cannot take yet (a dialog is open, another plugin is
+// busy) wait in `placements` and go in when it is free; they are never dropped.
 'use strict';
 
 const { checkAdapter } = require('./adapter-contract.js');
 const queue = require('./queue.js');
 const { DocumentImages } = require('./document-images.js');
+const { Placements, isModalBusy } = require('./placements.js');
 
 const OP_NAMES = {
   beauty: 'Beauty',
@@ -25,9 +33,7 @@ const OP_NAMES = {
 };
 const TERMINAL_EVENTS = new Set(['done', 'failed', 'cancelled']);
 const DRAFT_LEVELS = new Set(['draft', 'preview', 'refine']);
-// Terminal events of jobs the panel does not know yet: a fast (or cached) job can finish
-// before the POST /v1/jobs answer arrives.
-const EARLY_EVENTS_KEPT = 64;
+const BUSY_MESSAGE = 'Photoshop is busy (a dialog or another plugin); the result goes in when it is free.';
 
 function opName(op) {
   return OP_NAMES[op] ?? op;
@@ -52,7 +58,7 @@ function pixelsOf({ bytes, width, height, channels, depth }) {
 }
 
 class Panel {
-  constructor({ adapter, client, events, onChange = () => {}, precomputeOps, precompute = true } = {}) {
+  constructor({ adapter, client, events, onChange = () => {}, precomputeOps, precompute = true, placeRetryMs } = {}) {
     this.adapter = checkAdapter(adapter);
     this.client = client;
     this.onChange = onChange;
@@ -63,7 +69,9 @@ class Panel {
     this.result = null; // the layer the slider and Refine act on, with the job that made it
     this.attempt = 0; // the latest Apply/Refine: only it drives `state`
     this.currentJobId = null;
-    this.jobs = new Map(); // jobId → { docId, op, wantsDraft, draft: Promise<Draft|null>, closed }
+    this.jobs = new Map(); // jobId → { docId, op, wantsDraft, draft: Promise<Draft|null>, closed, finished }
+    this.events = events;
+    this.placements = new Placements({ delaysMs: placeRetryMs });
     this.uploads = new DocumentImages({
       adapter,
       client,
@@ -72,8 +80,6 @@ class Panel {
       frontId: () => this.activeDocId,
     });
     this.watches = new Map(); // jobId → resolve(terminal event)
-    this.early = new Map(); // jobId → terminal event
-    this.earlyPreviews = new Map(); // jobId → { header, jpeg }: the newest, before submit knows it
     this.stopListening = events
       ? events.listen({
           onEvent: (event) => this.handleJobEvent(event),
@@ -93,6 +99,7 @@ class Panel {
     try {
       const doc = await this.adapter.activeDocument();
       if (!doc) throw new Error('Open a document first.');
+      if (doc.unsupported) throw new Error(doc.unsupported);
       const job = await this.jobFor(doc, op, { intensity, params });
       const placed = await this.perform(attempt, job, { priority: 'active', wantsDraft: true });
       if (!placed) return null;
@@ -145,6 +152,7 @@ class Panel {
     const submitted = [];
     for (const doc of ordered) {
       try {
+        if (doc.unsupported) throw new Error(doc.unsupported);
         const job = await this.jobFor(doc, op, {});
         const priority = doc.id === front?.id ? 'active' : 'normal';
         const { jobId, done } = await this.submit(null, job, { priority, wantsDraft: false });
@@ -214,14 +222,20 @@ class Panel {
     await this.documentSelected(doc);
   }
 
+  // Reading a document's pixels takes Photoshop's modal state (and, on a big file, its
+  // progress dialog): a select or a brush stroke only notes the document; its pixels are
+  // read when the user is idle (userIdle) or on Apply.
   async documentSelected(doc) {
     this.activeDocId = doc.id;
+    this.idleTarget = doc;
     this.changed();
-    await this.uploads.precompute(doc);
+    this.placements.retryNow();
   }
 
   async documentClosed(docId) {
     this.uploads.closed(docId);
+    this.placements.dropDocument(docId);
+    if (this.idleTarget?.id === docId) this.idleTarget = null;
     if (this.activeDocId === docId) this.activeDocId = null;
     if (this.result?.docId === docId) this.result = null;
     this.changed();
@@ -229,8 +243,18 @@ class Panel {
   }
 
   async historyChanged(doc) {
+    this.placements.retryNow();
     if (this.uploads.isCurrent(doc)) return;
     this.uploads.forget(doc.id);
+    if (doc.id === this.activeDocId || this.activeDocId === null) this.idleTarget = doc;
+  }
+
+  /** The user has been idle: precompute the document in front, if it changed. */
+  async userIdle() {
+    this.placements.retryNow();
+    const doc = this.idleTarget;
+    this.idleTarget = null;
+    if (!doc || doc.unsupported || (this.activeDocId !== null && doc.id !== this.activeDocId)) return;
     await this.uploads.precompute(doc);
   }
 
@@ -241,14 +265,12 @@ class Panel {
       selected: (doc) => quietly(() => this.documentSelected(doc)),
       closed: (docId) => quietly(() => this.documentClosed(docId)),
       historyChanged: (doc) => quietly(() => this.historyChanged(doc)),
+      idle: () => quietly(() => this.userIdle()),
     });
   }
 
   handleJobEvent(event) {
-    if (!this.rows.some((row) => row.jobId === event.job_id)) {
-      if (TERMINAL_EVENTS.has(event.type)) this.rememberEarly(event);
-      return;
-    }
+    if (!this.rows.some((row) => row.jobId === event.job_id)) return; // not ours, or replayed once followed
     const rows = queue.applyEvent(this.rows, event);
     if (rows === this.rows) return; // stale seq
     this.rows = rows;
@@ -265,14 +287,7 @@ class Panel {
   handlePreview(header, jpeg) {
     if (header.level === 'step' && !this.streamSteps) return;
     const rows = queue.applyPreview(this.rows, header, jpeg);
-    if (rows === this.rows) {
-      // Unknown job or stale seq. A job's first previews can beat the answer to its
-      // POST /v1/jobs: keep the newest draft-worthy one until submit() knows the job.
-      if (!this.jobs.has(header.job_id) && DRAFT_LEVELS.has(header.level)) {
-        this.rememberEarlyPreview(header, jpeg);
-      }
-      return;
-    }
+    if (rows === this.rows) return; // unknown job (replayed once followed) or stale seq
     this.rows = rows;
     const job = this.jobs.get(header.job_id);
     if (job?.wantsDraft && !job.draft && !job.closed && DRAFT_LEVELS.has(header.level)) {
@@ -343,7 +358,8 @@ class Panel {
 
   // Runs the job and, when it is done, places its pixels: in place of its draft, or as a
   // new layer, or with `place` (Refine). Resolves with { jobId, layerId }, or null when
-  // the job was cancelled; throws when it failed.
+  // the job was cancelled; throws when it failed or its result could not be placed (the
+  // draft is then removed: a blurry draft must never stay behind as the result).
   async perform(attempt, job, { priority, wantsDraft, place }) {
     const { jobId, done } = await this.submit(attempt, job, { priority, wantsDraft });
     const finished = done ? { type: 'done' } : await this.waitFor(jobId);
@@ -352,53 +368,82 @@ class Panel {
     const draft = entry.draft ? await entry.draft : null;
     try {
       if (finished.type !== 'done') {
-        if (draft) await quietly(() => this.adapter.discardDraft(job.docId, draft));
+        if (draft) await this.removeDraft(job.docId, jobId, draft);
         if (finished.type === 'failed') throw new Error(finished.error?.message || 'The job failed.');
         this.show(attempt, { phase: 'idle', etaS: null, message: 'Cancelled.', draft: false });
         return null;
       }
-      let pixels;
+      this.show(attempt, { phase: 'placing', progress: 1, etaS: 0 });
+      const commit = async () => {
+        const pixels = pixelsOf(await this.client.result(jobId, { format: 'raw' }));
+        if (place) return place(pixels);
+        return this.adapter.commitResult(job.docId, {
+          name: opName(job.op),
+          historyName: `ML Retouch: ${opName(job.op)}`,
+          pixels,
+          draft: draft ?? undefined,
+        });
+      };
+      let layerId;
       try {
-        pixels = pixelsOf(await this.client.result(jobId, { format: 'raw' }));
+        layerId = await this.placeOrWait(jobId, job.docId, commit, () =>
+          this.show(attempt, { phase: 'placing', message: BUSY_MESSAGE }),
+        );
       } catch (error) {
-        // No final to put in its place: the draft must not stay behind as the result.
-        if (draft) await quietly(() => this.adapter.discardDraft(job.docId, draft));
+        if (draft) await this.removeDraft(job.docId, jobId, draft);
         throw error;
       }
-      this.show(attempt, { phase: 'placing', progress: 1, etaS: 0 });
-      const layerId = place
-        ? await place(pixels)
-        : await this.adapter.commitResult(job.docId, {
-            name: opName(job.op),
-            historyName: `ML Retouch: ${opName(job.op)}`,
-            pixels,
-            draft: draft ?? undefined,
-          });
       this.show(attempt, { phase: 'done', progress: 1, stage: null, etaS: 0, message: '', draft: false });
       return { jobId, layerId };
     } finally {
-      this.jobs.delete(jobId);
+      this.forgetJob(jobId);
     }
   }
 
   // A queued document's job: placed in its document when done, reported on its row.
   async finishQueued(job, jobId, done) {
     const finished = done ? { type: 'done' } : await this.waitFor(jobId);
-    this.jobs.delete(jobId);
+    this.forgetJob(jobId);
     if (finished.type !== 'done') return;
-    try {
+    const commit = async () => {
       const pixels = pixelsOf(await this.client.result(jobId, { format: 'raw' }));
-      await this.adapter.commitResult(job.docId, {
+      return this.adapter.commitResult(job.docId, {
         name: opName(job.op),
         historyName: `ML Retouch: ${opName(job.op)}`,
         pixels,
       });
+    };
+    try {
+      await this.placeOrWait(jobId, job.docId, commit, () => this.markPlacement(jobId, 'waiting'));
+      this.markPlacement(jobId, 'placed');
     } catch (error) {
-      this.rows = this.rows.map((row) =>
-        row.jobId === jobId ? { ...row, state: 'failed', error: messageOf(error) } : row,
-      );
+      this.rows = queue.setPlacement(this.rows, jobId, 'failed', messageOf(error));
       this.changed();
     }
+  }
+
+  // `commit` now; when Photoshop is modal, the result waits in `placements` (waiting()
+  // says so) and goes in when Photoshop is free. Rejects when it cannot be placed at all.
+  async placeOrWait(jobId, docId, commit, waiting) {
+    try {
+      return await commit();
+    } catch (error) {
+      if (!isModalBusy(error)) throw error;
+      waiting();
+      return this.placements.add({ key: jobId, docId, attempt: commit });
+    }
+  }
+
+  // A draft whose job failed, was cancelled or whose final cannot go in. If Photoshop is
+  // modal, the removal waits like a result would.
+  async removeDraft(docId, jobId, draft) {
+    const discard = () => this.adapter.discardDraft(docId, draft);
+    await quietly(() => this.placeOrWait(`${jobId}:draft`, docId, discard, () => {}));
+  }
+
+  markPlacement(jobId, placement) {
+    this.rows = queue.setPlacement(this.rows, jobId, placement);
+    this.changed();
   }
 
   async submit(attempt, job, { priority, wantsDraft }) {
@@ -414,7 +459,8 @@ class Panel {
       preview: { progressive: true, stream_steps: this.streamSteps },
     });
     const jobId = answer.job_id;
-    this.jobs.set(jobId, { docId: job.docId, op: job.op, wantsDraft, draft: null, closed: false });
+    const done = answer.cached || answer.state === 'done';
+    this.jobs.set(jobId, { docId: job.docId, op: job.op, wantsDraft, draft: null, closed: false, finished: null });
     const row = queue.createRow({
       jobId,
       docId: job.docId,
@@ -423,22 +469,21 @@ class Panel {
       state: answer.state,
     });
     this.rows = [...this.rows, row];
-    const early = this.early.get(jobId);
-    if (early) this.rows = queue.applyEvent(this.rows, early);
     if (attempt !== null && attempt === this.attempt) this.currentJobId = jobId;
-    const preview = this.earlyPreviews.get(jobId);
-    this.earlyPreviews.delete(jobId);
-    if (preview && !early) this.handlePreview(preview.header, preview.jpeg);
+    // The sidecar replays what went by before now (state events, the latest preview).
+    if (!done) this.events?.follow?.(jobId);
     this.changed();
-    return { jobId, done: answer.cached || answer.state === 'done' };
+    return { jobId, done };
+  }
+
+  forgetJob(jobId) {
+    this.jobs.delete(jobId);
+    this.events?.unfollow?.(jobId);
   }
 
   waitFor(jobId) {
-    const early = this.early.get(jobId);
-    if (early) {
-      this.early.delete(jobId);
-      return Promise.resolve(early);
-    }
+    const finished = this.jobs.get(jobId)?.finished;
+    if (finished) return Promise.resolve(finished);
     return new Promise((resolve) => {
       this.watches.set(jobId, (event) => {
         this.watches.delete(jobId);
@@ -450,20 +495,10 @@ class Panel {
   finishWatch(event) {
     const watch = this.watches.get(event.job_id);
     if (watch) watch(event);
-    else this.rememberEarly(event);
-  }
-
-  rememberEarlyPreview(header, jpeg) {
-    this.earlyPreviews.delete(header.job_id);
-    this.earlyPreviews.set(header.job_id, { header, jpeg });
-    if (this.earlyPreviews.size > EARLY_EVENTS_KEPT) {
-      this.earlyPreviews.delete(this.earlyPreviews.keys().next().value);
+    else {
+      const entry = this.jobs.get(event.job_id);
+      if (entry) entry.finished = event;
     }
-  }
-
-  rememberEarly(event) {
-    this.early.set(event.job_id, event);
-    if (this.early.size > EARLY_EVENTS_KEPT) this.early.delete(this.early.keys().next().value);
   }
 }
 

@@ -1,102 +1,27 @@
 // The adapter contract (adapter-contract.js) on Photoshop's UXP APIs (apiVersion 2,
-// Photoshop 24 or later), and the token store in the plugin's data folder. The only
-// module that requires 'photoshop' or 'uxp'; both arrive through `deps`, so tests pass
-// fakes and Node never loads the real ones.
+// Photoshop 24.4 or later: host-support.js says why), and the token store in the
+// plugin's data folder. The only module that requires 'photoshop' or 'uxp'; both arrive
+// through `deps`, so tests pass fakes and Node never loads the real ones.
 //
-// Every document change runs inside core.executeAsModal (one at a time: the runner
-// below queues them) and inside one suspendHistory/resumeHistory pair, which makes it
-// exactly one history step or, when the change throws, rolls it back.
+// Every document change runs inside core.executeAsModal (one at a time, tried again
+// while another plugin or a dialog holds Photoshop: modal.js) and inside one
+// suspendHistory/resumeHistory pair, which makes it exactly one history step or, when
+// the change throws, rolls it back.
 'use strict';
 
 const { dataUrl } = require('./ui-parts.js');
+const { createModalRunner, inOneStep } = require('./modal.js');
+const { startOpacityDrag, DRAG_IDLE_MS } = require('./opacity-drag.js');
+const { hostProblem, takesModalTimeOut, documentProblem, plainProfileName } = require('./host-support.js');
+const { asBytes, hostSamples, padToDocument, coversDocument, resizePixels } = require('./pixels.js');
 
 const GROUP_NAME = 'ML Retouch';
-const DRAG_HISTORY_NAME = 'ML Retouch: opacity';
-const DRAG_IDLE_MS = 2000;
 const TOKEN_FILE = 'token.txt';
 const NOTIFICATIONS = ['open', 'select', 'close', 'historyStateChanged'];
+const IDLE_SECONDS = 3; // the user idle this long: time to read a changed document
 
 function hostModules() {
   return { photoshop: require('photoshop'), uxp: require('uxp') };
-}
-
-// 16-bit samples. Photoshop's imaging API uses 0..32768 for 16-bit data; the contract
-// (and the sidecar) use 0..65535. Tables make the conversion one lookup per sample.
-// A Uint16Array view reads and writes little-endian bytes on the platforms Photoshop
-// runs on (x86-64 and arm64), which is what the contract's byte order is.
-const HOST_MAX_16 = 32768;
-const FULL_MAX_16 = 65535;
-let hostToFullTable = null;
-let fullToHostTable = null;
-
-/** Host range (0..32768) to full range (0..65535), rounded to nearest. */
-function fromHost16(samples) {
-  if (!hostToFullTable) {
-    hostToFullTable = new Uint16Array(HOST_MAX_16 + 1);
-    for (let v = 0; v <= HOST_MAX_16; v++) hostToFullTable[v] = Math.round((v * FULL_MAX_16) / HOST_MAX_16);
-  }
-  const out = new Uint16Array(samples.length);
-  for (let i = 0; i < samples.length; i++) out[i] = hostToFullTable[Math.min(samples[i], HOST_MAX_16)];
-  return out;
-}
-
-/** Full range (0..65535) to host range (0..32768), rounded to nearest. */
-function toHost16(samples) {
-  if (!fullToHostTable) {
-    fullToHostTable = new Uint16Array(FULL_MAX_16 + 1);
-    for (let v = 0; v <= FULL_MAX_16; v++) fullToHostTable[v] = Math.round((v * HOST_MAX_16) / FULL_MAX_16);
-  }
-  const out = new Uint16Array(samples.length);
-  for (let i = 0; i < samples.length; i++) out[i] = fullToHostTable[samples[i]];
-  return out;
-}
-
-function samples16(bytes) {
-  const aligned = bytes.byteOffset % 2 === 0 ? bytes : bytes.slice();
-  return new Uint16Array(aligned.buffer, aligned.byteOffset, aligned.byteLength >> 1);
-}
-
-function asBytes(samples) {
-  return new Uint8Array(samples.buffer, samples.byteOffset, samples.byteLength);
-}
-
-// Contract pixels → a typed array in the host's depth and range, for createImageDataFromBuffer.
-function hostSamples(pixels, hostDepth) {
-  const { bytes, width, height, channels, depth } = pixels;
-  const count = width * height * channels;
-  if (bytes.byteLength !== count * (depth / 8)) throw new Error('The pixel buffer does not match its size.');
-  if (depth === 8 && hostDepth === 8) return bytes;
-  if (depth === 16 && hostDepth === 16) return toHost16(samples16(bytes));
-  if (depth === 8) {
-    const out = new Uint16Array(count);
-    for (let i = 0; i < count; i++) out[i] = Math.round((bytes[i] * HOST_MAX_16) / 255);
-    return out;
-  }
-  const wide = samples16(bytes);
-  const out = new Uint8Array(count);
-  for (let i = 0; i < count; i++) out[i] = Math.round(wide[i] / 257);
-  return out;
-}
-
-// getPixels trims transparent margins from the composite; the contract wants the whole
-// canvas, so a trimmed read goes back into a transparent document-sized RGBA buffer.
-function padToDocument(samples, { width, height, channels }, bounds, docWidth, docHeight, opaque) {
-  const out = new samples.constructor(docWidth * docHeight * 4);
-  for (let y = 0; y < height; y++) {
-    for (let x = 0; x < width; x++) {
-      const from = (y * width + x) * channels;
-      const to = ((y + bounds.top) * docWidth + x + bounds.left) * 4;
-      out[to] = samples[from];
-      out[to + 1] = samples[from + 1];
-      out[to + 2] = samples[from + 2];
-      out[to + 3] = channels === 4 ? samples[from + 3] : opaque;
-    }
-  }
-  return out;
-}
-
-function coversDocument(bounds, width, height, docWidth, docHeight) {
-  return !bounds || (bounds.left === 0 && bounds.top === 0 && width === docWidth && height === docHeight);
 }
 
 // FNV-1a, 32 bit: a short key, not a security measure.
@@ -144,50 +69,26 @@ function layerStackHash(doc) {
   return fnv1a(parts.join('\n'));
 }
 
-function documentInfo(doc) {
+function documentInfo(doc, constants) {
   return {
     id: doc.id,
     name: doc.name ?? doc.title,
     width: doc.width,
     height: doc.height,
     layerStackHash: layerStackHash(doc),
+    unsupported: documentProblem(doc, constants),
   };
-}
-
-// Queues executeAsModal calls: Photoshop refuses a second modal scope while one is open.
-function createModalRunner(core) {
-  let tail = Promise.resolve();
-  return (commandName, fn, options = {}) => {
-    const run = tail.then(() => core.executeAsModal((context) => fn(context), { commandName, ...options }));
-    tail = run.catch(() => {});
-    return run;
-  };
-}
-
-// One history step named `name` around `change`; rolled back if it throws.
-async function inOneStep(context, documentID, name, change) {
-  const { hostControl } = context;
-  const suspension = await hostControl.suspendHistory({ documentID, name });
-  let value;
-  try {
-    value = await change();
-  } catch (error) {
-    try {
-      await hostControl.resumeHistory(suspension, false);
-    } catch {
-      // the rollback failing must not hide why the change failed
-    }
-    throw error;
-  }
-  await hostControl.resumeHistory(suspension, true);
-  return value;
 }
 
 function createPhotoshopAdapter(deps = hostModules()) {
   const { app, action, core, imaging, constants } = deps.photoshop;
   const page = deps.document ?? globalThis.document;
   const dragIdleMs = deps.dragIdleMs ?? DRAG_IDLE_MS;
-  const modal = createModalRunner(core);
+  const modal = createModalRunner(core, {
+    takesTimeOut: takesModalTimeOut(deps.uxp),
+    delaysMs: deps.modalDelaysMs,
+    wait: deps.wait,
+  });
   const profiles = new Map(); // document id → the colour profile its pixels were read in
   let drag = null;
 
@@ -207,19 +108,26 @@ function createPhotoshopAdapter(deps = hostModules()) {
     return layer;
   }
 
-  // 8 and 16 bit are exact. A 32-bit document is asked for 16-bit pixels and given
-  // 16-bit ones back, leaving the conversion to the imaging API (not tried on one yet).
+  // 8 and 16 bit (exact, 16-bit in full range); other depths and modes are refused
+  // before any pixels are read (host-support.js).
   function hostDepth(doc) {
     return doc.bitsPerChannel === constants.BitsPerChannelType.EIGHT ? 8 : 16;
+  }
+
+  function requireSupported(doc) {
+    const problem = documentProblem(doc, constants);
+    if (problem) throw new Error(problem);
   }
 
   function isGroup(layer) {
     return layer.kind === constants.LayerKind.GROUP;
   }
 
-  function setOpacity(docId, layerId, percent) {
+  // batchPlay resolves (it does not reject) when Photoshop refuses a command: a locked
+  // or deleted layer answers {_obj: 'error', message, result}, which is an error here.
+  async function setOpacity(docId, layerId, percent) {
     const value = Math.min(100, Math.max(0, Number(percent)));
-    return action.batchPlay(
+    const results = await action.batchPlay(
       [
         {
           _obj: 'set',
@@ -232,6 +140,8 @@ function createPhotoshopAdapter(deps = hostModules()) {
       ],
       {},
     );
+    const failed = list(results).find((result) => result?._obj === 'error');
+    if (failed) throw new Error(failed.message || `Photoshop refused the opacity change (${failed.result}).`);
   }
 
   // The group at the top of the stack that holds every layer this panel makes.
@@ -254,14 +164,16 @@ function createPhotoshopAdapter(deps = hostModules()) {
   }
 
   async function writePixels(doc, layerId, pixels) {
-    const data = hostSamples(pixels, hostDepth(doc));
-    const profile = profiles.get(doc.id);
+    const depth = hostDepth(doc);
+    const data = hostSamples(pixels, depth);
+    const profile = plainProfileName(profiles.get(doc.id));
     const imageData = await imaging.createImageDataFromBuffer(data, {
       width: pixels.width,
       height: pixels.height,
       components: pixels.channels,
       chunky: true,
       colorSpace: 'RGB',
+      ...(depth === 16 ? { fullRange: true } : {}),
       ...(profile ? { colorProfile: profile } : {}),
     });
     try {
@@ -277,31 +189,19 @@ function createPhotoshopAdapter(deps = hostModules()) {
     }
   }
 
-  // A draft (1/8 of the document, say) is written small at the top-left corner, then
-  // scaled up with Layer.scale, anchored top-left: Photoshop resamples it (fast, and
-  // smooth), where uploading a document-sized copy would cost a full-resolution buffer.
-  // Layer.scale transforms the layer's content bounds, which start past (0,0) when the
-  // draft has transparent margins; the translate puts such content where it belongs.
-  async function fitToDocument(doc, layer, pixels) {
-    if (pixels.width === doc.width && pixels.height === doc.height) return;
-    const scaleX = doc.width / pixels.width;
-    const scaleY = doc.height / pixels.height;
-    const before = layer.boundsNoEffects;
-    await layer.scale(scaleX * 100, scaleY * 100, constants.AnchorPosition.TOPLEFT);
-    const dx = Math.round((before?.left ?? 0) * (scaleX - 1));
-    const dy = Math.round((before?.top ?? 0) * (scaleY - 1));
-    if (dx || dy) await layer.translate(dx, dy);
-  }
-
+  // Pixels smaller than the document (a draft, 1/8 of its size say) are resized to it
+  // here and written whole. Layer.scale and Layer.translate are Photoshop's Transform
+  // and Move commands: with a selection active they act on the selected pixels only,
+  // and they leave the selection changed. A full-size putPixels at (0, 0), in pixels,
+  // touches neither the selection nor depends on the document's resolution.
   async function fillLayer(doc, layer, pixels) {
-    await writePixels(doc, layer.id, pixels);
-    await fitToDocument(doc, layer, pixels);
+    await writePixels(doc, layer.id, resizePixels(pixels, doc.width, doc.height));
   }
 
   async function addResultLayer(doc, name, pixels) {
     const group = await retouchGroup(doc);
-    // createPixelLayer is the newer name; createLayer (Photoshop 23+) makes a pixel layer too.
-    const layer = doc.createPixelLayer ? await doc.createPixelLayer({ name }) : await doc.createLayer({ name });
+    // createPixelLayer (24.1) is there on every Photoshop the panel runs on (24.4+).
+    const layer = await doc.createPixelLayer({ name });
     await placeAtTopOf(group, layer);
     await fillLayer(doc, layer, pixels);
     return layer;
@@ -320,83 +220,8 @@ function createPhotoshopAdapter(deps = hostModules()) {
     return states[index];
   }
 
-  // The slider: a drag is one modal scope with the document's history suspended, so the
-  // live values make no history steps (Photoshop makes a step for every change made in
-  // a modal scope otherwise: a drag would flood the History panel and push the user's
-  // own steps out of it). The drag ends rolled back, leaving no step, or on release
-  // (commitOpacity) as one step with the caller's name. `interactive` keeps Photoshop
-  // from putting up its progress dialog while the drag lasts; while it lasts, other
-  // changes to the document wait, which is why it also ends after DRAG_IDLE_MS without
-  // a new value.
   function startDrag(docId, layerId) {
-    const session = { docId, layerId, value: null, finish: null, stop: false, ended: false, wake: null, waiters: [] };
-
-    // Resolves true after dragIdleMs without news, false as soon as there is some.
-    const nextSignal = () => {
-      if (session.value !== null || session.finish || session.stop) return Promise.resolve(false);
-      return new Promise((resolve) => {
-        const timer = setTimeout(() => resolve(true), dragIdleMs);
-        session.wake = () => {
-          clearTimeout(timer);
-          resolve(false);
-        };
-      }).finally(() => {
-        session.wake = null;
-      });
-    };
-
-    const applyValues = async (doc) => {
-      for (;;) {
-        const idle = await nextSignal();
-        if (session.value !== null) {
-          const value = session.value;
-          const waiting = session.waiters.splice(0);
-          session.value = null;
-          await setOpacity(doc.id, layerId, value);
-          for (const waiter of waiting) waiter.resolve();
-        }
-        if (idle || session.finish || session.stop) return;
-      }
-    };
-
-    const run = async (context) => {
-      const doc = requireDocument(docId);
-      const { hostControl } = context;
-      const suspension = await hostControl.suspendHistory({ documentID: doc.id, name: DRAG_HISTORY_NAME });
-      try {
-        await applyValues(doc);
-      } finally {
-        await hostControl.resumeHistory(suspension, false);
-      }
-      const finish = session.finish;
-      session.ended = true;
-      if (!finish) return;
-      await inOneStep(context, doc.id, finish.historyName, () => setOpacity(doc.id, layerId, finish.percent));
-    };
-
-    const settle = (error) => {
-      for (const waiter of session.waiters.splice(0)) (error ? waiter.reject(error) : waiter.resolve());
-    };
-    session.done = modal(DRAG_HISTORY_NAME, run, { interactive: true }).finally(() => {
-      session.ended = true;
-      if (drag === session) drag = null;
-    });
-    session.done.then(() => settle(), settle);
-
-    session.update = (percent) => {
-      session.value = percent;
-      const applied = new Promise((resolve, reject) => session.waiters.push({ resolve, reject }));
-      session.wake?.();
-      return applied;
-    };
-    // With `finish` ({percent, historyName}) the drag ends as one step; without, rolled back.
-    session.end = (finish) => {
-      if (finish) session.finish = finish;
-      else session.stop = true;
-      session.wake?.();
-      return session.done;
-    };
-    return session;
+    return startOpacityDrag({ docId, layerId, modal, requireDocument, setOpacity, idleMs: dragIdleMs });
   }
 
   function dragOf(docId, layerId) {
@@ -407,16 +232,20 @@ function createPhotoshopAdapter(deps = hostModules()) {
     async activeDocument() {
       if (!list(app.documents).length) return null;
       const doc = app.activeDocument;
-      return doc ? documentInfo(doc) : null;
+      return doc ? documentInfo(doc, constants) : null;
     },
 
     async documents() {
-      return list(app.documents).map(documentInfo);
+      return list(app.documents).map((doc) => documentInfo(doc, constants));
     },
 
+    // The composite, read once: 16-bit in full range straight from getData, so the bytes
+    // handed on are getData's own array (no copy) unless the composite was trimmed.
+    // `release` frees the image data once the caller is done with the bytes.
     readPixels(docId) {
       return modal('ML Retouch: read pixels', async () => {
         const doc = requireDocument(docId);
+        requireSupported(doc);
         const depth = hostDepth(doc);
         const { imageData, sourceBounds } = await imaging.getPixels({
           documentID: doc.id,
@@ -424,31 +253,38 @@ function createPhotoshopAdapter(deps = hostModules()) {
           applyAlpha: false,
           colorSpace: 'RGB',
         });
+        let keep = false;
         try {
-          const data = await imageData.getData({ chunky: true });
-          // Copied before dispose, which may free the memory getData's array views.
-          let samples = depth === 16 ? fromHost16(data) : new Uint8Array(data);
+          let samples = await imageData.getData({ chunky: true, ...(depth === 16 ? { fullRange: true } : {}) });
           let { width, height, components: channels } = imageData;
+          if (imageData.colorProfile) profiles.set(doc.id, imageData.colorProfile);
           if (!coversDocument(sourceBounds, width, height, doc.width, doc.height)) {
-            const opaque = depth === 16 ? FULL_MAX_16 : 255;
+            const opaque = depth === 16 ? 65535 : 255;
             samples = padToDocument(samples, { width, height, channels }, sourceBounds, doc.width, doc.height, opaque);
             ({ width, height } = doc);
             channels = 4;
-          }
-          if (imageData.colorProfile) profiles.set(doc.id, imageData.colorProfile);
-          return { bytes: depth === 16 ? asBytes(samples) : samples, width, height, channels, depth };
+          } else keep = true;
+          const bytes = asBytes(samples);
+          const release = keep ? () => imageData.dispose() : () => {};
+          return { bytes, width, height, channels, depth, release };
         } finally {
-          imageData.dispose();
+          if (!keep) imageData.dispose();
         }
       });
     },
 
+    // A draft is only worth placing at once: while Photoshop is modal it is skipped
+    // (not tried again), and the final comes in its own time.
     placeDraft(docId, { name, historyName, pixels }) {
-      return modal(historyName, async (context) => {
-        const doc = requireDocument(docId);
-        const layer = await inOneStep(context, doc.id, historyName, () => addResultLayer(doc, name, pixels));
-        return { layerId: layer.id, docId: doc.id, historyStateId: doc.activeHistoryState?.id, historyName };
-      });
+      return modal(
+        historyName,
+        async (context) => {
+          const doc = requireDocument(docId);
+          const layer = await inOneStep(context, doc.id, historyName, () => addResultLayer(doc, name, pixels));
+          return { layerId: layer.id, docId: doc.id, historyStateId: doc.activeHistoryState?.id, historyName };
+        },
+        { retry: false },
+      );
     },
 
     commitResult(docId, { name, historyName, pixels, draft }) {
@@ -530,6 +366,8 @@ function createPhotoshopAdapter(deps = hostModules()) {
     // What a notification's descriptor holds is not documented event by event, so the
     // document is read from the DOM after it (the one in front, or the descriptor's
     // documentID when it has one), and closes are found by which documents are gone.
+    // The user going idle is core's UI notification userIdle (23.3), after
+    // setUserIdleTime seconds; it fires again with idleEnd when they come back.
     watchDocuments(listener) {
       const known = new Set(list(app.documents).map((doc) => doc.id));
       const call = (name, value) => {
@@ -552,16 +390,32 @@ function createPhotoshopAdapter(deps = hostModules()) {
         const byId = event === 'historyStateChanged' ? openDocument(descriptor?.documentID) : null;
         const doc = byId ?? (list(app.documents).length ? app.activeDocument : null);
         if (!doc) return;
-        const info = documentInfo(doc);
+        const info = documentInfo(doc, constants);
         if (!known.has(doc.id)) {
           known.add(doc.id);
           call('opened', info);
         } else if (event === 'select') call('selected', info);
         else if (event === 'historyStateChanged') call('historyChanged', info);
       };
-      Promise.resolve(action.addNotificationListener(NOTIFICATIONS, handler)).catch(() => {});
+      const onIdle = (event, descriptor) => {
+        if (!descriptor?.idleEnd) call('idle');
+      };
+      const watchesIdle = typeof core.addNotificationListener === 'function';
+      const quiet = (fn) => {
+        try {
+          Promise.resolve(fn()).catch(() => {});
+        } catch {
+          // a listener Photoshop refuses leaves the panel without that event, nothing more
+        }
+      };
+      quiet(() => action.addNotificationListener(NOTIFICATIONS, handler));
+      if (watchesIdle) {
+        quiet(() => core.setUserIdleTime?.(IDLE_SECONDS));
+        quiet(() => core.addNotificationListener('UI', ['userIdle'], onIdle));
+      }
       return () => {
-        Promise.resolve(action.removeNotificationListener(NOTIFICATIONS, handler)).catch(() => {});
+        quiet(() => action.removeNotificationListener(NOTIFICATIONS, handler));
+        if (watchesIdle) quiet(() => core.removeNotificationListener('UI', ['userIdle'], onIdle));
       };
     },
   };
@@ -590,4 +444,4 @@ function createTokenStore(deps = hostModules()) {
   };
 }
 
-module.exports = { createPhotoshopAdapter, createTokenStore, fromHost16, toHost16, GROUP_NAME };
+module.exports = { createPhotoshopAdapter, createTokenStore, hostProblem, GROUP_NAME };

@@ -19,6 +19,7 @@ function createRow({ jobId, docId, name, priority = 'normal', state = 'queued', 
     priority,
     thumbnail: null,
     error: null,
+    placement: null, // null | 'waiting' (Photoshop was busy) | 'placed' | 'failed'
     seq: -1,
     submittedAt,
     finishedAt: state === 'done' ? submittedAt : null,
@@ -135,4 +136,13 @@ function cancel(row) {
   return { method: 'DELETE', path: `/v1/jobs/${row.jobId}`, jobId: row.jobId };
 }
 
-module.exports = { createRow, isFinished, order, applyEvent, applyPreview, applyStatus, star, cancel };
+/** Rows with the job's placement in its document noted ('waiting', 'placed', 'failed'). */
+function setPlacement(rows, jobId, placement, error) {
+  const index = rows.findIndex((row) => row.jobId === jobId);
+  if (index === -1) return rows;
+  const next = rows.slice();
+  next[index] = { ...rows[index], placement, error: error ?? rows[index].error };
+  return next;
+}
+
+module.exports = { createRow, isFinished, order, applyEvent, applyPreview, applyStatus, setPlacement, star, cancel };

@@ -126,8 +126,13 @@ class CanvasDocument {
   }
 }
 
+// Photoshop's userIdle, in the browser: `idle` after this long without a document event.
+const IDLE_MS = 1500;
+
 class Workspace {
-  constructor() {
+  constructor({ idleMs = IDLE_MS } = {}) {
+    this.idleMs = idleMs;
+    this.idleTimer = null;
     this.documents = new Map();
     this.activeId = null;
     this.nextDocId = 1;
@@ -204,6 +209,9 @@ class Workspace {
 
   notify(kind, payload) {
     for (const watcher of this.watchers) watcher[kind]?.(payload);
+    if (kind === 'idle') return;
+    clearTimeout(this.idleTimer);
+    this.idleTimer = setTimeout(() => this.notify('idle'), this.idleMs);
   }
 
   onChange(listener) {

@@ -286,19 +286,52 @@ function fakeClient({ cached = false } = {}) {
   };
 }
 
-// Stands in for EventStream: listen({onEvent, onPreview}); the test drives it with emit.
+// Stands in for the sidecar's event stream as the panel sees it: listen({onEvent,
+// onPreview}); the test drives it with emit. Until the panel follows a job, its events
+// reach the panel unasked (a stream subscribed to every job); follow(jobId) replays what
+// the job published so far (its state events, then its latest preview, in seq order), as
+// the sidecar does for a WebSocket that subscribes to that job.
 function fakeEvents() {
   const listeners = new Set();
+  const published = new Map(); // jobId → { events: [], preview: [header, jpeg] | null }
+  const deliver = (kind, args) => {
+    for (const listener of listeners) {
+      if (kind === 'event') listener.onEvent(...args);
+      else listener.onPreview(...args);
+    }
+  };
+  const record = (kind, args) => {
+    const jobId = args[0]?.job_id;
+    if (typeof jobId !== 'string' || !Number.isInteger(args[0].seq)) return;
+    const history = published.get(jobId) ?? { events: [], preview: null };
+    published.set(jobId, history);
+    if (kind === 'event') history.events.push(args);
+    else history.preview = args;
+  };
   return {
+    followed: [],
+    unfollowed: [],
     listen(listener) {
       listeners.add(listener);
       return () => listeners.delete(listener);
     },
     emit(kind, ...args) {
-      for (const listener of listeners) {
-        if (kind === 'event') listener.onEvent(...args);
-        else listener.onPreview(...args);
-      }
+      record(kind, args);
+      deliver(kind, args);
+    },
+    follow(jobId) {
+      this.followed.push(jobId);
+      const history = published.get(jobId);
+      if (!history) return;
+      const replay = [...history.events.map((args) => ['event', args])];
+      if (history.preview) replay.push(['preview', history.preview]);
+      replay.sort((a, b) => a[1][0].seq - b[1][0].seq);
+      setImmediate(() => {
+        for (const [kind, args] of replay) deliver(kind, args);
+      });
+    },
+    unfollow(jobId) {
+      this.unfollowed.push(jobId);
     },
   };
 }
@@ -498,7 +531,7 @@ test('step and final previews are never placed; the first draft-level preview af
   assert.deepEqual(s.adapter.steps(), ['ML Retouch: Generate']);
 });
 
-test('a draft that beats the submit answer is kept and placed once the job is known', async () => {
+test('a draft that beats the submit answer is replayed once the job is followed, and placed', async () => {
   const s = setup();
   let early;
   s.client.onSubmit = (answer) => {
@@ -530,12 +563,16 @@ test('an early draft of a job that is already done by its submit answer is not p
   assert.deepEqual(s.adapter.steps(), ['ML Retouch: Beauty']);
 });
 
-test('early previews are kept for a bounded number of unknown jobs', async () => {
+test('the panel follows each job it submits and stops once the job is settled', async () => {
   const s = setup();
-  for (let i = 0; i < 200; i += 1) emitPreview(s, `other-${i}`, 'draft', 1);
-  assert.ok(s.panel.earlyPreviews.size <= 64);
-  emitPreview(s, 'other-0', 'step', 2);
-  assert.equal(s.panel.earlyPreviews.has('other-0'), false, 'step previews are never kept');
+  const running = s.panel.apply('beauty');
+  await settle();
+  assert.deepEqual(s.events.followed, ['job-1']);
+  done(s, 'job-1');
+  await running;
+  assert.deepEqual(s.events.unfollowed, ['job-1']);
+  assert.equal(s.panel.early, undefined, 'no buffer of unknown jobs’ events');
+  assert.equal(s.panel.earlyPreviews, undefined);
 });
 
 test('a draft that arrives after the job is done is never placed', async () => {
@@ -1035,9 +1072,10 @@ test('a failure on one queued document does not stop the others', async () => {
     [
       ['job-1', 'done', null],
       ['job-2', 'failed', 'Engine crashed.'],
-      ['job-3', 'failed', 'The result is gone.'],
+      ['job-3', 'done', 'The result is gone.'],
     ],
   );
+  assert.equal(s.panel.rows[2].placement, 'failed', 'done at the sidecar, not placed');
 });
 
 test('starring a waiting row sends the PATCH once and shows it as a hero; active and finished rows are not starred', async () => {
@@ -1159,7 +1197,7 @@ test('resync asks only about unfinished jobs, skips those it cannot look up, and
 
 // --- Document events ----------------------------------------------------------------
 
-test('watchDocuments wires opened, selected, closed and historyChanged to precompute and stopPrecompute', async () => {
+test('watchDocuments wires opened, selected, closed, historyChanged and idle to precompute and stopPrecompute', async () => {
   const s = setup({ docs: [doc(1), doc(2)] });
   const stop = s.panel.watchDocuments();
   assert.equal(s.adapter.listeners.length, 1);
@@ -1167,12 +1205,15 @@ test('watchDocuments wires opened, selected, closed and historyChanged to precom
 
   await listener.opened(doc(1));
   assert.equal(s.panel.activeDocId, 'doc-1');
+  assert.deepEqual(s.adapter.named('readPixels'), [], 'no pixels read until the user is idle');
+  await listener.idle();
   assert.deepEqual(s.client.named('precompute'), [
     [{ imageId: 'img-1', documentId: 'doc-1', layerStackHash: 'hash-a', ops: undefined }],
   ]);
 
   await listener.selected(doc(2));
   assert.equal(s.panel.activeDocId, 'doc-2');
+  await listener.idle();
   assert.deepEqual(s.client.named('precompute')[1][0], {
     imageId: 'img-2',
     documentId: 'doc-2',
@@ -1181,8 +1222,10 @@ test('watchDocuments wires opened, selected, closed and historyChanged to precom
   });
 
   await listener.historyChanged(doc(2)); // same hash: nothing to do
+  await listener.idle();
   assert.equal(s.client.named('precompute').length, 2);
   await listener.historyChanged(doc(2, { layerStackHash: 'hash-b2' }));
+  await listener.idle();
   assert.deepEqual(s.client.named('precompute')[2][0].layerStackHash, 'hash-b2');
   assert.equal(s.client.named('uploadRaw').length, 3);
 
@@ -1196,17 +1239,21 @@ test('watchDocuments wires opened, selected, closed and historyChanged to precom
   assert.equal(s.adapter.named('stopWatching').length, 1);
 });
 
-test('opening or selecting a document uploads it once and starts its precompute', async () => {
+test('opening or selecting a document uploads it once, when the user is idle, and starts its precompute', async () => {
   const s = setup({ docs: [doc(1), doc(2)] });
   await s.panel.documentOpened(doc(1));
+  assert.deepEqual(s.adapter.named('readPixels'), []);
+  await s.panel.userIdle();
   assert.deepEqual(s.client.named('precompute'), [
     [{ imageId: 'img-1', documentId: 'doc-1', layerStackHash: 'hash-a', ops: undefined }],
   ]);
   await s.panel.documentSelected(doc(2));
+  await s.panel.userIdle();
   assert.equal(s.client.named('precompute')[1][0].documentId, 'doc-2');
   assert.equal(s.panel.activeDocId, 'doc-2');
 
   await s.panel.documentSelected(doc(1));
+  await s.panel.userIdle();
   assert.equal(s.client.named('uploadRaw').length, 2, 'doc-1 is not uploaded again');
   assert.equal(s.client.named('precompute').length, 3);
 });
@@ -1228,11 +1275,15 @@ test('closing a document stops its precompute, forgets its image and its result 
 test('a history change with the same hash does nothing; a new hash invalidates and precomputes again', async () => {
   const s = setup();
   await s.panel.documentSelected(PORTRAIT);
+  await s.panel.userIdle();
   await s.panel.historyChanged(PORTRAIT);
+  await s.panel.userIdle();
   assert.equal(s.client.named('precompute').length, 1);
   assert.equal(s.client.named('uploadRaw').length, 1);
 
   await s.panel.historyChanged({ ...PORTRAIT, layerStackHash: 'hash-2' });
+  assert.equal(s.client.named('uploadRaw').length, 1, 'a brush stroke reads no pixels');
+  await s.panel.userIdle();
   assert.equal(s.client.named('uploadRaw').length, 2);
   assert.deepEqual(s.client.named('precompute')[1][0], {
     imageId: 'img-2',
@@ -1242,25 +1293,28 @@ test('a history change with the same hash does nothing; a new hash invalidates a
   });
 });
 
-test('history changes during a precompute collapse into one run with the newest state', async () => {
+test('history changes while the user works are read once, the newest, when they pause', async () => {
   const s = setup();
   await s.panel.documentSelected(PORTRAIT);
-  const changes = ['hash-2', 'hash-3', 'hash-4'].map((hash) =>
-    s.panel.historyChanged({ ...PORTRAIT, layerStackHash: hash }),
-  );
-  await Promise.all(changes);
+  await s.panel.userIdle();
+  for (const hash of ['hash-2', 'hash-3', 'hash-4']) await s.panel.historyChanged({ ...PORTRAIT, layerStackHash: hash });
+  assert.equal(s.adapter.named('readPixels').length, 1, 'no reads while painting');
+  await s.panel.userIdle();
+  await s.panel.userIdle(); // a second idle with nothing new reads nothing
   assert.deepEqual(
     s.client.named('precompute').map(([request]) => request.layerStackHash),
     ['hash-1', 'hash-4'],
   );
-  assert.equal(s.client.named('uploadRaw').length, 3, 'hash-3 is never read nor uploaded');
+  assert.equal(s.client.named('uploadRaw').length, 2, 'hash-2 and hash-3 are never read nor uploaded');
 });
 
 test('a precompute whose upload finishes after a switch does not stop the new document', async () => {
   const s = setup({ docs: [doc(1), doc(2)] });
-  const first = s.panel.documentSelected(doc(1));
+  await s.panel.documentSelected(doc(1));
+  const first = s.panel.userIdle();
   const second = s.panel.documentSelected(doc(2));
   await Promise.all([first, second]);
+  await s.panel.userIdle();
   assert.deepEqual(s.client.named('precompute').map(([request]) => request.documentId), ['doc-2']);
 });
 
@@ -1317,9 +1371,12 @@ test('the panel follows a job through a real EventStream: draft frame to layer, 
 test('stepping back to a state uploaded before asks HEAD and skips the upload', async () => {
   const s = setup();
   await s.panel.documentSelected(PORTRAIT);
+  await s.panel.userIdle();
   await s.panel.historyChanged({ ...PORTRAIT, layerStackHash: 'hash-2' });
+  await s.panel.userIdle();
   assert.equal(s.client.named('uploadRaw').length, 2);
   await s.panel.historyChanged(PORTRAIT); // undo: back to the first state
+  await s.panel.userIdle();
   assert.deepEqual(s.client.named('hasImage'), [['img-1']]);
   assert.equal(s.client.named('uploadRaw').length, 2, 'no third upload');
   assert.equal(s.client.named('precompute').at(-1)[0].imageId, 'img-1');
@@ -1328,9 +1385,12 @@ test('stepping back to a state uploaded before asks HEAD and skips the upload', 
 test('a state the sidecar no longer holds is uploaded again', async () => {
   const s = setup();
   await s.panel.documentSelected(PORTRAIT);
+  await s.panel.userIdle();
   await s.panel.historyChanged({ ...PORTRAIT, layerStackHash: 'hash-2' });
+  await s.panel.userIdle();
   s.client.stored.clear(); // the sidecar's store was emptied
   await s.panel.historyChanged(PORTRAIT);
+  await s.panel.userIdle();
   assert.deepEqual(s.client.named('hasImage'), [['img-1']]);
   assert.equal(s.client.named('uploadRaw').length, 3);
   assert.equal(s.client.named('precompute').at(-1)[0].imageId, 'img-3');

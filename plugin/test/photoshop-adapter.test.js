@@ -8,410 +8,21 @@ const path = require('node:path');
 const {
   createPhotoshopAdapter,
   createTokenStore,
-  fromHost16,
-  toHost16,
   GROUP_NAME,
 } = require('../photoshop-adapter.js');
 const { checkAdapter } = require('../adapter-contract.js');
 
-// A small in-memory Photoshop: documents hold a tree of plain layer records, every
-// change must happen inside executeAsModal, and history states are snapshots of the
-// tree, so undo, redo branches and suspend/resume behave as in Photoshop.
-
-const constants = {
-  BitsPerChannelType: { ONE: 'bitDepth1', EIGHT: 'bitDepth8', SIXTEEN: 'bitDepth16', THIRTYTWO: 'bitDepth32' },
-  ElementPlacement: {
-    PLACEAFTER: 'placeAfter',
-    PLACEATBEGINNING: 'placeAtBeginning',
-    PLACEATEND: 'placeAtEnd',
-    PLACEBEFORE: 'placeBefore',
-    PLACEINSIDE: 'placeInside',
-  },
-  AnchorPosition: { TOPLEFT: 'topLeft', MIDDLECENTER: 'middleCenter' },
-  LayerKind: { GROUP: 'group', NORMAL: 'pixel' },
-};
-
-const clone = (value) => structuredClone(value);
-const pixelNode = (id, name) => ({ id, name, kind: 'pixel', visible: true, opacity: 100, blendMode: 'normal' });
-
-function createFakeHost() {
-  let nextId = 100;
-  const host = {
-    documents: [],
-    active: null,
-    modalDepth: 0,
-    modalCommands: [],
-    history: [], // ['suspend', name] | ['resume', name, commit] | ['activate', stateId]
-    unsuspendedChanges: [],
-    autoResumed: [],
-    listeners: [],
-    batchPlayed: [],
-    failPutPixels: false,
-    disposed: 0,
-    newId: () => nextId++,
-  };
-
-  const requireModal = () => {
-    if (host.modalDepth === 0) throw new Error('document changed outside a modal scope');
-  };
-
-  class FakeDocument {
-    constructor({ name, width, height, bits = constants.BitsPerChannelType.EIGHT, composite }) {
-      this.id = host.newId();
-      this.name = name;
-      this.width = width;
-      this.height = height;
-      this.bitsPerChannel = bits;
-      this.composite = composite;
-      const background = pixelNode(host.newId(), 'Background');
-      this.tree = [background];
-      this.activeLayerId = background.id;
-      this.states = [{ id: host.newId(), name: 'Open', tree: clone(this.tree) }];
-      this.activeIndex = 0;
-      this.suspension = null;
-    }
-
-    get layers() {
-      return this.tree.map((node) => layerView(this, node.id));
-    }
-
-    get historyStates() {
-      return this.states.map((state) => ({ id: state.id, name: state.name, snapshot: false }));
-    }
-
-    get activeHistoryState() {
-      const state = this.states[this.activeIndex];
-      return { id: state.id, name: state.name, snapshot: false };
-    }
-
-    set activeHistoryState(target) {
-      requireModal();
-      const index = this.states.findIndex((state) => state.id === target.id);
-      if (index < 0) throw new Error('no such history state');
-      this.activeIndex = index;
-      this.tree = clone(this.states[index].tree);
-      host.history.push(['activate', target.id]);
-    }
-
-    // Photoshop's rule: a change inside a suspension joins it; any other change is a step.
-    changed(what) {
-      requireModal();
-      if (this.suspension) this.suspension.dirty = true;
-      else {
-        host.unsuspendedChanges.push(what);
-        this.pushState(what);
-      }
-    }
-
-    pushState(name) {
-      this.states.splice(this.activeIndex + 1);
-      this.states.push({ id: host.newId(), name, tree: clone(this.tree) });
-      this.activeIndex = this.states.length - 1;
-    }
-
-    // What a user's own edit (a brush stroke) does: change pixels, add a step.
-    userStep(name) {
-      const node = this.tree[this.tree.length - 1];
-      node.painted = (node.painted ?? 0) + 1;
-      this.pushState(name);
-    }
-
-    find(id, nodes = this.tree, parent = null) {
-      for (let index = 0; index < nodes.length; index++) {
-        const node = nodes[index];
-        if (node.id === id) return { node, siblings: nodes, index, parent };
-        if (node.children) {
-          const inner = this.find(id, node.children, node);
-          if (inner) return inner;
-        }
-      }
-      return null;
-    }
-
-    node(id) {
-      const found = this.find(id);
-      if (!found) throw new Error(`layer ${id} does not exist`);
-      return found.node;
-    }
-
-    insertAboveActive(node) {
-      const active = this.find(this.activeLayerId);
-      const siblings = active ? active.siblings : this.tree;
-      siblings.splice(active ? active.index : 0, 0, node);
-      this.activeLayerId = node.id;
-    }
-
-    async createPixelLayer({ name }) {
-      requireModal();
-      const node = pixelNode(host.newId(), name);
-      this.insertAboveActive(node);
-      this.changed('New Layer');
-      return layerView(this, node.id);
-    }
-
-    async createLayerGroup({ name }) {
-      requireModal();
-      const node = { ...pixelNode(host.newId(), name), kind: 'group', blendMode: 'passThrough', children: [] };
-      this.insertAboveActive(node);
-      this.changed('New Group');
-      return layerView(this, node.id);
-    }
-  }
-
-  function layerView(doc, id) {
-    const node = () => doc.node(id);
-    return {
-      id,
-      get name() {
-        return node().name;
-      },
-      set name(value) {
-        node().name = value;
-        doc.changed('Rename Layer');
-      },
-      get kind() {
-        return node().kind;
-      },
-      get visible() {
-        return node().visible;
-      },
-      get opacity() {
-        return node().opacity;
-      },
-      get blendMode() {
-        return node().blendMode;
-      },
-      get layers() {
-        const children = node().children;
-        return children ? children.map((child) => layerView(doc, child.id)) : undefined;
-      },
-      get boundsNoEffects() {
-        const { pixels } = node();
-        return { left: 0, top: 0, right: pixels?.width ?? 0, bottom: pixels?.height ?? 0 };
-      },
-      async move(relative, placement) {
-        requireModal();
-        const moving = doc.find(id);
-        moving.siblings.splice(moving.index, 1);
-        const target = doc.find(relative.id);
-        if (placement === constants.ElementPlacement.PLACEBEFORE) target.siblings.splice(target.index, 0, moving.node);
-        else if (placement === constants.ElementPlacement.PLACEINSIDE) {
-          if (!target.node.children) throw new Error('not a group');
-          target.node.children.unshift(moving.node);
-        } else throw new Error(`placement ${placement} not modelled`);
-        doc.changed('Move');
-      },
-      async delete() {
-        requireModal();
-        const found = doc.find(id);
-        found.siblings.splice(found.index, 1);
-        doc.changed('Delete Layer');
-      },
-      async scale(width, height, anchor) {
-        requireModal();
-        node().scaled = { width, height, anchor };
-        doc.changed('Free Transform');
-      },
-      async translate(dx, dy) {
-        requireModal();
-        node().moved = { dx, dy };
-        doc.changed('Move');
-      },
-    };
-  }
-
-  function documentById(id) {
-    const doc = host.documents.find((candidate) => candidate.id === id);
-    if (!doc) throw new Error(`document ${id} is not open`);
-    return doc;
-  }
-
-  function imageData({ data, width, height, components, colorProfile = 'sRGB IEC61966-2.1' }) {
-    return {
-      width,
-      height,
-      components,
-      componentSize: data instanceof Uint16Array ? 16 : 8,
-      colorProfile,
-      data,
-      async getData() {
-        return data;
-      },
-      dispose() {
-        host.disposed += 1;
-      },
-    };
-  }
-
-  const photoshop = {
-    constants,
-    app: {
-      get documents() {
-        return host.documents;
-      },
-      get activeDocument() {
-        return host.active;
-      },
-    },
-    core: {
-      async executeAsModal(fn, options) {
-        if (host.modalDepth > 0) throw new Error('another modal scope is active');
-        assert.equal(typeof options.commandName, 'string');
-        host.modalCommands.push(options.commandName);
-        host.modalDepth += 1;
-        const context = {
-          hostControl: {
-            async suspendHistory({ documentID, name }) {
-              requireModal();
-              const doc = documentById(documentID);
-              if (doc.suspension) throw new Error('history is already suspended');
-              doc.suspension = { id: host.newId(), name, dirty: false, tree: clone(doc.tree) };
-              host.history.push(['suspend', name]);
-              return doc.suspension.id;
-            },
-            async resumeHistory(suspensionId, commit = true) {
-              requireModal();
-              const doc = host.documents.find((candidate) => candidate.suspension?.id === suspensionId);
-              if (!doc) throw new Error('no such suspension');
-              const { name, dirty, tree } = doc.suspension;
-              doc.suspension = null;
-              host.history.push(['resume', name, commit]);
-              if (!commit) doc.tree = tree;
-              else if (dirty) doc.pushState(name);
-            },
-          },
-        };
-        let failed = false;
-        try {
-          return await fn(context, options.descriptor);
-        } catch (error) {
-          failed = true;
-          throw error;
-        } finally {
-          // Photoshop resumes forgotten suspensions itself; the adapter never should need it.
-          for (const doc of host.documents) {
-            if (!doc.suspension) continue;
-            host.autoResumed.push(doc.suspension.name);
-            if (failed) doc.tree = doc.suspension.tree;
-            else if (doc.suspension.dirty) doc.pushState(doc.suspension.name);
-            doc.suspension = null;
-          }
-          host.modalDepth -= 1;
-        }
-      },
-    },
-    imaging: {
-      async getPixels({ documentID, componentSize }) {
-        const doc = documentById(documentID);
-        const { data, width, height, components, bounds } = doc.composite;
-        assert.equal(componentSize, data instanceof Uint16Array ? 16 : 8);
-        return {
-          imageData: imageData({ data: data.slice(), width, height, components }),
-          sourceBounds: bounds ?? { left: 0, top: 0, right: width, bottom: height },
-          level: 0,
-        };
-      },
-      async createImageDataFromBuffer(data, { width, height, components, colorSpace }) {
-        assert.equal(colorSpace, 'RGB');
-        assert.equal(data.length, width * height * components, 'buffer length must match its shape');
-        return imageData({ data: data.slice(), width, height, components });
-      },
-      async putPixels({ documentID, layerID, imageData: source, replace, targetBounds }) {
-        requireModal();
-        if (host.failPutPixels) throw new Error('putPixels failed');
-        const doc = documentById(documentID);
-        const node = doc.node(layerID);
-        assert.equal(node.kind, 'pixel');
-        assert.equal(replace, true);
-        node.pixels = {
-          width: source.width,
-          height: source.height,
-          components: source.components,
-          componentSize: source.componentSize,
-          data: Array.from(source.data),
-          at: targetBounds,
-        };
-        delete node.scaled;
-        doc.changed('Put Pixels');
-      },
-    },
-    action: {
-      async batchPlay(commands) {
-        for (const command of commands) {
-          host.batchPlayed.push(command);
-          const [layerRef, docRef] = command._target;
-          if (command._obj !== 'set' || layerRef._ref !== 'layer' || docRef._ref !== 'document') {
-            throw new Error('command not modelled');
-          }
-          requireModal();
-          const doc = documentById(docRef._id);
-          assert.equal(command.to.opacity._unit, 'percentUnit');
-          doc.node(layerRef._id).opacity = command.to.opacity._value;
-          doc.changed('Layer Opacity');
-        }
-        return commands.map(() => ({}));
-      },
-      async addNotificationListener(events, listener) {
-        host.listeners.push({ events, listener });
-      },
-      async removeNotificationListener(events, listener) {
-        host.listeners = host.listeners.filter((entry) => !(entry.listener === listener && entry.events === events));
-      },
-    },
-  };
-
-  host.open = (options) => {
-    const doc = new FakeDocument(options);
-    host.documents.push(doc);
-    host.active = doc;
-    return doc;
-  };
-  host.close = (doc) => {
-    host.documents = host.documents.filter((candidate) => candidate !== doc);
-    if (host.active === doc) host.active = host.documents[0] ?? null;
-  };
-  host.emit = (event, descriptor) => {
-    for (const entry of host.listeners) if (entry.events.includes(event)) entry.listener(event, descriptor);
-  };
-  host.photoshop = photoshop;
-  return host;
-}
-
-function createFakeFolder() {
-  const files = new Map();
-  const file = (name) => ({
-    async read() {
-      return files.get(name);
-    },
-    async write(text) {
-      files.set(name, text);
-    },
-  });
-  return {
-    files,
-    async getEntry(name) {
-      if (!files.has(name)) throw new Error(`${name} not found`);
-      return file(name);
-    },
-    async createFile(name, { overwrite = false } = {}) {
-      if (files.has(name) && !overwrite) throw new Error(`${name} exists`);
-      files.set(name, files.get(name) ?? '');
-      return file(name);
-    },
-  };
-}
-
-function fakeUxp(folder = createFakeFolder()) {
-  return { storage: { localFileSystem: { getDataFolder: async () => folder } } };
-}
+const { constants, pixelNode, createFakeHost, createFakeFolder, fakeUxp } = require('./fake-photoshop.js');
 
 function rgbPixels(width, height, fill = 7) {
   return { bytes: new Uint8Array(width * height * 3).fill(fill), width, height, channels: 3, depth: 8 };
 }
 
-function setup({ width = 16, height = 8, bits, composite, dragIdleMs = 1000 } = {}) {
-  const host = createFakeHost();
+function setup({ width = 16, height = 8, bits, composite, dragIdleMs = 1000, version, mode, resolution } = {}) {
+  const host = createFakeHost({ version });
   const doc = host.open({
+    mode,
+    resolution,
     name: 'portrait.tif',
     width,
     height,
@@ -420,7 +31,13 @@ function setup({ width = 16, height = 8, bits, composite, dragIdleMs = 1000 } = 
   });
   const elements = new Map();
   const page = { getElementById: (id) => elements.get(id) ?? null };
-  const adapter = createPhotoshopAdapter({ photoshop: host.photoshop, uxp: fakeUxp(), document: page, dragIdleMs });
+  const adapter = createPhotoshopAdapter({
+    photoshop: host.photoshop,
+    uxp: fakeUxp(undefined, host.version),
+    document: page,
+    dragIdleMs,
+    modalDelaysMs: [1, 2, 4],
+  });
   return { host, doc, adapter, elements };
 }
 
@@ -465,16 +82,6 @@ test('the adapter implements every method of the contract', () => {
   assert.equal(checkAdapter(adapter), adapter);
 });
 
-test('16-bit samples convert between Photoshop 0..32768 and 0..65535, rounding to nearest', () => {
-  assert.deepEqual(Array.from(fromHost16(Uint16Array.of(0, 1, 16384, 32767, 32768))), [0, 2, 32768, 65533, 65535]);
-  assert.deepEqual(Array.from(toHost16(Uint16Array.of(0, 1, 2, 32768, 65534, 65535))), [0, 1, 1, 16384, 32767, 32768]);
-  const every = Uint16Array.from({ length: 32769 }, (_, v) => v);
-  assert.deepEqual(toHost16(fromHost16(every)), every, 'host → full → host is lossless');
-  const full = Uint16Array.from({ length: 65536 }, (_, v) => v);
-  const back = fromHost16(toHost16(full));
-  for (let v = 0; v < 65536; v++) assert.ok(Math.abs(back[v] - v) <= 1, `full value ${v} moves by at most 1`);
-});
-
 test('readPixels of a 16-bit document gives full-range little-endian samples', async () => {
   const { adapter, doc, host } = setup({
     width: 2,
@@ -483,11 +90,14 @@ test('readPixels of a 16-bit document gives full-range little-endian samples', a
     composite: { data: Uint16Array.of(0, 16384, 32768, 32768, 1, 0), width: 2, height: 1, components: 3 },
   });
   const pixels = await adapter.readPixels(doc.id);
-  assert.deepEqual({ ...pixels, bytes: undefined }, { bytes: undefined, width: 2, height: 1, channels: 3, depth: 16 });
-  const view = new DataView(pixels.bytes.buffer, pixels.bytes.byteOffset, pixels.bytes.byteLength);
+  const { bytes, release, ...shape } = pixels;
+  assert.deepEqual(shape, { width: 2, height: 1, channels: 3, depth: 16 });
+  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   const samples = Array.from({ length: 6 }, (_, i) => view.getUint16(i * 2, true));
-  assert.deepEqual(samples, [0, 32768, 65535, 65535, 2, 0]);
-  assert.equal(host.disposed, 1, 'the image data is disposed');
+  assert.deepEqual(samples, [0, 32768, 65535, 65535, 2, 0], 'read with fullRange: 0..65535');
+  assert.equal(host.disposed, 0, 'the bytes are getData’s own array, kept until released');
+  release();
+  assert.equal(host.disposed, 1, 'the image data is disposed on release');
 });
 
 test('readPixels puts a trimmed composite back on a transparent canvas of the document size', async () => {
@@ -518,7 +128,7 @@ test('16-bit pixels written to a 16-bit document arrive in Photoshop range', asy
   assert.deepEqual(pixels.data, [0, 16384, 32768]);
 });
 
-test('placeDraft adds a scaled-up layer at the top of the ML Retouch group in one step', async () => {
+test('placeDraft adds a document-sized layer at the top of the ML Retouch group in one step', async () => {
   const { adapter, doc, host } = setup({ width: 16, height: 8 });
   const draft = await placeBeautyDraft(adapter, doc);
 
@@ -532,13 +142,13 @@ test('placeDraft adds a scaled-up layer at the top of the ML Retouch group in on
   const [layer] = retouchChildren(doc);
   assert.equal(layer.id, draft.layerId);
   assert.equal(layer.name, 'Beauty');
-  assert.deepEqual(layer.scaled, { width: 800, height: 800, anchor: constants.AnchorPosition.TOPLEFT });
+  assert.deepEqual([layer.pixels.width, layer.pixels.height, layer.pixels.at], [16, 8, { left: 0, top: 0 }]);
+  assert.equal(layer.scaled, undefined, 'resized before it goes in: no Transform');
   assert.equal(draft.historyStateId, doc.activeHistoryState.id);
 
   await adapter.placeDraft(doc.id, { name: 'Volume', historyName: 'ML Retouch: Volume', pixels: rgbPixels(16, 8) });
   const children = retouchChildren(doc);
   assert.deepEqual(children.map((node) => node.name), ['Volume', 'Beauty'], 'one group, newest layer on top');
-  assert.equal(children[0].scaled, undefined, 'a full-size result is not scaled');
   assert.equal(doc.tree.filter((node) => node.name === GROUP_NAME).length, 1);
 });
 
