@@ -16,10 +16,16 @@ async function checkConnection(fetchFn, { baseUrl = DEFAULT_BASE_URL, token = ''
   }
   if (!token) return { state: 'unauthorized', version: health.version, message: 'Enter the token.' };
   // HEAD of an id that cannot exist: 404 means the token was accepted, 401 that it was not.
-  const probe = await fetchFn(`${baseUrl}/v1/images/${'0'.repeat(64)}`, {
-    method: 'HEAD',
-    headers: { Authorization: `Bearer ${token}` },
-  });
+  let probe;
+  try {
+    probe = await fetchFn(`${baseUrl}/v1/images/${'0'.repeat(64)}`, {
+      method: 'HEAD',
+      headers: { Authorization: `Bearer ${token}` },
+    });
+  } catch {
+    // the sidecar went away between the two requests
+    return { state: 'offline', message: 'The sidecar is not running. Start it with scripts/run.' };
+  }
   if (probe.status === 401) {
     return { state: 'unauthorized', version: health.version, message: 'The token was refused.' };
   }

@@ -101,8 +101,13 @@ class EventStream {
     return () => this.listeners.delete(listener);
   }
 
-  // [] means every job. Kept and sent again on each reconnect.
+  // [] means every job. Kept and sent again on each reconnect. The sidecar answers a
+  // subscription with each named job's history (state events, latest preview) before
+  // its live events: for a job newly named here, what went by before (unasked, while
+  // every job was sent) is forgotten, so that replay gets through.
   subscribe(jobIds = []) {
+    const before = new Set(this.subscription ?? []);
+    for (const jobId of jobIds) if (!before.has(jobId)) this.lastSeq.delete(jobId);
     this.subscription = [...jobIds];
     if (this.isOpen) this.send({ type: 'subscribe', job_ids: this.subscription });
   }

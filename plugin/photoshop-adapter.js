@@ -361,6 +361,7 @@ function createPhotoshopAdapter(deps = hostModules()) {
       if (!image) return;
       if (jpeg && jpeg.length) image.src = dataUrl(jpeg);
       else image.removeAttribute('src');
+      image.className = jpeg && jpeg.length ? '' : 'empty';
     },
 
     // What a notification's descriptor holds is not documented event by event, so the
@@ -444,4 +445,4 @@ function createTokenStore(deps = hostModules()) {
   };
 }
 
-module.exports = { createPhotoshopAdapter, createTokenStore, hostProblem, GROUP_NAME };
+module.exports = { createPhotoshopAdapter, createTokenStore, hostModules, hostProblem, GROUP_NAME };

@@ -8,6 +8,7 @@ const { DEFAULT_BASE_URL, SidecarClient, checkConnection } = require('./client.j
 const { EventStream } = require('./events.js');
 const { Panel, OP_NAMES, opName } = require('./panel-state.js');
 const { el, setChildren, dataUrl, formatEta } = require('./ui-parts.js');
+const { messageOf } = require('./panel-state.js');
 
 const APPLY_OPS = ['beauty', 'dodge_burn', 'volume', 'color'];
 const RETRY_MS = { initial: 1000, max: 10000 };
@@ -20,10 +21,28 @@ const PHASE_TEXT = {
   failed: 'Failed.',
 };
 
-// Fans events out from whichever EventStream is current (a new token makes a new one).
+// Fans events out from whichever EventStream is current (a new token makes a new one),
+// and keeps it subscribed to the jobs the panel follows.
 class Relay {
   constructor() {
     this.listeners = new Set();
+    this.followed = new Set();
+    this.stream = null;
+  }
+
+  attach(stream) {
+    this.stream = stream;
+    if (this.followed.size) stream.subscribe([...this.followed]);
+  }
+
+  follow(jobId) {
+    this.followed.add(jobId);
+    this.stream?.subscribe([...this.followed]);
+  }
+
+  unfollow(jobId) {
+    if (!this.followed.delete(jobId)) return;
+    this.stream?.subscribe([...this.followed]);
   }
 
   listen(listener) {
@@ -64,7 +83,7 @@ function buildView(root) {
   view.phase = el('span', { id: 'phase', text: PHASE_TEXT.idle });
   view.eta = el('span', { id: 'eta', className: 'eta' });
   view.cancel = el('sp-button', { id: 'cancel', variant: 'secondary', quiet: '', text: 'Cancel' });
-  view.thumbnail = el('img', { id: 'thumbnail', alt: 'Preview' });
+  view.thumbnail = el('img', { id: 'thumbnail', className: 'empty', alt: 'Preview' });
   view.streamSteps = el('sp-checkbox', { id: 'stream-steps' }, ['Stream step previews']);
   const apply = el('section', { className: 'apply' }, [
     el('h3', { text: 'Apply' }),
@@ -85,7 +104,7 @@ function buildView(root) {
   ]);
 
   view.queueAll = el('sp-button', { id: 'queue-all', variant: 'secondary', text: 'Queue Beauty: all open documents' });
-  view.rows = el('ol', { id: 'queue', className: 'queue' });
+  view.rows = el('div', { id: 'queue', className: 'queue', role: 'list' });
   const queueSection = el('section', { className: 'queue-section' }, [
     el('h3', { text: 'Queue' }),
     view.queueAll,
@@ -96,11 +115,18 @@ function buildView(root) {
   return view;
 }
 
+function rowStateText(row) {
+  if (row.state === 'failed' && row.error) return `failed: ${row.error}`;
+  if (row.placement === 'waiting') return 'done · waiting for Photoshop (a dialog or another plugin is busy)';
+  if (row.placement === 'failed') return `done · not placed: ${row.error ?? 'Photoshop refused it'}`;
+  return row.state;
+}
+
 function renderRow(row, panel, activeDocId) {
-  const thumb = el('img', { className: 'row-thumb', alt: '' });
+  const thumb = el('img', { className: row.thumbnail ? 'row-thumb' : 'row-thumb empty', alt: '' });
   if (row.thumbnail) thumb.src = dataUrl(row.thumbnail);
   const bar = el('sp-progressbar', { className: 'row-progress', max: '100', value: String(Math.round(row.progress * 100)) });
-  const state = row.state === 'failed' && row.error ? `failed: ${row.error}` : row.state;
+  const state = rowStateText(row);
   const finished = ['done', 'failed', 'cancelled'].includes(row.state);
   const star = el('sp-action-button', {
     className: `star${row.priority === 'hero' ? ' starred' : ''}`,
@@ -113,7 +139,10 @@ function renderRow(row, panel, activeDocId) {
   cancel.disabled = finished;
   cancel.addEventListener('click', () => panel.cancelJob(row.jobId));
   const front = row.docId === activeDocId ? ' front' : '';
-  return el('li', { className: `row ${row.state}${front}`, 'data-job-id': row.jobId, 'data-state': row.state }, [
+  const placement = row.placement ? ` placement-${row.placement}` : '';
+  const attributes = { className: `row ${row.state}${front}${placement}`, 'data-job-id': row.jobId, 'data-state': row.state };
+  if (row.placement) attributes['data-placement'] = row.placement;
+  return el('div', attributes, [
     thumb,
     el('div', { className: 'row-main' }, [
       el('div', { className: 'row-name', text: row.name }),
@@ -137,6 +166,7 @@ function render(view, panel, connection) {
   view.phase.setAttribute('data-phase', state.phase);
   view.eta.textContent = busy ? formatEta(state.etaS) : '';
   view.message.textContent = state.message || '';
+  view.message.className = state.message ? 'message' : 'message hidden';
   const hasResult = Boolean(panel.result) && !busy;
   view.slider.disabled = !hasResult;
   view.refine.disabled = !hasResult || !ready;
@@ -158,12 +188,13 @@ async function mountPanel({
   baseUrl = DEFAULT_BASE_URL,
   precompute = true,
   rawBody,
+  retryMs = RETRY_MS,
 }) {
   const view = buildView(root);
   view.queueOp = 'beauty';
   const relay = new Relay();
   const client = new SidecarClient({ fetch: fetchFn, baseUrl, token: await tokenStore.load(), rawBody });
-  const connection = { state: 'connecting', stream: null, timer: null, delayMs: RETRY_MS.initial, stopped: false };
+  const connection = { state: 'connecting', stream: null, timer: null, delayMs: retryMs.initial, stopped: false };
   const panel = new Panel({
     adapter,
     client,
@@ -180,6 +211,7 @@ async function mountPanel({
     view.hint.textContent = hint;
     // The token field only when the token is what is missing, not when the sidecar is down.
     view.tokenRow.className = state === 'unauthorized' ? 'token-row' : 'token-row hidden';
+    view.hint.className = hint ? 'hint' : 'hint hidden';
     render(view, panel, connection);
   };
 
@@ -204,16 +236,23 @@ async function mountPanel({
           showConnection('offline', 'Sidecar not reachable', `Reconnecting${when}… If it stopped, start it again (scripts/run).`);
         }
       },
-    }).connect();
+    });
+    relay.attach(connection.stream);
+    connection.stream.connect();
   };
 
   const connect = async () => {
     connection.timer = null;
     if (connection.stopped) return;
-    const result = await checkConnection(fetchFn, { baseUrl, token: client.token });
+    let result;
+    try {
+      result = await checkConnection(fetchFn, { baseUrl, token: client.token });
+    } catch (error) {
+      result = { state: 'offline', message: `${messageOf(error)}` };
+    }
     if (connection.stopped) return;
     if (result.state === 'connected') {
-      connection.delayMs = RETRY_MS.initial;
+      connection.delayMs = retryMs.initial;
       showConnection('connected', `Sidecar ${result.version} connected`);
       openStream();
       stopDocuments();
@@ -228,17 +267,32 @@ async function mountPanel({
     }
     showConnection('offline', 'Sidecar not running', `${result.message} Retrying…`);
     connection.timer = setTimeout(connect, connection.delayMs);
-    connection.delayMs = Math.min(connection.delayMs * 2, RETRY_MS.max);
+    connection.delayMs = Math.min(connection.delayMs * 2, retryMs.max);
   };
 
+  // A password field's value cannot be read on macOS (a UXP known issue). Adobe's
+  // workaround: the field is a text field while it has the focus, a password field
+  // otherwise; what is typed or pasted is kept as it arrives.
+  let typedToken = '';
+  const setTokenType = (type) => {
+    view.token.setAttribute('type', type);
+    view.token.type = type;
+  };
+  view.token.addEventListener('focus', () => setTokenType('text'));
+  view.token.addEventListener('blur', () => setTokenType('password'));
+  view.token.addEventListener('input', () => {
+    const value = view.token.value;
+    if (typeof value === 'string') typedToken = value;
+  });
   view.saveToken.addEventListener('click', async () => {
-    const token = String(view.token.value || '').trim();
+    const token = String(view.token.value || typedToken || '').trim();
     if (!token) return;
+    typedToken = '';
     await tokenStore.save(token);
     client.token = token;
     view.token.value = '';
     if (connection.timer) clearTimeout(connection.timer);
-    connection.delayMs = RETRY_MS.initial;
+    connection.delayMs = retryMs.initial;
     connect();
   });
   for (const op of APPLY_OPS) {
@@ -276,4 +330,12 @@ async function mountPanel({
   return { panel, client, view, stop };
 }
 
-module.exports = { mountPanel, APPLY_OPS };
+/** In place of the panel, when this Photoshop cannot run it: why, and what to do. */
+function showUnsupported(root, problem) {
+  const light = el('span', { className: 'light unsupported', id: 'connection-light' });
+  const status = el('span', { id: 'connection-status', text: 'This Photoshop cannot run ML Retouch' });
+  const hint = el('p', { className: 'hint', id: 'connection-hint', text: problem });
+  setChildren(root, [el('section', { className: 'connection' }, [el('div', { className: 'status' }, [light, status]), hint])]);
+}
+
+module.exports = { mountPanel, showUnsupported, APPLY_OPS };

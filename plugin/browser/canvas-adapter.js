@@ -311,6 +311,7 @@ function createCanvasAdapter(workspace, { thumbnail = () => document.getElementB
       if (img.src.startsWith('blob:')) URL.revokeObjectURL(img.src);
       if (jpeg) img.src = URL.createObjectURL(new Blob([jpeg], { type: 'image/jpeg' }));
       else img.removeAttribute('src');
+      img.className = jpeg ? '' : 'empty';
     },
 
     watchDocuments(listener) {

@@ -1,0 +1,159 @@
+'use strict';
+// The panel's face (ui.js, main.js, panel.css, manifest.json) against UXP as documented:
+// an in-memory DOM (fake-uxp-dom.js), the in-memory Photoshop, a fake sidecar.
+const test = require('node:test');
+const assert = require('node:assert/strict');
+const fs = require('node:fs');
+const path = require('node:path');
+const Module = require('node:module');
+
+const { createFakeDom } = require('./fake-uxp-dom.js');
+const { createFakeHost, fakeUxp } = require('./fake-photoshop.js');
+const { createPhotoshopAdapter } = require('../photoshop-adapter.js');
+const { DEFAULT_BASE_URL } = require('../client.js');
+const { MIN_VERSION } = require('../host-support.js');
+
+const ROOT = path.join(__dirname, '..', '..');
+const TOKEN = 'the-right-token';
+
+// The sidecar's two answers the connection needs; `probeFails` network errors first.
+function fakeSidecar({ probeFails = 0 } = {}) {
+  const seen = [];
+  const fetch = async (url, init = {}) => {
+    seen.push([init.method ?? 'GET', url]);
+    if (url.endsWith('/v1/health')) return { ok: true, status: 200, json: async () => ({ version: '0.1.0' }) };
+    if (init.method === 'HEAD') {
+      if (probeFails > 0) {
+        probeFails -= 1;
+        throw new TypeError('Network request failed');
+      }
+      const status = init.headers?.Authorization === `Bearer ${TOKEN}` ? 404 : 401;
+      return { ok: false, status, json: async () => ({}) };
+    }
+    return { ok: false, status: 404, json: async () => ({}) };
+  };
+  return { fetch, seen };
+}
+
+class QuietSocket {
+  send() {}
+  close() {}
+}
+
+function mount({ platform = 'darwin', token = '', probeFails = 0 } = {}) {
+  const dom = createFakeDom({ platform });
+  globalThis.document = dom.document;
+  const root = dom.document.createElement('div');
+  dom.body.appendChild(root);
+  const host = createFakeHost();
+  const saved = [];
+  const tokenStore = {
+    load: async () => token,
+    save: async (value) => saved.push(value),
+  };
+  const sidecar = fakeSidecar({ probeFails });
+  const { mountPanel } = require('../ui.js');
+  const adapter = createPhotoshopAdapter({ photoshop: host.photoshop, uxp: fakeUxp(undefined, host.version), document: dom.document });
+  return mountPanel({
+    root,
+    adapter,
+    tokenStore,
+    fetch: sidecar.fetch,
+    WebSocket: QuietSocket,
+    retryMs: { initial: 1, max: 4 },
+  }).then((mounted) => ({ ...mounted, dom, saved, sidecar }));
+}
+
+async function until(condition, what) {
+  for (let i = 0; i < 500; i += 1) {
+    if (condition()) return;
+    await new Promise((resolve) => setTimeout(resolve, 1));
+  }
+  assert.fail(`never happened: ${what}`);
+}
+
+const statusText = (dom) => dom.document.getElementById('connection-status').textContent;
+
+test('on macOS the token pasted into the password field is saved and used', async () => {
+  const m = await mount({ platform: 'darwin' });
+  await until(() => statusText(m.dom) === 'Enter the token.', 'the panel asks for the token');
+  const field = m.dom.document.getElementById('token');
+  assert.equal(field.type, 'password', 'shown as a password field');
+  m.dom.type(field, TOKEN);
+  assert.equal(field.type, 'password', 'a password field again once the focus leaves');
+  assert.equal(field.value, '', 'UXP on macOS cannot read it now');
+  m.dom.document.getElementById('save-token').click();
+  await until(() => statusText(m.dom).endsWith('connected'), 'connected with the typed token');
+  assert.deepEqual(m.saved, [TOKEN]);
+  m.stop();
+});
+
+test('a network error while the token is checked keeps the panel retrying until it connects', async () => {
+  const failures = [];
+  const onRejection = (reason) => failures.push(reason);
+  process.on('unhandledRejection', onRejection);
+  try {
+    const m = await mount({ token: TOKEN, probeFails: 2 });
+    await until(() => statusText(m.dom).endsWith('connected'), 'connected after the probe failed twice');
+    const probes = m.sidecar.seen.filter(([method]) => method === 'HEAD');
+    assert.equal(probes.length, 3);
+    m.stop();
+  } finally {
+    process.off('unhandledRejection', onRejection);
+  }
+  assert.deepEqual(failures, [], 'nothing rejected unhandled');
+});
+
+test('in a Photoshop older than 24.4 the panel says which version it needs, with no TypeError', () => {
+  const dom = createFakeDom();
+  const root = dom.document.createElement('div');
+  root.id = 'panel';
+  dom.body.appendChild(root);
+  globalThis.document = dom.document;
+  const host = createFakeHost({ version: '24.0.0' });
+  const load = Module._load;
+  Module._load = function loadHost(request, ...rest) {
+    if (request === 'photoshop') return host.photoshop;
+    if (request === 'uxp') return fakeUxp(undefined, '24.0.0');
+    return load.call(this, request, ...rest);
+  };
+  try {
+    delete require.cache[require.resolve('../main.js')];
+    require('../main.js');
+  } finally {
+    Module._load = load;
+  }
+  const hint = dom.document.getElementById('connection-hint').textContent;
+  assert.match(hint, /needs Photoshop 24\.4 or later; this is Photoshop 24\.0\.0/);
+  assert.equal(dom.document.getElementById('apply-beauty'), null, 'no Apply buttons that could not work');
+});
+
+test('panel.css uses only CSS that UXP supports', () => {
+  const css = fs.readFileSync(path.join(ROOT, 'plugin', 'panel.css'), 'utf8').replace(/\/\*[\s\S]*?\*\//g, '');
+  const unsupported = [
+    [/display\s*:\s*(inline-)?grid/, 'display: grid'],
+    [/grid-template/, 'grid-template'],
+    [/(^|[\s;{])(row-|column-)?gap\s*:/, 'gap'],
+    [/object-fit/, 'object-fit'],
+    [/:not\(/, ':not()'],
+    [/text-transform/, 'text-transform'],
+    [/(^|[\s;{])font\s*:/, 'the font shorthand'],
+    [/transition|animation/, 'transitions and animations'],
+  ];
+  for (const [pattern, name] of unsupported) assert.doesNotMatch(css, pattern, `${name} is not supported in UXP`);
+  const displays = [...css.matchAll(/display\s*:\s*([a-z-]+)/g)].map((match) => match[1]);
+  for (const value of displays) assert.ok(['none', 'inline', 'block', 'inline-block', 'flex', 'inline-flex'].includes(value), value);
+});
+
+test('the manifest allows exactly the address the panel talks to, and the version it needs', () => {
+  const manifest = JSON.parse(fs.readFileSync(path.join(ROOT, 'manifest.json'), 'utf8'));
+  const domains = manifest.requiredPermissions.network.domains;
+  const ws = DEFAULT_BASE_URL.replace(/^http/, 'ws');
+  assert.deepEqual([...domains].sort(), [DEFAULT_BASE_URL, ws].sort());
+  assert.equal(manifest.host.minVersion, `${MIN_VERSION.join('.')}.0`);
+  const readme = fs.readFileSync(path.join(ROOT, 'README.md'), 'utf8');
+  const photoshop = readme.slice(readme.indexOf('### In Photoshop'), readme.indexOf('## What the ops do'));
+  assert.match(photoshop, new RegExp(`Photoshop ${MIN_VERSION.join('\\.')} or later`));
+  assert.ok(photoshop.includes(DEFAULT_BASE_URL.replace('http://', '')), 'the README names the fixed address');
+  assert.doesNotMatch(readme, /scripts\/run --port/, 'no advice to move the sidecar where the panel cannot reach it');
+});
