@@ -297,3 +297,13 @@ test('uploadRaw sends the body rawBody makes of the bytes (a Blob in browsers)',
   assert.ok(body instanceof Blob);
   assert.deepEqual(new Uint8Array(await body.arrayBuffer()), bytes);
 });
+
+test('a network error on the token probe is "offline", not a rejection', async () => {
+  const fetchFn = async (url, init = {}) => {
+    if (init.method === 'HEAD') throw new TypeError('Network request failed');
+    return { ok: true, status: 200, json: async () => ({ version: '0.1.0' }) };
+  };
+  const result = await checkConnection(fetchFn, { token: 't' });
+  assert.equal(result.state, 'offline');
+  assert.match(result.message, /not running/);
+});

@@ -368,3 +368,23 @@ test('a JobWatch resolves on failed and cancelled too, and from a job status it 
   assert.deepEqual(await cached.done, { type: 'done', job_id: 'c', cached: true });
   assert.equal(stream.listeners.size, 1);
 });
+
+test('subscribing to a job lets the sidecar’s replay of what went by unasked through, once', () => {
+  const { stream, socket, seen } = makeStream();
+  stream.connect();
+  socket().open();
+  const queued = { type: 'queued', job_id: 'j1', seq: 1 };
+  const started = { type: 'started', job_id: 'j1', seq: 2 };
+  socket().message(JSON.stringify(queued)); // every job is sent until the first subscribe
+  stream.subscribe(['j1']);
+  assert.deepEqual(socket().sent.at(-1), { type: 'subscribe', job_ids: ['j1'] });
+  socket().message(JSON.stringify({ type: 'subscribed', job_ids: ['j1'] }));
+  socket().message(JSON.stringify(queued)); // the replay
+  socket().message(JSON.stringify(started)); // then live
+  stream.subscribe(['j1', 'j2']); // j1 stays: its replay is not let through again
+  socket().message(JSON.stringify(queued));
+  assert.deepEqual(
+    seen.events.filter((event) => event.job_id === 'j1').map((event) => event.seq),
+    [1, 1, 2],
+  );
+});
