@@ -1,6 +1,7 @@
 """Every operation of the API, over raw HTTP: refused without the token (or with a
-wrong one), refused to a foreign Host (DNS rebinding) or Origin (`null` included),
-before any handler runs; the WebSocket the same. The token is compared in constant
+wrong one), refused to a foreign Host (DNS rebinding) or web Origin, before any
+handler runs; a non-web Origin (`null`, a plugin's own scheme) changes nothing but
+still needs the token; the WebSocket the same. The token is compared in constant
 time."""
 
 from __future__ import annotations
@@ -115,16 +116,22 @@ def test_every_operation_refuses_a_rebound_host(server, op):
 
 
 FOREIGN_ORIGINS = [
-    "null",
     "https://evil.example",
     "http://127.0.0.1",
     "http://127.0.0.1:1",
     "https://127.0.0.1:{port}",
     "http://localhost:{port}.evil.example",
     "http://127.0.0.1:{port}/",
-    "file://",
-    "chrome-extension://abcdef",
     "http://[::1]:{port}",
+    "HTTP://127.0.0.1:{port}",
+    "https:evil.example",
+]
+NON_WEB_ORIGINS = [
+    "null",
+    "uxp://com.retouch.mlpanel",
+    "file://",
+    "app://photoshop",
+    "chrome-extension://abcdef",
     "",
 ]
 
@@ -143,6 +150,24 @@ def test_every_operation_refuses_a_foreign_origin(server, op):
         assert answer.status == 403, (origin, answer.status)
         if op.method != "head":
             assert answer.code == "forbidden_origin"
+
+
+@pytest.mark.parametrize("op", OPERATIONS, ids=lambda op: f"{op.method} {op.path}")
+def test_a_non_web_origin_changes_nothing(server, op):
+    """What the route answers with the token (or, when public, without), and 401 on a
+    protected route without it: the Origin decides nothing."""
+    body, headers = body_of(op)
+    for origin in NON_WEB_ORIGINS:
+        answer = server.http().request(
+            op.method.upper(), target(op), body, {**headers, "Origin": origin}
+        )
+        assert answer.status not in (401, 403), (origin, answer.status, answer.body[:200])
+        if op.public:
+            continue
+        answer = server.http(token=None).request(
+            op.method.upper(), target(op), body, {**headers, "Origin": origin}
+        )
+        assert answer.status == 401, (origin, answer.status)
 
 
 def test_the_sidecars_own_origin_still_works(server):
@@ -173,7 +198,7 @@ def handshake(server, path: str, extra: str = "") -> bytes:
         sock.close()
 
 
-def test_the_websocket_needs_the_token_and_a_trusted_origin(server):
+def test_the_websocket_needs_the_token_and_no_foreign_web_origin(server):
     token = server.token
     assert b" 401 " in handshake(server, "/v1/ws")
     assert b" 401 " in handshake(server, f"/v1/ws?token={token[:-1]}")
@@ -182,7 +207,11 @@ def test_the_websocket_needs_the_token_and_a_trusted_origin(server):
     assert b" 403 " in handshake(
         server, f"/v1/ws?token={token}", "Origin: https://evil.example\r\n"
     )
-    assert b" 403 " in handshake(server, f"/v1/ws?token={token}", "Origin: null\r\n")
+    assert b" 403 " in handshake(server, "/v1/ws", "Origin: https://evil.example\r\n")
+    # not a web page: Photoshop's plugins, native clients; the token decides
+    for origin in ("null", "uxp://com.retouch.mlpanel", "file://"):
+        assert b" 101 " in handshake(server, f"/v1/ws?token={token}", f"Origin: {origin}\r\n")
+        assert b" 401 " in handshake(server, "/v1/ws", f"Origin: {origin}\r\n")
     own = f"Origin: http://127.0.0.1:{server.port}\r\n"
     assert b" 101 " in handshake(server, f"/v1/ws?token={token}", own)
     assert b" 101 " in handshake(server, "/v1/ws", f"Authorization: Bearer {token}\r\n")
