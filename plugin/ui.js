@@ -40,8 +40,9 @@ class Relay {
     this.stream?.subscribe([...this.followed]);
   }
 
+  // An empty list would mean every job: with none left, the last subscription stays.
   unfollow(jobId) {
-    if (!this.followed.delete(jobId)) return;
+    if (!this.followed.delete(jobId) || !this.followed.size) return;
     this.stream?.subscribe([...this.followed]);
   }
 

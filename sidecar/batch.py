@@ -306,7 +306,7 @@ async def _submit_all(
         else:
             job_id = answer["job_id"]
             if answer["state"] not in ("done", "failed", "cancelled"):
-                tracker.watch(job_id, task)
+                await tracker.watch(job_id, task)
                 continue
             end = JobEnd.from_json(answer)  # answered from the result cache
         tracker.ended.put_nowait((task, job_id, end))

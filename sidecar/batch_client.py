@@ -22,7 +22,12 @@ HEALTH_TIMEOUT_S = 2.0
 POLL_S = 0.5  # how often jobs are polled while the WebSocket is down
 GIVE_UP_S = 15.0  # a sidecar unreachable this long fails the jobs still waited on
 TERMINAL = ("done", "failed", "cancelled")
-EARLY_KEPT = 10_000
+# Jobs named in one subscribe message: 36 bytes each, well under the sidecar's 256 KiB
+# message limit. Past it the tracker follows every job and checks each new one once.
+SUBSCRIBE_MAX = 5_000
+# Named while no job is watched: an empty list would follow every job. Job ids are 128
+# random bits; this one is never handed out in practice (`check_token` asks for it too).
+NO_JOB = "0" * 32
 
 
 class SidecarError(Exception):
@@ -82,7 +87,7 @@ class SidecarClient:
     async def check_token(self) -> None:
         """Raises `unauthorized` when the sidecar does not take this token."""
         try:
-            await self._call("GET", "/v1/jobs/" + "0" * 32)  # job_not_found if it does
+            await self._call("GET", "/v1/jobs/" + NO_JOB)  # job_not_found if it does
         except SidecarError as exc:
             if exc.code == "unauthorized":
                 raise
@@ -108,15 +113,12 @@ class SidecarClient:
         with contextlib.suppress(SidecarError):  # already ended, or forgotten
             await self._call("DELETE", f"/v1/jobs/{job_id}")
 
-    async def events(self) -> AsyncIterator[dict]:
-        """JSON events of every job; the first is the `subscribed` reply, after which
-        no event is missed. Binary preview frames are skipped."""
+    @contextlib.asynccontextmanager
+    async def socket(self) -> AsyncIterator[aiohttp.ClientWebSocketResponse]:
+        """The WebSocket; until a subscribe it carries every job's events."""
         url = self.base + "/v1/ws"
         async with self.session.ws_connect(url, headers=self.auth, heartbeat=30) as ws:
-            await ws.send_json({"type": "subscribe", "job_ids": []})
-            async for message in ws:
-                if message.type is aiohttp.WSMsgType.TEXT:
-                    yield json.loads(message.data)
+            yield ws
 
 
 async def _error(response: aiohttp.ClientResponse) -> SidecarError:
@@ -169,8 +171,13 @@ async def connect(
 
 class JobTracker:
     """Follows jobs to their end: events over the WebSocket, polling while it is down.
-    Ended jobs come out of `ended` as (key, job_id, JobEnd), where key is what the
-    caller gave `watch`; callers may put their own items there too."""
+    The socket follows the watched jobs only, named in a subscribe each time one is
+    added; the sidecar sends a newly named job's events so far, so an end that came
+    before the submit's answer still arrives. (A job's events that reached the socket
+    before it was named are dropped here: the first subscribe on a socket leaves it
+    out, so the sidecar replays them in full when it is named.) Ended jobs come out of
+    `ended` as (key, job_id, JobEnd), where key is what the caller gave `watch`;
+    callers may put their own items there too."""
 
     def __init__(self, client: SidecarClient, on_event: Callable[[object, dict], None]) -> None:
         self.client = client
@@ -178,27 +185,48 @@ class JobTracker:
         self.ended: asyncio.Queue = asyncio.Queue()
         self.watched: dict[str, object] = {}
         self.connected = asyncio.Event()
-        # Ends seen before the submit that made the job answered (any client's jobs).
-        self._early: dict[str, JobEnd] = {}
+        self._ws: aiohttp.ClientWebSocketResponse | None = None
+        self._subscribing = asyncio.Lock()  # one subscribe message at a time, latest last
 
-    def watch(self, job_id: str, key: object) -> None:
+    async def watch(self, job_id: str, key: object) -> None:
         self.watched[job_id] = key
-        if job_id in self._early:
-            self._end(job_id, self._early.pop(job_id))
+        await self._subscribe()
+        if len(self.watched) > SUBSCRIBE_MAX:  # following every job: it may have ended
+            with contextlib.suppress(SidecarError):
+                await self._poll([job_id])
+
+    async def _subscribe(self) -> None:
+        """Name every job still watched (or, past SUBSCRIBE_MAX, every job) to the
+        socket, if it is open; the sidecar sends each newly named job's events so far."""
+        async with self._subscribing:
+            if self._ws is None:
+                return
+            job_ids = list(self.watched) or [NO_JOB]
+            if len(job_ids) > SUBSCRIBE_MAX:
+                job_ids = []
+            with contextlib.suppress(ConnectionError, aiohttp.ClientError):
+                await self._ws.send_json({"type": "subscribe", "job_ids": job_ids})
 
     async def run(self) -> None:
         unreachable_since: float | None = None
         while True:
             try:
-                async for event in self.client.events():
+                async with self.client.socket() as ws:
+                    self._ws = ws
+                    await self._subscribe()
+                    self.connected.set()
+                    # for jobs the sidecar no longer keeps events of (it restarted)
+                    await self._poll()
                     unreachable_since = None
-                    if event.get("type") == "subscribed":
-                        await self._poll()  # events before this socket opened are not resent
-                        self.connected.set()
-                    elif "job_id" in event:
-                        self._event(event)
+                    async for message in ws:
+                        if message.type is aiohttp.WSMsgType.TEXT:
+                            event = json.loads(message.data)
+                            if "job_id" in event:
+                                self._event(event)
             except (aiohttp.ClientError, TimeoutError, SidecarError, ValueError):
                 pass
+            finally:
+                self._ws = None
             self.connected.set()  # polling stands in until the socket is back
             try:
                 await self._poll()
@@ -213,21 +241,19 @@ class JobTracker:
 
     def _event(self, event: dict) -> None:
         job_id = event["job_id"]
+        if job_id not in self.watched:  # another client's job, or one already ended
+            return
         if event["type"] in TERMINAL:
             self._end(job_id, JobEnd.from_json(event))
-        elif job_id in self.watched:
+        else:
             self.on_event(self.watched[job_id], event)
 
     def _end(self, job_id: str, end: JobEnd) -> None:
         if job_id in self.watched:
             self.ended.put_nowait((self.watched.pop(job_id), job_id, end))
-        else:
-            self._early[job_id] = end
-            if len(self._early) > EARLY_KEPT:
-                del self._early[next(iter(self._early))]
 
-    async def _poll(self) -> None:
-        for job_id in list(self.watched):
+    async def _poll(self, job_ids: list[str] | None = None) -> None:
+        for job_id in list(self.watched) if job_ids is None else job_ids:
             try:
                 status = await self.client.status(job_id)
             except SidecarError as exc:

@@ -2,6 +2,12 @@
 and preview JPEGs by URL.
 
 Binary frame: uint32 big-endian header length | header JSON | JPEG bytes.
+
+A WebSocket client that subscribes to jobs gets, after the `subscribed` reply, what
+the bus keeps of each newly named job (state events, latest progress, latest preview
+frame) and then its live events: one sender task per socket writes both, in seq order
+per job, and skips whatever this socket was already sent, so nothing comes twice and
+nothing published between the history and the live stream is lost.
 """
 
 from __future__ import annotations
@@ -10,6 +16,8 @@ import asyncio
 import contextlib
 import json
 import logging
+from collections import OrderedDict
+from dataclasses import dataclass
 
 from aiohttp import WSCloseCode, WSMsgType, web
 from aiohttp_sse import sse_response
@@ -17,7 +25,7 @@ from pydantic import TypeAdapter, ValidationError
 
 from .. import errors
 from ..imaging.decode import decode_preview
-from ..jobs import Published, Subscription
+from ..jobs import EventBus, Published, Subscription
 from ..jobs.events import TERMINAL
 from ..schema import TERMINAL_STATES, CancelMessage, ClientMessage, Subscribe
 from ..schema.frames import encode_preview_frame
@@ -29,6 +37,7 @@ _client_message = TypeAdapter(ClientMessage)
 MAX_CLIENT_MESSAGE = 256 * 1024
 CLOSE_TIMEOUT = 2.0  # a client that does not take its close frame is cut off
 FINISHED_JOB_WAIT = 2.0  # for a finished job's terminal event still on its way
+SEQS_KEPT = 10_000  # jobs whose last sent seq one socket remembers (the latest ones)
 
 
 async def close_socket(
@@ -134,7 +143,7 @@ async def websocket(request: web.Request) -> web.WebSocketResponse:
     bus = request.app[BUS]
     subscription = bus.subscribe()
     request.app[SOCKETS][ws] = request.transport
-    sender = asyncio.create_task(_send_events(ws, request.transport, subscription))
+    sender = asyncio.create_task(_send_events(ws, request.transport, subscription, bus))
     try:
         async for message in ws:
             if message.type is WSMsgType.TEXT:
@@ -155,21 +164,66 @@ async def websocket(request: web.Request) -> web.WebSocketResponse:
     return ws
 
 
+@dataclass
+class _Replay:
+    """A subscribe as the socket's sender meets it among the events: send `reply`,
+    forget what was sent of jobs outside `follows` (None: every job), then send what
+    the bus keeps of `job_ids` that this socket has not been sent yet."""
+
+    reply: dict
+    follows: set[str] | None
+    job_ids: list[str]
+
+
 async def _send_events(
-    ws: web.WebSocketResponse, transport: asyncio.BaseTransport | None, subscription: Subscription
+    ws: web.WebSocketResponse,
+    transport: asyncio.BaseTransport | None,
+    subscription: Subscription,
+    bus: EventBus,
 ) -> None:
     """Drain this client's subscription into its socket. Only this task waits on a slow
     client; the bus never does."""
+    sent: OrderedDict[str, int] = OrderedDict()  # job id -> last seq sent on this socket
     try:
         while (item := await subscription.get()) is not None:
-            if item.jpeg is not None:
-                await ws.send_bytes(preview_frame(item))
-            else:
-                await ws.send_str(item.event.model_dump_json())  # type: ignore[attr-defined]
+            if isinstance(item.event, _Replay):
+                await _replay(ws, item.event, subscription, bus, sent)
+            elif item.event.seq > sent.get(item.job_id, -1):  # type: ignore[attr-defined]
+                await _send(ws, item, sent)
     except (ConnectionError, RuntimeError):
         return  # the client went away mid-send
     if subscription.overflowed:
         await close_socket(ws, transport, WSCloseCode.TRY_AGAIN_LATER, b"too slow: reconnect")
+
+
+async def _replay(
+    ws: web.WebSocketResponse,
+    replay: _Replay,
+    subscription: Subscription,
+    bus: EventBus,
+    sent: OrderedDict[str, int],
+) -> None:
+    await ws.send_str(json.dumps(replay.reply))
+    if replay.follows is not None:
+        # A job left out starts over when named again: what this socket was sent of
+        # it (while it followed every job, say) the client may not have kept.
+        for job_id in [job_id for job_id in sent if job_id not in replay.follows]:
+            del sent[job_id]
+    for job_id in replay.job_ids:
+        if subscription.wants(job_id):  # not left out again by a later subscribe
+            for past in bus.replay(job_id, sent.get(job_id, -1)):
+                await _send(ws, past, sent)
+
+
+async def _send(ws: web.WebSocketResponse, item: Published, sent: OrderedDict[str, int]) -> None:
+    if item.jpeg is not None:
+        await ws.send_bytes(preview_frame(item))
+    else:
+        await ws.send_str(item.event.model_dump_json())  # type: ignore[attr-defined]
+    sent[item.job_id] = item.event.seq  # type: ignore[attr-defined]
+    sent.move_to_end(item.job_id)
+    if len(sent) > SEQS_KEPT:
+        sent.popitem(last=False)
 
 
 def _handle_client_message(request: web.Request, subscription: Subscription, text: str):
@@ -184,8 +238,15 @@ def _handle_client_message(request: web.Request, subscription: Subscription, tex
         )
         return _error(error)
     if isinstance(message, Subscribe):
-        subscription.job_ids = set(message.job_ids) or None
-        return {"type": "subscribed", "job_ids": sorted(subscription.job_ids or [])}
+        # The reply and the history go out through the sender, behind what it still
+        # holds for these jobs; jobs that stay subscribed have been followed live.
+        before = subscription.job_ids
+        named = list(dict.fromkeys(message.job_ids))
+        fresh = [job_id for job_id in named if before is None or job_id not in before]
+        reply = {"type": "subscribed", "job_ids": sorted(named)}
+        follows = set(named) or None
+        subscription.follow(follows, _Replay(reply, follows, fresh))
+        return None
     if isinstance(message, CancelMessage):
         try:
             job = request.app[SCHEDULER].cancel(message.job_id)

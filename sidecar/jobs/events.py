@@ -7,13 +7,15 @@ that lets `MAX_PENDING_STATE` of them pile up is closed instead, and reconnects
 (SSE resumes with Last-Event-ID). So a slow or vanished client costs the worker
 nothing and memory stays bounded.
 
-The bus also keeps, per job, its state events (for SSE resume) and its latest few
-preview JPEGs (for GET /v1/jobs/{id}/previews/{seq}), for the most recent jobs.
+The bus also keeps, per job, its state events and latest progress and preview (for
+SSE resume and the WebSocket's replay to a late subscriber) and its latest few preview
+JPEGs (for GET /v1/jobs/{id}/previews/{seq}), for the most recent jobs.
 """
 
 from __future__ import annotations
 
 import asyncio
+import itertools
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass, field
@@ -24,6 +26,7 @@ from ..schema.events import Cancelled, Done, Failed
 COALESCED = (PreviewHeader, Progress)
 TERMINAL = (Done, Failed, Cancelled)
 MAX_PENDING_STATE = 5_000
+MAX_PENDING_MARKS = 100  # `follow` marks a subscriber has not taken yet
 PREVIEWS_PER_JOB = 4
 JOBS_REMEMBERED = 2_000
 
@@ -47,6 +50,8 @@ class Subscription:
         self.overflowed = False
         self._items: OrderedDict[tuple, Published] = OrderedDict()
         self._state_pending = 0
+        self._marks = 0
+        self._mark_keys = itertools.count()
         self.delivered = 0
         self._wake = asyncio.Event()
 
@@ -67,6 +72,30 @@ class Subscription:
         self._items[key] = item
         self._wake.set()
 
+    def wants(self, job_id: str) -> bool:
+        return self.job_ids is None or job_id in self.job_ids
+
+    def follow(self, job_ids: set[str] | None, mark: object) -> None:
+        """Offer only `job_ids`' events from now on (None: every job's). Queued items of
+        other jobs are dropped, and `mark` is queued behind the rest: `get` hands it out
+        as a Published whose event is `mark`, and every event after it was published
+        after the switch. A subscriber with `MAX_PENDING_MARKS` marks untaken is closed
+        as one with too many state events is."""
+        if self.closed:
+            return
+        self.job_ids = job_ids
+        if job_ids is not None:
+            for key in [k for k in self._items if k[0] is not None and k[0] not in job_ids]:
+                if not isinstance(self._items.pop(key).event, COALESCED):
+                    self._state_pending -= 1
+        self._marks += 1
+        if self._marks > MAX_PENDING_MARKS:
+            self.overflowed = True
+            self.close()
+            return
+        self._items[(None, next(self._mark_keys))] = Published(mark)
+        self._wake.set()
+
     async def get(self) -> Published | None:
         """The next item, or None once closed and drained."""
         while not self._items:
@@ -75,7 +104,9 @@ class Subscription:
             self._wake.clear()
             await self._wake.wait()
         key, item = self._items.popitem(last=False)
-        if not isinstance(item.event, COALESCED):
+        if key[0] is None:
+            self._marks -= 1
+        elif not isinstance(item.event, COALESCED):
             self._state_pending -= 1
         self.delivered += 1
         return item
@@ -128,6 +159,24 @@ class EventBus:
             record = self._jobs.get(job_id)
             events = list(record.history) if record else []
         return [e for e in events if e.seq > after_seq]  # type: ignore[attr-defined]
+
+    def replay(self, job_id: str, after_seq: int = -1) -> list[Published]:
+        """What the bus keeps of a job after `after_seq`, as it was published and in seq
+        order: its state events, its latest progress and its latest preview with the
+        JPEG (left out should that JPEG be gone)."""
+        with self._lock:
+            record = self._jobs.get(job_id)
+            if record is None:
+                return []
+            items = [
+                Published(event, record.previews.get(event.seq))  # type: ignore[attr-defined]
+                if isinstance(event, PreviewHeader)
+                else Published(event)
+                for event in record.history
+                if event.seq > after_seq  # type: ignore[attr-defined]
+            ]
+        items = [i for i in items if i.jpeg is not None or not isinstance(i.event, PreviewHeader)]
+        return sorted(items, key=lambda item: item.event.seq)  # type: ignore[attr-defined]
 
     def preview(self, job_id: str, seq: int) -> bytes | None:
         with self._lock:

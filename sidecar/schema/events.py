@@ -85,7 +85,9 @@ JobEvent = Annotated[
 
 
 class Subscribe(Model):
-    """Client → server: only send events for these jobs (empty list: all jobs)."""
+    """Client → server: only send events for these jobs (empty list: all jobs). After
+    the `subscribed` reply, each job newly named gets its events so far (state events,
+    latest progress and preview), then live ones; none twice on one socket."""
 
     type: Literal["subscribe"]
     job_ids: list[Annotated[str, Field(pattern=JOB_ID_PATTERN)]] = Field(max_length=10_000)

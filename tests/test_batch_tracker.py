@@ -1,0 +1,93 @@
+"""The batch client's JobTracker: it subscribes to its own jobs and relies on the
+sidecar's replay, so a job that ended before `watch` still ends for it."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+
+import numpy as np
+import pytest
+from jobs_support import submit, upload
+
+from sidecar.api.keys import BUS
+from sidecar.batch_client import JobEnd, JobTracker, SidecarClient
+from sidecar.cli import build_app
+
+
+@pytest.fixture
+def app(settings):
+    return build_app(settings, engines=["synthetic"])
+
+
+@pytest.fixture
+async def image_id(client, auth) -> str:
+    pixels = np.random.default_rng(5).integers(0, 256, (40, 56, 3), dtype=np.uint8)
+    return await upload(client, auth, pixels)
+
+
+@contextlib.asynccontextmanager
+async def tracking(client, token, seen: list):
+    sidecar = SidecarClient(client.session, client.server.port, token)
+    tracker = JobTracker(sidecar, lambda key, event: seen.append((key, event["type"])))
+    running = asyncio.create_task(tracker.run())
+    try:
+        await asyncio.wait_for(tracker.connected.wait(), 10)
+        yield tracker
+    finally:
+        running.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await running
+
+
+async def test_a_job_that_ended_before_watch_ends_through_the_socket(
+    client, auth, token, app, image_id, monkeypatch
+):
+    polled = []
+    original = SidecarClient.status
+
+    async def status(self, job_id):
+        polled.append(job_id)
+        return await original(self, job_id)
+
+    monkeypatch.setattr(SidecarClient, "status", status)
+    seen: list = []
+    async with tracking(client, token, seen) as tracker:
+        async with client.ws_connect(f"/v1/ws?token={token}") as ws:
+            job_id = await submit(client, auth, image_id, steps=3, step_ms=0)
+            async with asyncio.timeout(20):
+                async for message in ws:
+                    if message.type.name == "TEXT" and json.loads(message.data)["type"] == "done":
+                        break
+        await tracker.watch(job_id, "mine")
+        key, ended_id, end = await asyncio.wait_for(tracker.ended.get(), 10)
+        # the socket follows only the tracker's own job
+        followed = [s.job_ids for s in app[BUS]._subscribers if s.job_ids is not None]
+    assert (key, ended_id) == ("mine", job_id)
+    assert end == JobEnd("done", cached=False)
+    assert polled == []  # the replay, not a status poll
+    assert ("mine", "queued") in seen and ("mine", "started") in seen
+    assert followed == [{job_id}]
+    assert tracker.watched == {}
+
+
+async def test_past_the_subscribe_limit_it_follows_every_job_and_checks_new_ones(
+    client, auth, token, image_id, monkeypatch
+):
+    monkeypatch.setattr("sidecar.batch_client.SUBSCRIBE_MAX", 1)
+    async with tracking(client, token, []) as tracker:
+        slow = await submit(client, auth, image_id, steps=40, step_ms=20)  # fast waits on it
+        await tracker.watch(slow, "slow")
+        async with client.ws_connect(f"/v1/ws?token={token}") as ws:
+            fast = await submit(client, auth, image_id, steps=2, step_ms=0, params={"seed": 2})
+            async with asyncio.timeout(20):
+                async for message in ws:
+                    if message.type.name != "TEXT":
+                        continue
+                    event = json.loads(message.data)
+                    if event["type"] == "done" and event["job_id"] == fast:
+                        break
+        await tracker.watch(fast, "fast")  # two watched: every job, and a status check
+        ends = [await asyncio.wait_for(tracker.ended.get(), 20) for _ in range(2)]
+    assert sorted((key, end.state) for key, _, end in ends) == [("fast", "done"), ("slow", "done")]
