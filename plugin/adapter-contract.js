@@ -20,6 +20,8 @@
  * @property {number} width   pixels
  * @property {number} height  pixels
  * @property {string} layerStackHash  changes whenever the layer stack or any layer's pixels change
+ * @property {string|null} [unsupported]  why the panel cannot work on this document (its
+ *   colour mode or depth), said up front; null or absent when it can
  */
 
 /**
@@ -30,6 +32,8 @@
  * @property {number} height
  * @property {3|4} channels
  * @property {8|16} depth
+ * @property {() => void} [release]  readPixels only: frees the host's buffer behind
+ *   `bytes` once the caller has sent them
  */
 
 /**
@@ -47,7 +51,9 @@
  *   Every open document (for the batch queue).
  *
  * @property {(docId) => Promise<Pixels>} readPixels
- *   The document's composite, as imaging.getPixels gives it.
+ *   The document's composite, as imaging.getPixels gives it. Rejects, before reading,
+ *   for a document with `unsupported` set. Costly (Photoshop goes modal): called on
+ *   Apply and when the user is idle, never on every document event.
  *
  * @property {(docId, draft: {name: string, historyName: string, pixels: Pixels}) => Promise<Draft>} placeDraft
  *   Adds a new layer at the top of the group "ML Retouch" (creating the group if
@@ -77,9 +83,14 @@
  *   Shows a preview JPEG in the panel's preview area (null clears it). Previews never
  *   go to the document or its history.
  *
- * @property {(listener: {opened?, selected?, closed?, historyChanged?}) => (() => void)} watchDocuments
+ * @property {(listener: {opened?, selected?, closed?, historyChanged?, idle?}) => (() => void)} watchDocuments
  *   Calls opened(doc), selected(doc), closed(docId) and historyChanged(doc) (doc a
- *   DocumentInfo) as the host's documents change; returns the function that stops it.
+ *   DocumentInfo) as the host's documents change, and idle() when the user has paused
+ *   (Photoshop's userIdle); returns the function that stops it.
+ *
+ * Document changes may reject with an error whose code is 'modal_busy' when the host
+ * stays busy with a dialog or another plugin: the panel then keeps the result and tries
+ * again later (placements.js).
  */
 
 const ADAPTER_METHODS = Object.freeze([
