@@ -78,15 +78,21 @@ async function until(condition, what) {
   assert.fail(`never happened: ${what}`);
 }
 const stepNames = (doc) => doc.states.map((state) => state.name);
+
+// An Apply whose draft is in the document; resolves with the Apply's own promise.
+async function applyWithDraft(s, doc) {
+  const applying = s.panel.apply('beauty');
+  await until(() => s.panel.currentJobId === 'job-1', 'the job is submitted');
+  s.events.preview({ job_id: 'job-1', seq: ++seq, level: 'draft' });
+  await until(() => retouchLayers(doc).length === 1, 'the draft is in');
+  return { applying };
+}
 const retouchLayers = (doc) => doc.tree.find((node) => node.name === GROUP_NAME)?.children ?? [];
 
 test('an Apply whose final meets a modal Photoshop waits, then replaces its draft once Photoshop is free', async () => {
   const s = setup();
   const [doc] = s.docs;
-  const applying = s.panel.apply('beauty');
-  await until(() => s.panel.currentJobId === 'job-1', 'the job is submitted');
-  s.events.preview({ job_id: 'job-1', seq: ++seq, level: 'draft' });
-  await until(() => retouchLayers(doc).length === 1, 'the draft is in');
+  const { applying } = await applyWithDraft(s, doc);
   s.host.otherModal = true; // the user opened a dialog
   s.events.emit(event('done', 'job-1'));
   await until(() => s.panel.placements.size === 1, 'the final waits');
@@ -105,10 +111,7 @@ test('an Apply whose final meets a modal Photoshop waits, then replaces its draf
 test('a final that cannot go in removes its draft: no blurry draft left as the result', async () => {
   const s = setup();
   const [doc] = s.docs;
-  const applying = s.panel.apply('beauty');
-  await until(() => s.panel.currentJobId === 'job-1', 'the job is submitted');
-  s.events.preview({ job_id: 'job-1', seq: ++seq, level: 'draft' });
-  await until(() => retouchLayers(doc).length === 1, 'the draft is in');
+  const { applying } = await applyWithDraft(s, doc);
   s.host.failPutPixels = true;
   s.events.emit(event('done', 'job-1'));
   assert.equal(await applying, null);
