@@ -13,11 +13,12 @@
 const MIN_VERSION = [24, 4];
 const TIMEOUT_VERSION = [25, 10];
 
+// "24.4.1" → [24, 4]; null when it has no major and minor number.
 function parseVersion(text) {
-  const parts = String(text ?? '')
+  const [major, minor] = String(text ?? '')
     .split('.')
     .map((part) => Number.parseInt(part, 10));
-  return parts.length >= 2 && parts.every((part, i) => i > 1 || Number.isInteger(part)) ? parts : null;
+  return Number.isInteger(major) && Number.isInteger(minor) ? [major, minor] : null;
 }
 
 function atLeast(version, [major, minor]) {

@@ -374,16 +374,9 @@ class Panel {
         return null;
       }
       this.show(attempt, { phase: 'placing', progress: 1, etaS: 0 });
-      const commit = async () => {
-        const pixels = pixelsOf(await this.client.result(jobId, { format: 'raw' }));
-        if (place) return place(pixels);
-        return this.adapter.commitResult(job.docId, {
-          name: opName(job.op),
-          historyName: `ML Retouch: ${opName(job.op)}`,
-          pixels,
-          draft: draft ?? undefined,
-        });
-      };
+      const commit = place
+        ? async () => place(await this.resultPixels(jobId))
+        : () => this.commitFinal(job, jobId, draft ?? undefined);
       let layerId;
       try {
         layerId = await this.placeOrWait(jobId, job.docId, commit, () =>
@@ -405,14 +398,7 @@ class Panel {
     const finished = done ? { type: 'done' } : await this.waitFor(jobId);
     this.forgetJob(jobId);
     if (finished.type !== 'done') return;
-    const commit = async () => {
-      const pixels = pixelsOf(await this.client.result(jobId, { format: 'raw' }));
-      return this.adapter.commitResult(job.docId, {
-        name: opName(job.op),
-        historyName: `ML Retouch: ${opName(job.op)}`,
-        pixels,
-      });
-    };
+    const commit = () => this.commitFinal(job, jobId);
     try {
       await this.placeOrWait(jobId, job.docId, commit, () => this.markPlacement(jobId, 'waiting'));
       this.markPlacement(jobId, 'placed');
@@ -420,6 +406,20 @@ class Panel {
       this.rows = queue.setPlacement(this.rows, jobId, 'failed', messageOf(error));
       this.changed();
     }
+  }
+
+  async resultPixels(jobId) {
+    return pixelsOf(await this.client.result(jobId, { format: 'raw' }));
+  }
+
+  // The job's full-resolution result into its document, in place of `draft` if given.
+  async commitFinal(job, jobId, draft) {
+    return this.adapter.commitResult(job.docId, {
+      name: opName(job.op),
+      historyName: `ML Retouch: ${opName(job.op)}`,
+      pixels: await this.resultPixels(jobId),
+      draft,
+    });
   }
 
   // `commit` now; when Photoshop is modal, the result waits in `placements` (waiting()
