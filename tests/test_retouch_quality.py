@@ -64,7 +64,7 @@ def case(request) -> Case:
 
 def test_the_portrait_has_one_face_and_a_skin_mask(case):
     assert len(case.analysis.faces) == 1
-    assert case.core.mean() > 0.01  # cheeks, forehead, chin, neck
+    assert case.core.mean() > 0.005  # cheeks, nose, chin: most of a 4 % face
     assert case.outside.mean() > 0.6  # background, hair, suit
 
 

@@ -1,10 +1,24 @@
 """Skin mask: where a skin retouch may act, as a soft (H, W) float32 mask in [0, 1].
 
-Each face teaches a colour model of its own skin (a robust Gaussian in Lab over the face
-oval without eyes, brows, lips and nostrils); the model then finds the same skin on
-the neck, shoulders and arms, within the person mask. Without a face, a weaker generic
-YCrCb skin range stands in. Eyes, brows, lips and nostrils are cut out last, so they
-stay at exactly 0 whatever the feathering did.
+Built per face, inside the reach of that face (its head, neck, shoulders and arms):
+
+1. Colour: a robust Gaussian in Lab learnt from patches the face mesh says are surely
+   skin (both cheeks, the forehead's centre and sides, the chin), so hair on the
+   forehead and shadow under the jaw do not widen it. Each pixel's Mahalanobis
+   distance from that face's own skin decides whether its colour can be skin.
+2. Texture: hair, of any colour, is rough and oriented where skin is smooth. The
+   high-pass energy of lightness, against the same patches' own energy, and the
+   coherence of its structure tensor (how much the fine detail runs one way) mark
+   hair, brows, stubble, fabric weave and wood grain, which are then left out.
+3. Place: inside the face oval, colour and texture decide; outside it only pixels the
+   person segmentation calls person, whose colour is close to the face's, may be skin,
+   and they must be connected to the face's own skin through other skin pixels (a
+   wooden table or a warm wall beside a face is not).
+4. Edges are feathered inward: the mask reaches 0 at the boundary of what was found,
+   so hair, clothes and background beside skin stay untouched. Eyes, brows, lips and
+   nostrils are cut out last, exactly 0 over the features themselves.
+
+No face, no skin: a photograph without a face (a landscape, a product shot) is left alone.
 """
 
 from __future__ import annotations
@@ -19,32 +33,51 @@ import numpy as np
 
 from .landmarks import Face, check_canonical, region_polygons, small_rgb8, to_rgb8
 
-VERSION = "skin/1"
+VERSION = "skin/2"
 
 FEATURES = ("eyes", "brows", "lips", "nostrils")
 SEGMENT_SIDE = 256  # the selfie model's input size
 
-# Sizes as fractions of the face width, so that they follow the face at any resolution.
-FEATURE_MARGIN = 0.02  # features are cut out this much wider than their landmarks
-SAMPLE_MARGIN = 0.05  # and kept this far from the colour samples
-FEATHER = 0.015
-NO_FACE_FEATHER = 0.003  # without a face, these two are of the image's long side
-NO_FACE_SPECK = 0.004
-
-CHIN, FOREHEAD = 152, 10  # mesh indices at the bottom and top of the face oval
+# Mesh points at the centre of patches that are skin on every face: cheeks, lower
+# cheeks, forehead centre and sides, chin. Patch radius as a fraction of face width.
+SAMPLE_POINTS = (50, 280, 205, 425, 151, 108, 337, 199)
+SAMPLE_RADIUS = 0.07
+CHIN, FOREHEAD = 152, 10  # mesh points at the bottom and top of the face oval
+BROW_TOPS = (105, 334)
 NECK_SCALE, NECK_SHIFT = 0.8, 0.6
+HIGHLIGHT_INSET = 0.12  # of face width: highlights are looked for this far inside the oval
+BAND = (0.08, 0.25)  # the band above the forehead, from and to (face widths)
+BAND_SKIN = 2.0  # band pixels this close to the skin's colour are skin, not learnt from
+BAND_MARGIN = 0.5  # log-likelihood ratio over which skin fades out against the band
+# How far a face's skin may reach, in face widths: sideways, up and down (arms).
+REACH = (2.5, 0.6, 5.0)
+
+# Sizes as fractions of the face width, so that they follow the face at any resolution.
+# features are cut out this much wider than their landmarks; the mesh places brows
+# less surely than eyes and lips (thin, grey or hidden by a glasses frame)
+FEATURE_MARGINS = {("eyes", "lips", "nostrils"): 0.03, ("brows",): 0.05}
+FEATHER = 0.01
+SPECK = 0.02  # body skin thinner than about twice this is dropped (seams, glints)
 
 # Colour distance (in robust standard deviations) where skin fades from 1 to 0.
-BODY_DISTANCE = (2.0, 3.0)
-FACE_DISTANCE = (3.0, 5.0)  # near the face, shading and make-up are still skin
-SHADING_TOLERANCE = 1.25  # lightness varies with light far more than hue does
-# Away from the face, skin must also be about as smooth as the face's own skin.
-TEXTURE_SCALE = 0.015
-TEXTURE_RATIO = (2.0, 3.5)
-SPECK = 0.02  # body skin thinner than about twice this is dropped (seams, glints)
+BODY_DISTANCE = (2.5, 3.5)
+FACE_DISTANCE = (3.0, 4.5)  # inside the oval, shading and make-up are still skin
+SHADING_TOLERANCE = 1.5  # lightness varies with light far more than hue does
+# Texture: high-pass energy against the face's own skin, and its orientation.
+DETAIL_SIGMA = 0.012  # of face width (at least 1 px): the scale of hair strands
+ROUGH = (1.7, 2.7)  # energy ratio where a pixel fades from smooth to rough
+ORIENTED = (1.4, 2.2)  # the same, for pixels whose detail runs one way
+COHERENT = (0.45, 0.7)
+HAIR_DENSITY_SCALE = 0.04  # of face width: where most pixels around are rough, it is hair
+HAIR_DENSITY = (0.35, 0.55)
+CONNECT = 0.25  # skin is connected to the face through pixels at least this likely
+# Skin apart from the face (hands across a suit) must be surely skin and surely person
+# over most of its area, and at least this fraction of the face's area.
+APART = 0.01
+SURE_PERSON = 0.7
+PERSON = 0.35  # below this the person segmentation says background
 MAX_SAMPLES = 20_000
-MIN_SAMPLES = 50
-NO_FACE_WEIGHT = 0.5
+MIN_SAMPLES = 30
 LOW, HIGH = 1 / 256, 255 / 256
 
 
@@ -78,58 +111,154 @@ def skin_mask(pixels: np.ndarray, faces: list[Face], person: np.ndarray) -> np.n
     height, width = check_canonical(pixels)
     if person.shape != (height, width):
         raise ValueError(f"person mask is {person.shape}, pixels are {(height, width)}")
-    rgb = to_rgb8(pixels)
-    if not faces:
-        side = max(height, width)
-        skin = _generic_skin(rgb) * person
-        skin = cv2.morphologyEx(skin, cv2.MORPH_OPEN, _disk(NO_FACE_SPECK * side))
-        return _clamp(_feather(skin * NO_FACE_WEIGHT, NO_FACE_FEATHER * side))
-
-    lab = cv2.cvtColor(rgb, cv2.COLOR_RGB2Lab).astype(np.float32)
     skin = np.zeros((height, width), np.float32)
-    features = np.zeros((height, width), np.float32)
+    if not faces:
+        return skin
+    lab = cv2.cvtColor(to_rgb8(pixels), cv2.COLOR_RGB2Lab).astype(np.float32)
     for face in faces:
-        face_skin, face_features = _face_skin(lab, person, face)
-        np.maximum(skin, face_skin, out=skin)
-        np.maximum(features, face_features, out=features)
-    skin = _clamp(_feather(skin, FEATHER * max(f.width for f in faces)))
-    return _clamp(skin * (1 - features))
+        roi = _reach(face, (height, width))
+        if skin[roi].size:
+            np.maximum(skin[roi], _face_skin(lab[roi], person[roi], face, roi), out=skin[roi])
+    return skin
 
 
-def _face_skin(lab: np.ndarray, person: np.ndarray, face: Face) -> tuple[np.ndarray, np.ndarray]:
-    """The skin that matches one face's colour, and that face's features to cut out
-    (dilated and feathered, exactly 1 over the features themselves)."""
+def _reach(face: Face, shape: tuple[int, int]) -> tuple[slice, slice]:
+    side, up, down = (r * face.width for r in REACH)
+    x0, y0, x1, y1 = face.box
+    return _clip_box((x0 - side, y0 - up, x1 + side, y1 + down), shape)
+
+
+def _clip_box(box: tuple, shape: tuple[int, int]) -> tuple[slice, slice]:
+    x0, y0 = max(0, int(box[0])), max(0, int(box[1]))
+    x1, y1 = min(shape[1], int(np.ceil(box[2])) + 1), min(shape[0], int(np.ceil(box[3])) + 1)
+    return slice(y0, max(y0, y1)), slice(x0, max(x0, x1))
+
+
+def _face_skin(lab: np.ndarray, person: np.ndarray, face: Face, roi) -> np.ndarray:
+    """One face's skin inside its reach `roi` (lab and person are already cut to it)."""
     shape = lab.shape[:2]
-    oval = face_regions_mask(shape, [face], ["face_oval"])
-    feature = face_regions_mask(shape, [face], FEATURES)
-    # the per-face morphology only needs the face's surroundings
-    roi = _around(face.box, SAMPLE_MARGIN * face.width + 2, shape)
+    local = _shifted(face, -roi[1].start, -roi[0].start)
+    oval = face_regions_mask(shape, [local], ["face_oval"])
     cut = np.zeros(shape, np.float32)
-    if feature[roi].size == 0:  # the face lies outside the image
-        return cut, cut
-    cut[roi] = _dilate(feature[roi], FEATURE_MARGIN * face.width)
-    cut[roi] = _clamp(_feather(cut[roi], FEATURE_MARGIN * face.width / 3))
-    samples = np.zeros(shape, bool)
-    samples[roi] = cv2.erode(oval[roi] * (1 - feature[roi]), _disk(SAMPLE_MARGIN * face.width)) > 0
-    model = _colour_model(lab[samples])
-    if model is None:  # too few skin pixels to learn from: trust the landmarks
-        return oval * (1 - feature), cut
+    for names, margin in FEATURE_MARGINS.items():
+        grown = _dilate(face_regions_mask(shape, [local], names), margin * face.width)
+        np.maximum(cut, _clamp(_feather(grown, margin * face.width / 3)), out=cut)
+    samples = _sample_patches(shape, local) * (cut == 0)
+    model = _colour_model(lab[samples > 0])
+    if model is None:  # too few skin pixels to learn from: the features alone are known
+        return np.zeros(shape, np.float32)
 
     distance = _distance(lab, model.whiten)
-    near = np.maximum(oval, _neck_mask(shape, face) * person)
-    near_skin = np.maximum(_ramp(distance, *FACE_DISTANCE), _highlight(lab, model))
-    texture = _texture(lab[:, :, 0], TEXTURE_SCALE * face.width)
-    smooth = _ramp(texture / max(float(np.median(texture[samples])), 1.0), *TEXTURE_RATIO)
-    body = person * _ramp(distance, *BODY_DISTANCE) * smooth
+    # below the brows, shading and make-up are still skin; above them a fringe of hair
+    # may share the forehead's light, so the forehead is held to the body's rule, and a
+    # pixel there that is more likely drawn from the colours just above the forehead
+    # (hair, a hat, the wall) than from the face's skin is not skin
+    upper = _above_brows(shape, local)
+    above = _colour_model(lab[(_hair_band(shape, local) > 0) & (distance > BAND_SKIN)])
+    unlike = 1.0
+    if above is not None:
+        skin_odds = _log_likelihood(distance, model) - _log_likelihood(
+            _distance(lab, above.whiten), above
+        )
+        unlike = 1.0 - upper * _ramp(skin_odds, -BAND_MARGIN, BAND_MARGIN)
+    energy, coherence = _detail(lab[:, :, 0], max(DETAIL_SIGMA * face.width, 1.0))
+    ratio = energy / max(float(np.median(energy[samples > 0])), 0.5)
+    rough = np.maximum(_rise(ratio, *ROUGH), _rise(ratio, *ORIENTED) * _rise(coherence, *COHERENT))
+    # hair is rough almost everywhere; a wrinkle or an edge on skin is rough on a line
+    dense = _rise(_feather(rough, HAIR_DENSITY_SCALE * face.width), *HAIR_DENSITY)
+    smooth = (1.0 - np.maximum(rough, dense)) * unlike
+
+    # specular highlights sit on the nose, forehead and cheekbones, well inside the
+    # oval; near its edge something bright and grey is hair
+    inner = cv2.erode(oval, _disk(HIGHLIGHT_INSET * face.width))
+    near = np.maximum(_ramp(distance, *FACE_DISTANCE), _highlight(lab, model) * inner)
+    near = (upper * _ramp(distance, *BODY_DISTANCE) + (1 - upper) * near) * smooth
+    body = _ramp(distance, *BODY_DISTANCE) * smooth * (person > PERSON)
     body = cv2.morphologyEx(body, cv2.MORPH_OPEN, _disk(SPECK * face.width))
-    skin = np.maximum(near * near_skin, body)
-    return skin * (1 - feature), cut
+    # the neck is usually in the chin's shadow, too dark for the body's rule
+    candidate = np.maximum(np.maximum(oval, _neck(shape, local) * (person > PERSON)) * near, body)
+    strict = (distance < BODY_DISTANCE[0]) & (person > SURE_PERSON)
+    candidate *= _connected(candidate > CONNECT, samples > 0, strict, APART * face.area)
+    skin = _feather_inside(candidate, FEATHER * face.width)
+    return _clamp(skin * (1 - cut))
 
 
-def _around(box: tuple, pad: float, shape: tuple[int, int]) -> tuple[slice, slice]:
-    x0, y0 = max(0, int(box[0] - pad)), max(0, int(box[1] - pad))
-    x1, y1 = min(shape[1], int(box[2] + pad) + 1), min(shape[0], int(box[3] + pad) + 1)
-    return slice(y0, max(y0, y1)), slice(x0, max(x0, x1))
+def _neck(shape: tuple[int, int], face: Face) -> np.ndarray:
+    """float32 (H, W): where the neck should be: the face oval shrunk and moved down
+    along the face's own axis."""
+    oval = region_polygons(face)["face_oval"][0]
+    centre = oval.mean(axis=0)
+    down = face.points[CHIN] - face.points[FOREHEAD]
+    neck = centre + NECK_SCALE * (oval - centre) + NECK_SHIFT * down
+    mask = np.zeros(shape, np.uint8)
+    cv2.fillPoly(mask, [np.round(neck * 16).astype(np.int32)], 1, shift=4)
+    return mask.astype(np.float32)
+
+
+def _hair_band(shape: tuple[int, int], face: Face) -> np.ndarray:
+    """uint8 (H, W): 1 over a band just outside the top of the face oval, where the hair
+    (or whatever crowns the head) is."""
+    oval = region_polygons(face)["face_oval"][0]
+    centre = oval.mean(axis=0)
+    top = oval[_above(oval, face)]
+    band = np.zeros(shape, np.uint8)
+    if len(top) < 2:
+        return band
+    reach = (top - centre) / np.maximum(np.hypot(*(top - centre).T)[:, None], 1e-6)
+    outer = top + reach * BAND[1] * face.width
+    inner = top + reach * BAND[0] * face.width
+    polygon = np.vstack([outer, inner[::-1]])
+    cv2.fillPoly(band, [np.round(polygon * 16).astype(np.int32)], 1, shift=4)
+    return band
+
+
+def _above(points: np.ndarray, face: Face) -> np.ndarray:
+    """bool per point: above the line through the tops of the brows."""
+    down = face.points[CHIN] - face.points[FOREHEAD]
+    brow = face.points[list(BROW_TOPS)].mean(axis=0)
+    return (points - brow) @ down < 0
+
+
+def _above_brows(shape: tuple[int, int], face: Face) -> np.ndarray:
+    """float32 (H, W): 1 above the line through the tops of the brows (along the face's
+    own axis, so a tilted head is handled), 0 below."""
+    down = face.points[CHIN] - face.points[FOREHEAD]
+    down = down / max(float(np.hypot(*down)), 1e-6)
+    brow = face.points[list(BROW_TOPS)].mean(axis=0)
+    y, x = np.mgrid[0 : shape[0], 0 : shape[1]].astype(np.float32)
+    return (((x - brow[0]) * down[0] + (y - brow[1]) * down[1]) < 0).astype(np.float32)
+
+
+def _shifted(face: Face, dx: float, dy: float) -> Face:
+    """The same face in coordinates moved by (dx, dy)."""
+    x0, y0, x1, y1 = face.box
+    box = (x0 + dx, y0 + dy, x1 + dx, y1 + dy)
+    return Face(face.points + np.float32([dx, dy]), box, face.score)
+
+
+def _sample_patches(shape: tuple[int, int], face: Face) -> np.ndarray:
+    """uint8 (H, W): 1 over the patches of surely-skin the colour model learns from."""
+    patches = np.zeros(shape, np.uint8)
+    radius = max(int(round(SAMPLE_RADIUS * face.width * 16)), 16)
+    for index in SAMPLE_POINTS:
+        x, y = face.points[index]
+        cv2.circle(patches, (int(round(x * 16)), int(round(y * 16))), radius, 1, -1, shift=4)
+    return patches
+
+
+def _connected(
+    candidate: np.ndarray, seeds: np.ndarray, strict: np.ndarray, min_area: float
+) -> np.ndarray:
+    """float32: 1 over the connected parts of `candidate` that touch a seed, or that are
+    at least `min_area` pixels and mostly `strict` (a hand across a dark suit), 0 elsewhere."""
+    count, labels = cv2.connectedComponents(candidate.astype(np.uint8), connectivity=8)
+    area = np.bincount(labels.ravel(), minlength=count)
+    sure = np.bincount(labels.ravel(), weights=strict.ravel(), minlength=count)
+    keep = ((area >= min_area) & (sure >= 0.6 * area)).astype(np.float32)
+    keep[np.unique(labels[seeds & candidate])] = 1.0
+    keep[0] = 0.0
+    kept = keep[labels]
+    return cv2.dilate(kept, _disk(1))  # the soft rim just outside the 0.5 line stays
 
 
 def face_regions_mask(
@@ -147,23 +276,12 @@ def face_regions_mask(
     return mask.astype(np.float32)
 
 
-def _neck_mask(shape: tuple[int, int], face: Face) -> np.ndarray:
-    """Where the neck should be: the face oval shrunk and moved down along the face's
-    axis. Neck skin is usually in the chin's shadow, too dark for the body threshold."""
-    oval = region_polygons(face)["face_oval"][0]
-    centre = oval.mean(axis=0)
-    down = face.points[CHIN] - face.points[FOREHEAD]
-    neck = centre + NECK_SCALE * (oval - centre) + NECK_SHIFT * down
-    mask = np.zeros(shape, np.uint8)
-    cv2.fillPoly(mask, [np.round(neck * 16).astype(np.int32)], 1, shift=4)
-    return mask.astype(np.float32)
-
-
 @dataclass(frozen=True)
 class _SkinColour:
     mean: np.ndarray  # Lab
     spread: np.ndarray  # standard deviations in Lab
     whiten: np.ndarray  # 3x4 affine map: |whiten @ (x, 1)| is the Mahalanobis distance
+    log_scale: float  # log of the square root of the covariance's determinant
 
 
 def _colour_model(samples: np.ndarray) -> _SkinColour | None:
@@ -181,10 +299,11 @@ def _colour_model(samples: np.ndarray) -> _SkinColour | None:
     inliers = inliers.astype(np.float64)
     mean = inliers.mean(axis=0)
     scale = np.array([SHADING_TOLERANCE, 1.0, 1.0])
-    covariance = np.cov(inliers.T) * np.outer(scale, scale) + np.eye(3)
+    covariance = np.cov(inliers.T) * np.outer(scale, scale) + np.eye(3) * 2.0
     whiten = np.linalg.cholesky(np.linalg.inv(covariance)).T  # |whiten @ x|^2 = x' C^-1 x
     affine = np.hstack([whiten, -(whiten @ mean)[:, None]]).astype(np.float32)
-    return _SkinColour(mean, np.sqrt(np.diag(covariance)), affine)
+    log_scale = 0.5 * float(np.linalg.slogdet(covariance)[1])
+    return _SkinColour(mean, np.sqrt(np.diag(covariance)), affine, log_scale)
 
 
 def _distance(lab: np.ndarray, whiten: np.ndarray) -> np.ndarray:
@@ -192,6 +311,12 @@ def _distance(lab: np.ndarray, whiten: np.ndarray) -> np.ndarray:
     white = cv2.transform(lab, whiten)
     squares = cv2.transform(cv2.multiply(white, white), np.ones((1, 3), np.float32))
     return cv2.sqrt(squares)
+
+
+def _log_likelihood(distance: np.ndarray, model: _SkinColour) -> np.ndarray:
+    """Log of a Gaussian's density (up to a shared constant): a broad model, which is
+    near to everything, pays for its breadth."""
+    return -0.5 * distance * distance - np.float32(model.log_scale)
 
 
 def _highlight(lab: np.ndarray, model: _SkinColour) -> np.ndarray:
@@ -204,24 +329,29 @@ def _highlight(lab: np.ndarray, model: _SkinColour) -> np.ndarray:
     return brighter * _ramp(chroma, skin_chroma, skin_chroma + 2 * model.spread[2])
 
 
-def _texture(lightness: np.ndarray, sigma: float) -> np.ndarray:
-    """Local standard deviation of lightness: hair and fabric weave are rough, skin is not."""
-    size = (2 * max(1, round(sigma)) + 1,) * 2
-    mean = cv2.blur(lightness, size)
-    return cv2.sqrt(np.maximum(cv2.blur(lightness * lightness, size) - mean * mean, 0.0))
-
-
-def _generic_skin(rgb: np.ndarray) -> np.ndarray:
-    """Classic YCrCb skin ranges (Chai and Ngan), fading in over a few levels inside them."""
-    ycrcb = cv2.cvtColor(rgb, cv2.COLOR_RGB2YCrCb).astype(np.float32)
-    cr, cb = ycrcb[:, :, 1], ycrcb[:, :, 2]
-    inside = np.minimum(np.minimum(cr - 133, 173 - cr), np.minimum(cb - 77, 127 - cb))
-    return np.clip(inside / 4.0, 0.0, 1.0)
+def _detail(lightness: np.ndarray, sigma: float) -> tuple[np.ndarray, np.ndarray]:
+    """Fine detail's local energy (RMS of the high-passed lightness) and the coherence of
+    its structure tensor in [0, 1]: 1 where all of it runs one way (strands, grain)."""
+    fine = lightness - cv2.GaussianBlur(lightness, (0, 0), sigma)
+    window = 2.5 * sigma
+    energy = cv2.sqrt(cv2.GaussianBlur(fine * fine, (0, 0), window))
+    gx = cv2.Sobel(fine, cv2.CV_32F, 1, 0, ksize=3)
+    gy = cv2.Sobel(fine, cv2.CV_32F, 0, 1, ksize=3)
+    jxx = cv2.GaussianBlur(gx * gx, (0, 0), window)
+    jyy = cv2.GaussianBlur(gy * gy, (0, 0), window)
+    jxy = cv2.GaussianBlur(gx * gy, (0, 0), window)
+    coherence = cv2.sqrt((jxx - jyy) ** 2 + 4 * jxy * jxy) / (jxx + jyy + 1e-3)
+    return energy, coherence
 
 
 def _ramp(distance: np.ndarray, near: float, far: float) -> np.ndarray:
     """1 up to `near`, 0 from `far`, linear between."""
     return np.clip((far - distance) / (far - near), 0.0, 1.0)
+
+
+def _rise(value: np.ndarray, low: float, high: float) -> np.ndarray:
+    """0 up to `low`, 1 from `high`, linear between."""
+    return np.clip((value - low) / (high - low), 0.0, 1.0)
 
 
 def _dilate(mask: np.ndarray, radius: float) -> np.ndarray:
@@ -231,6 +361,17 @@ def _dilate(mask: np.ndarray, radius: float) -> np.ndarray:
 def _disk(radius: float) -> np.ndarray:
     size = 2 * max(1, round(radius)) + 1
     return cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (size, size))
+
+
+def _feather_inside(mask: np.ndarray, sigma: float) -> np.ndarray:
+    """A soft edge that lies inside what was found. Pinholes (a wrinkle, a pore) are
+    closed first; the mask is then eroded by twice the blur's width and blurred, so that
+    it has faded to ~0.02 at the found boundary and is 0 beyond it."""
+    if sigma < 0.3:
+        return mask
+    closed = cv2.morphologyEx(mask, cv2.MORPH_CLOSE, _disk(sigma))
+    inner = cv2.erode(closed, _disk(2 * sigma))
+    return np.minimum(_feather(inner, sigma), closed)
 
 
 def _feather(mask: np.ndarray, sigma: float) -> np.ndarray:

@@ -1,7 +1,7 @@
 """The four retouch operations, each in two halves.
 
 `plan_*` works at field resolution (a ~1 MP copy): it measures the skin and builds
-smooth fields (a low band, a gain, a colour shift) that say what to change where.
+smooth fields (a low band, an L* lift, a gain, an a*b* shift) that say what to change where.
 `render` applies a plan to any tile of any pyramid level at full precision: the
 fine detail (pores, hair, eyelashes) always comes from the real pixels.
 
@@ -26,10 +26,10 @@ from .sculpt import light_and_shade
 from .tiles import Box, sample
 
 LINEAR = frozenset({Op.beauty, Op.dodge_burn, Op.volume})
-VERSION = "retouch-ops/1"
+VERSION = "retouch-ops/2"
 LUMA = np.array([0.2126, 0.7152, 0.0722], np.float32)
 FINE_SIGMA = 1.3  # px: detail finer than this (pores, fine hair) is never smoothed
-MAX_GAIN = 0.3  # dodge & burn never lifts or lowers a pixel by more than 30 %
+MAX_LIFT = 12.0  # dodge & burn never lifts or lowers a pixel by more than this (L*)
 
 
 @dataclass(frozen=True)
@@ -62,22 +62,19 @@ def _plan_beauty(a: Analysis, params: RetouchParams) -> Plan:
 
 def _plan_dodge_burn(a: Analysis, params: RetouchParams) -> Plan:
     # light and dark patches a few % of the face across, against their surroundings
-    # (~1/12 of the face): large enough to keep the face's own modelling intact
-    luma = a.rgb @ LUMA
-    local = masked_gaussian(luma, a.mask, max(a.face_width / 50.0, 1.0))
-    around = masked_gaussian(luma, a.mask, max(a.face_width / 12.0, 2.0))
+    # (~1/12 of the face): large enough to keep the face's own modelling intact. The
+    # change is to L* alone, so it evens light without adding colour variation.
+    lightness = np.ascontiguousarray(cv2.cvtColor(a.rgb, cv2.COLOR_RGB2Lab)[..., 0])
+    local = masked_gaussian(lightness, a.mask, max(a.face_width / 50.0, 1.0))
+    around = masked_gaussian(lightness, a.mask, max(a.face_width / 12.0, 2.0))
     uneven = local - around
-    total = float(a.mask.sum())
-    if total > 0:  # as much dodged as burnt: the skin's mean luminance stays
-        uneven -= float((uneven * a.mask).sum()) / total
     strength = params.strength_for(Op.dodge_burn)
-    # a gain on RGB keeps the hue; over `local` it moves luminance by -strength·uneven
-    gain = np.clip(-strength * uneven / np.maximum(local, 0.05), -MAX_GAIN, MAX_GAIN)
-    weight = a.mask * luma
-    if float(weight.sum()) > 0:  # what clipping and the gain's form moved, put back
-        gain -= float((gain * weight).sum()) / float(weight.sum())
-    gain = (gain * a.mask).astype(np.float32)
-    return Plan(Op.dodge_burn, {"gain": gain}, np.abs(gain))
+    lift = np.clip(-strength * uneven, -MAX_LIFT, MAX_LIFT) * a.mask
+    total = float(a.mask.sum())
+    if total > 0:  # as much dodged as burnt: the skin's mean lightness stays
+        lift -= a.mask * (float(lift.sum()) / total)
+    lift = lift.astype(np.float32)
+    return Plan(Op.dodge_burn, {"lift": lift}, np.abs(lift))
 
 
 def _plan_volume(a: Analysis, params: RetouchParams) -> Plan:
@@ -147,22 +144,28 @@ def render(
     """The op applied to `box` of an image of `size` at this pyramid level. `rgb` is
     float32 in [0, 1] covering `outer` (the box plus its halo)."""
     inner = rgb[box.within(outer)]
-    if plan_.op in LINEAR:
-        if plan_.op is Op.beauty:
-            fine = gaussian(rgb, plan_.fine_sigma * level_scale)[box.within(outer)]
-            low = sample(plan_.fields["low"], size, box)
-            weight = sample(plan_.fields["weight"], size, box)[..., None]
-            delta = weight * (low - fine)
-        else:
-            delta = inner * sample(plan_.fields["gain"], size, box)[..., None]
-        # the full change stays within range, so every t in [0, 1] needs no clipping
-        # and a result at intensity t is exactly the blend toward the full one
-        delta = np.clip(inner + delta, 0.0, 1.0) - inner
-        return inner + np.float32(t) * delta
-    shift = sample(plan_.fields["shift"], size, box)
-    lab = cv2.cvtColor(inner, cv2.COLOR_RGB2Lab)
+    if plan_.op is Op.color:
+        # not linear: intensity t scales the shift itself
+        return inner + _lab_change(inner, sample(plan_.fields["shift"], size, box) * t, 1)
+    if plan_.op is Op.beauty:
+        fine = gaussian(rgb, plan_.fine_sigma * level_scale)[box.within(outer)]
+        low = sample(plan_.fields["low"], size, box)
+        weight = sample(plan_.fields["weight"], size, box)[..., None]
+        delta = weight * (low - fine)
+    elif plan_.op is Op.dodge_burn:
+        delta = _lab_change(inner, sample(plan_.fields["lift"], size, box)[..., None], 0)
+    else:
+        delta = inner * sample(plan_.fields["gain"], size, box)[..., None]
+    # the full change stays within range, so every t in [0, 1] needs no clipping
+    # and a result at intensity t is exactly the blend toward the full one
+    delta = np.clip(inner + delta, 0.0, 1.0) - inner
+    return inner + np.float32(t) * delta
+
+
+def _lab_change(rgb: np.ndarray, shift: np.ndarray, first: int) -> np.ndarray:
+    """The RGB change that adds `shift` to Lab channels first.. (L* is 0, a* 1).
+    The change, not the round trip: where the shift is zero the pixel is untouched."""
+    lab = cv2.cvtColor(rgb, cv2.COLOR_RGB2Lab)
     moved = lab.copy()
-    moved[..., 1:] += t * shift
-    # the change, not the round trip: where the shift is zero the pixel is untouched
-    delta = cv2.cvtColor(moved, cv2.COLOR_Lab2RGB) - cv2.cvtColor(lab, cv2.COLOR_Lab2RGB)
-    return inner + delta
+    moved[..., first : first + shift.shape[-1]] += shift
+    return cv2.cvtColor(moved, cv2.COLOR_Lab2RGB) - cv2.cvtColor(lab, cv2.COLOR_Lab2RGB)
