@@ -55,7 +55,7 @@ REACH = (2.5, 0.6, 5.0)
 # Sizes as fractions of the face width, so that they follow the face at any resolution.
 # features are cut out this much wider than their landmarks; the mesh places brows
 # less surely than eyes and lips (thin, grey or hidden by a glasses frame)
-FEATURE_MARGINS = {("eyes", "lips", "nostrils"): 0.03, ("brows",): 0.05}
+FEATURE_MARGINS = {("eyes", "nostrils"): 0.03, ("lips",): 0.045, ("brows",): 0.05}
 FEATHER = 0.01
 SPECK = 0.02  # body skin thinner than about twice this is dropped (seams, glints)
 
@@ -64,7 +64,7 @@ BODY_DISTANCE = (2.5, 3.5)
 FACE_DISTANCE = (3.0, 4.5)  # inside the oval, shading and make-up are still skin
 SHADING_TOLERANCE = 1.5  # lightness varies with light far more than hue does
 # Texture: high-pass energy against the face's own skin, and its orientation.
-DETAIL_SIGMA = 0.012  # of face width (at least 1 px): the scale of hair strands
+DETAIL_SIGMA = 0.01  # of face width (at least 1 px): the scale of hair strands
 ROUGH = (1.7, 2.7)  # energy ratio where a pixel fades from smooth to rough
 ORIENTED = (1.4, 2.2)  # the same, for pixels whose detail runs one way
 COHERENT = (0.45, 0.7)
@@ -172,7 +172,9 @@ def _face_skin(lab: np.ndarray, person: np.ndarray, face: Face, roi) -> np.ndarr
     # oval; near its edge something bright and grey is hair
     inner = cv2.erode(oval, _disk(HIGHLIGHT_INSET * face.width))
     near = np.maximum(_ramp(distance, *FACE_DISTANCE), _highlight(lab, model) * inner)
-    near = (upper * _ramp(distance, *BODY_DISTANCE) + (1 - upper) * near) * smooth
+    # so is the oval's rim, where grey or blonde hair at the temples meets the cheek
+    strict = np.maximum(upper, 1.0 - inner)
+    near = (strict * _ramp(distance, *BODY_DISTANCE) + (1 - strict) * near) * smooth
     body = _ramp(distance, *BODY_DISTANCE) * smooth * (person > PERSON)
     body = cv2.morphologyEx(body, cv2.MORPH_OPEN, _disk(SPECK * face.width))
     # the neck is usually in the chin's shadow, too dark for the body's rule
