@@ -191,13 +191,21 @@ def naive_upload_body(pixels: np.ndarray) -> bytes:
     ).encode()
 
 
-def portrait(width: int, height: int, *, closeup: bool = False, alpha: bool = False) -> np.ndarray:
+def portrait(
+    width: int,
+    height: int,
+    *,
+    closeup: bool = False,
+    alpha: bool = False,
+    no_face: bool = False,
+) -> np.ndarray:
     """The sample portrait upscaled to a 16-bit (H, W, 3|4) image with sensor-like noise,
-    so the data is not smoother than a real capture."""
+    so the data is not smoother than a real capture; `no_face`: a launch photograph
+    (sky, smoke, a rocket) in its place."""
     import cv2
     from skimage import data
 
-    face = data.astronaut().astype(np.float32) * 257.0
+    face = (data.rocket() if no_face else data.astronaut()).astype(np.float32) * 257.0
     if closeup:  # the head fills the frame: skin in most tiles, the slow case
         face = face[30:250, 90:420]
     big = cv2.resize(face, (width, height), interpolation=cv2.INTER_CUBIC)

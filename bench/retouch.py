@@ -12,7 +12,8 @@
 
 The table `retouch.md`: per op, from the job's `started` event to its first preview and
 to `done` (the sidecar's own timestamps): cold, stages cached (another op on the same
-image), progressive off, and a close-up (skin in most tiles).
+image), progressive off, a close-up (skin in most tiles), and a photograph with no face
+(nothing to change: the face search alone).
 """
 
 from __future__ import annotations
@@ -190,9 +191,16 @@ async def per_op_table(h: Harness, opts: Options, base: np.ndarray) -> Detail:
             image_id = await h.upload(variant(close, n))
             body = {"op": op, "image_id": image_id}
             times.setdefault((op, "cold, close-up"), []).append(await _timed_job(h, body))
+    scene = portrait(width, height, no_face=True)  # nothing to retouch: nothing changes
+    for _ in range(runs):
+        n += 1
+        image_id = await h.upload(variant(scene, n))
+        body = {"op": "beauty", "image_id": image_id}
+        times.setdefault(("beauty", "cold, no face"), []).append(await _timed_job(h, body))
     rows = []
+    modes = ("cold", "stages cached", "cold, progressive off", "cold, close-up", "cold, no face")
     for op in OPS:
-        for mode in ("cold", "stages cached", "cold, progressive off", "cold, close-up"):
+        for mode in modes:
             got = times.get((op, mode))
             if got:
                 first = median([g["first"] for g in got]) * 1000

@@ -74,6 +74,7 @@ CONNECT = 0.25  # skin is connected to the face through pixels at least this lik
 # Skin apart from the face (hands across a suit) must be surely skin and surely person
 # over most of its area, and at least this fraction of the face's area.
 APART = 0.01
+APART_REACH = 3.5  # face widths from the face's centre: hands, not the table below
 SURE_PERSON = 0.7
 PERSON = 0.35  # below this the person segmentation says background
 MAX_SAMPLES = 20_000
@@ -179,10 +180,18 @@ def _face_skin(lab: np.ndarray, person: np.ndarray, face: Face, roi) -> np.ndarr
     body = cv2.morphologyEx(body, cv2.MORPH_OPEN, _disk(SPECK * face.width))
     # the neck is usually in the chin's shadow, too dark for the body's rule
     candidate = np.maximum(np.maximum(oval, _neck(shape, local) * (person > PERSON)) * near, body)
-    strict = (distance < BODY_DISTANCE[0]) & (person > SURE_PERSON)
-    candidate *= _connected(candidate > CONNECT, samples > 0, strict, APART * face.area)
+    near_face = _within(shape, local, APART_REACH * face.width)
+    apart = (distance < BODY_DISTANCE[0]) & (person > SURE_PERSON) & near_face
+    candidate *= _connected(candidate > CONNECT, samples > 0, apart, APART * face.area)
     skin = _feather_inside(candidate, FEATHER * face.width)
     return _clamp(skin * (1 - cut))
+
+
+def _within(shape: tuple[int, int], face: Face, radius: float) -> np.ndarray:
+    """bool (H, W): within `radius` pixels of the face's centre."""
+    x0, y0, x1, y1 = face.box
+    y, x = np.ogrid[0 : shape[0], 0 : shape[1]]
+    return (x - (x0 + x1) / 2) ** 2 + (y - (y0 + y1) / 2) ** 2 <= radius * radius
 
 
 def _neck(shape: tuple[int, int], face: Face) -> np.ndarray:

@@ -77,8 +77,10 @@ class Analyser:
             small = cv2.resize(pixels, size, interpolation=cv2.INTER_AREA)
         small = np.ascontiguousarray(small)
         faces = tuple(self._finder.find(small))
-        person = self._segmenter.person(small)
-        mask = skin.skin_mask(small, list(faces), person)
+        if faces:
+            mask = skin.skin_mask(small, list(faces), self._segmenter.person(small))
+        else:  # no face, no skin: nothing for the person segmentation to add
+            mask = np.zeros(small.shape[:2], np.float32)
         return Analysis(width, height, to_unit_float(small), faces, mask.astype(np.float32))
 
     def close(self) -> None:
