@@ -25,13 +25,13 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterable
-from dataclasses import dataclass
 
 import cv2
 import mediapipe as mp
 import numpy as np
 
 from .landmarks import Face, check_canonical, region_polygons, small_rgb8, to_rgb8
+from .skin_cues import colour_model, detail, highlight, log_likelihood, mahalanobis, ramp, rise
 
 VERSION = "skin/2"
 
@@ -62,7 +62,6 @@ SPECK = 0.02  # body skin thinner than about twice this is dropped (seams, glint
 # Colour distance (in robust standard deviations) where skin fades from 1 to 0.
 BODY_DISTANCE = (2.5, 3.5)
 FACE_DISTANCE = (3.0, 4.5)  # inside the oval, shading and make-up are still skin
-SHADING_TOLERANCE = 1.5  # lightness varies with light far more than hue does
 # Texture: high-pass energy against the face's own skin, and its orientation.
 DETAIL_SIGMA = 0.01  # of face width (at least 1 px): the scale of hair strands
 ROUGH = (1.7, 2.7)  # energy ratio where a pixel fades from smooth to rough
@@ -77,8 +76,6 @@ APART = 0.01
 APART_REACH = 3.5  # face widths from the face's centre: hands, not the table below
 SURE_PERSON = 0.7
 PERSON = 0.35  # below this the person segmentation says background
-MAX_SAMPLES = 20_000
-MIN_SAMPLES = 30
 LOW, HIGH = 1 / 256, 255 / 256
 
 
@@ -140,43 +137,40 @@ def _face_skin(lab: np.ndarray, person: np.ndarray, face: Face, roi) -> np.ndarr
     shape = lab.shape[:2]
     local = _shifted(face, -roi[1].start, -roi[0].start)
     oval = face_regions_mask(shape, [local], ["face_oval"])
-    cut = np.zeros(shape, np.float32)
-    for names, margin in FEATURE_MARGINS.items():
-        grown = _dilate(face_regions_mask(shape, [local], names), margin * face.width)
-        np.maximum(cut, _clamp(_feather(grown, margin * face.width / 3)), out=cut)
+    cut = _features_cut(shape, local)
     samples = _sample_patches(shape, local) * (cut == 0)
-    model = _colour_model(lab[samples > 0])
+    model = colour_model(lab[samples > 0])
     if model is None:  # too few skin pixels to learn from: the features alone are known
         return np.zeros(shape, np.float32)
 
-    distance = _distance(lab, model.whiten)
+    distance = mahalanobis(lab, model.whiten)
     # below the brows, shading and make-up are still skin; above them a fringe of hair
     # may share the forehead's light, so the forehead is held to the body's rule, and a
     # pixel there that is more likely drawn from the colours just above the forehead
     # (hair, a hat, the wall) than from the face's skin is not skin
     upper = _above_brows(shape, local)
-    above = _colour_model(lab[(_hair_band(shape, local) > 0) & (distance > BAND_SKIN)])
+    above = colour_model(lab[(_hair_band(shape, local) > 0) & (distance > BAND_SKIN)])
     unlike = 1.0
     if above is not None:
-        skin_odds = _log_likelihood(distance, model) - _log_likelihood(
-            _distance(lab, above.whiten), above
+        skin_odds = log_likelihood(distance, model) - log_likelihood(
+            mahalanobis(lab, above.whiten), above
         )
-        unlike = 1.0 - upper * _ramp(skin_odds, -BAND_MARGIN, BAND_MARGIN)
-    energy, coherence = _detail(lab[:, :, 0], max(DETAIL_SIGMA * face.width, 1.0))
+        unlike = 1.0 - upper * ramp(skin_odds, -BAND_MARGIN, BAND_MARGIN)
+    energy, coherence = detail(lab[:, :, 0], max(DETAIL_SIGMA * face.width, 1.0))
     ratio = energy / max(float(np.median(energy[samples > 0])), 0.5)
-    rough = np.maximum(_rise(ratio, *ROUGH), _rise(ratio, *ORIENTED) * _rise(coherence, *COHERENT))
+    rough = np.maximum(rise(ratio, *ROUGH), rise(ratio, *ORIENTED) * rise(coherence, *COHERENT))
     # hair is rough almost everywhere; a wrinkle or an edge on skin is rough on a line
-    dense = _rise(_feather(rough, HAIR_DENSITY_SCALE * face.width), *HAIR_DENSITY)
+    dense = rise(_feather(rough, HAIR_DENSITY_SCALE * face.width), *HAIR_DENSITY)
     smooth = (1.0 - np.maximum(rough, dense)) * unlike
 
     # specular highlights sit on the nose, forehead and cheekbones, well inside the
     # oval; near its edge something bright and grey is hair
-    inner = cv2.erode(oval, _disk(HIGHLIGHT_INSET * face.width))
-    near = np.maximum(_ramp(distance, *FACE_DISTANCE), _highlight(lab, model) * inner)
+    inner = _inset(oval, HIGHLIGHT_INSET * face.width)
+    near = np.maximum(ramp(distance, *FACE_DISTANCE), highlight(lab, model) * inner)
     # so is the oval's rim, where grey or blonde hair at the temples meets the cheek
     strict = np.maximum(upper, 1.0 - inner)
-    near = (strict * _ramp(distance, *BODY_DISTANCE) + (1 - strict) * near) * smooth
-    body = _ramp(distance, *BODY_DISTANCE) * smooth * (person > PERSON)
+    near = (strict * ramp(distance, *BODY_DISTANCE) + (1 - strict) * near) * smooth
+    body = ramp(distance, *BODY_DISTANCE) * smooth * (person > PERSON)
     body = cv2.morphologyEx(body, cv2.MORPH_OPEN, _disk(SPECK * face.width))
     # the neck is usually in the chin's shadow, too dark for the body's rule
     candidate = np.maximum(np.maximum(oval, _neck(shape, local) * (person > PERSON)) * near, body)
@@ -185,6 +179,24 @@ def _face_skin(lab: np.ndarray, person: np.ndarray, face: Face, roi) -> np.ndarr
     candidate *= _connected(candidate > CONNECT, samples > 0, apart, APART * face.area)
     skin = _feather_inside(candidate, FEATHER * face.width)
     return _clamp(skin * (1 - cut))
+
+
+def _features_cut(shape: tuple[int, int], face: Face) -> np.ndarray:
+    """float32 (H, W): the features grown by their margins and feathered, exactly 1 over
+    the features themselves; worked out on the face's own box only."""
+    cut = np.zeros(shape, np.float32)
+    pad = max(FEATURE_MARGINS.values()) * face.width * 2 + 2
+    box = _clip_box(
+        (face.box[0] - pad, face.box[1] - pad, face.box[2] + pad, face.box[3] + pad), shape
+    )
+    inner = _shifted(face, -box[1].start, -box[0].start)
+    part = cut[box]
+    if part.size == 0:
+        return cut
+    for names, margin in FEATURE_MARGINS.items():
+        grown = _grown(face_regions_mask(part.shape, [inner], names), margin * face.width)
+        np.maximum(part, _clamp(_feather(grown, margin * face.width / 3)), out=part)
+    return cut
 
 
 def _within(shape: tuple[int, int], face: Face, radius: float) -> np.ndarray:
@@ -287,86 +299,27 @@ def face_regions_mask(
     return mask.astype(np.float32)
 
 
-@dataclass(frozen=True)
-class _SkinColour:
-    mean: np.ndarray  # Lab
-    spread: np.ndarray  # standard deviations in Lab
-    whiten: np.ndarray  # 3x4 affine map: |whiten @ (x, 1)| is the Mahalanobis distance
-    log_scale: float  # log of the square root of the covariance's determinant
-
-
-def _colour_model(samples: np.ndarray) -> _SkinColour | None:
-    """A robust Gaussian of the skin's Lab colour, outliers (hair, highlights, stubble)
-    dropped first by median and MAD."""
-    if len(samples) > MAX_SAMPLES:
-        samples = samples[:: len(samples) // MAX_SAMPLES + 1]
-    if len(samples) < MIN_SAMPLES:
-        return None
-    median = np.median(samples, axis=0)
-    spread = np.maximum(1.4826 * np.median(np.abs(samples - median), axis=0), 1.0)
-    inliers = samples[np.all(np.abs(samples - median) <= 2.5 * spread, axis=1)]
-    if len(inliers) < MIN_SAMPLES:
-        return None
-    inliers = inliers.astype(np.float64)
-    mean = inliers.mean(axis=0)
-    scale = np.array([SHADING_TOLERANCE, 1.0, 1.0])
-    covariance = np.cov(inliers.T) * np.outer(scale, scale) + np.eye(3) * 2.0
-    whiten = np.linalg.cholesky(np.linalg.inv(covariance)).T  # |whiten @ x|^2 = x' C^-1 x
-    affine = np.hstack([whiten, -(whiten @ mean)[:, None]]).astype(np.float32)
-    log_scale = 0.5 * float(np.linalg.slogdet(covariance)[1])
-    return _SkinColour(mean, np.sqrt(np.diag(covariance)), affine, log_scale)
-
-
-def _distance(lab: np.ndarray, whiten: np.ndarray) -> np.ndarray:
-    """Mahalanobis distance of each pixel from the skin colour."""
-    white = cv2.transform(lab, whiten)
-    squares = cv2.transform(cv2.multiply(white, white), np.ones((1, 3), np.float32))
-    return cv2.sqrt(squares)
-
-
-def _log_likelihood(distance: np.ndarray, model: _SkinColour) -> np.ndarray:
-    """Log of a Gaussian's density (up to a shared constant): a broad model, which is
-    near to everything, pays for its breadth."""
-    return -0.5 * distance * distance - np.float32(model.log_scale)
-
-
-def _highlight(lab: np.ndarray, model: _SkinColour) -> np.ndarray:
-    """Skin under a specular highlight: brighter than the skin and no more colourful.
-    Far from the mean colour, yet it is the nose tip, the forehead, the cheekbones."""
-    lightness = lab[:, :, 0]
-    chroma = cv2.magnitude(lab[:, :, 1] - 128, lab[:, :, 2] - 128)
-    skin_chroma = float(np.hypot(model.mean[1] - 128, model.mean[2] - 128))
-    brighter = np.clip((lightness - model.mean[0]) / model.spread[0], 0.0, 1.0)
-    return brighter * _ramp(chroma, skin_chroma, skin_chroma + 2 * model.spread[2])
-
-
-def _detail(lightness: np.ndarray, sigma: float) -> tuple[np.ndarray, np.ndarray]:
-    """Fine detail's local energy (RMS of the high-passed lightness) and the coherence of
-    its structure tensor in [0, 1]: 1 where all of it runs one way (strands, grain)."""
-    fine = lightness - cv2.GaussianBlur(lightness, (0, 0), sigma)
-    window = 2.5 * sigma
-    energy = cv2.sqrt(cv2.GaussianBlur(fine * fine, (0, 0), window))
-    gx = cv2.Sobel(fine, cv2.CV_32F, 1, 0, ksize=3)
-    gy = cv2.Sobel(fine, cv2.CV_32F, 0, 1, ksize=3)
-    jxx = cv2.GaussianBlur(gx * gx, (0, 0), window)
-    jyy = cv2.GaussianBlur(gy * gy, (0, 0), window)
-    jxy = cv2.GaussianBlur(gx * gy, (0, 0), window)
-    coherence = cv2.sqrt((jxx - jyy) ** 2 + 4 * jxy * jxy) / (jxx + jyy + 1e-3)
-    return energy, coherence
-
-
-def _ramp(distance: np.ndarray, near: float, far: float) -> np.ndarray:
-    """1 up to `near`, 0 from `far`, linear between."""
-    return np.clip((far - distance) / (far - near), 0.0, 1.0)
-
-
-def _rise(value: np.ndarray, low: float, high: float) -> np.ndarray:
-    """0 up to `low`, 1 from `high`, linear between."""
-    return np.clip((value - low) / (high - low), 0.0, 1.0)
-
-
 def _dilate(mask: np.ndarray, radius: float) -> np.ndarray:
     return cv2.dilate(mask, _disk(radius)) if radius >= 0.5 else mask
+
+
+def _square(radius: float) -> np.ndarray:
+    size = 2 * max(1, round(radius)) + 1
+    return cv2.getStructuringElement(cv2.MORPH_RECT, (size, size))
+
+
+def _grown(mask: np.ndarray, radius: float) -> np.ndarray:
+    """float32: 1 within `radius` pixels of the binary `mask` (a round dilation, by
+    distance transform)."""
+    outside = cv2.distanceTransform((mask == 0).astype(np.uint8), cv2.DIST_L2, 3)
+    return (outside <= radius).astype(np.float32)
+
+
+def _inset(mask: np.ndarray, radius: float) -> np.ndarray:
+    """float32: 1 where the binary `mask` is at least `radius` pixels from its edge (a
+    round erosion, by distance transform: fast at any radius)."""
+    inside = cv2.distanceTransform((mask > 0).astype(np.uint8), cv2.DIST_L2, 3)
+    return (inside >= radius).astype(np.float32)
 
 
 def _disk(radius: float) -> np.ndarray:
@@ -380,8 +333,9 @@ def _feather_inside(mask: np.ndarray, sigma: float) -> np.ndarray:
     it has faded to ~0.02 at the found boundary and is 0 beyond it."""
     if sigma < 0.3:
         return mask
-    closed = cv2.morphologyEx(mask, cv2.MORPH_CLOSE, _disk(sigma))
-    inner = cv2.erode(closed, _disk(2 * sigma))
+    # square structuring elements: OpenCV runs them in constant time per pixel
+    closed = cv2.morphologyEx(mask, cv2.MORPH_CLOSE, _square(sigma))
+    inner = cv2.erode(closed, _square(2 * sigma))
     return np.minimum(_feather(inner, sigma), closed)
 
 
