@@ -12,7 +12,7 @@ async function checkConnection(fetchFn, { baseUrl = DEFAULT_BASE_URL, token = ''
     if (!response.ok) return { state: 'offline', message: `sidecar answered ${response.status}` };
     health = await response.json();
   } catch (error) {
-    return { state: 'offline', message: 'The sidecar is not running. Start it with scripts/run.' };
+    return { state: 'offline', message: 'The sidecar is not running.' };
   }
   if (!token) return { state: 'unauthorized', version: health.version, message: 'Enter the token.' };
   // HEAD of an id that cannot exist: 404 means the token was accepted, 401 that it was not.
@@ -24,7 +24,7 @@ async function checkConnection(fetchFn, { baseUrl = DEFAULT_BASE_URL, token = ''
     });
   } catch {
     // the sidecar went away between the two requests
-    return { state: 'offline', message: 'The sidecar is not running. Start it with scripts/run.' };
+    return { state: 'offline', message: 'The sidecar is not running.' };
   }
   if (probe.status === 401) {
     return { state: 'unauthorized', version: health.version, message: 'The token was refused.' };

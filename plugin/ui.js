@@ -9,6 +9,7 @@ const { EventStream } = require('./events.js');
 const { Panel, OP_NAMES, opName } = require('./panel-state.js');
 const { el, setChildren, dataUrl, formatEta } = require('./ui-parts.js');
 const { messageOf } = require('./panel-state.js');
+const { detectPlatform, startHint } = require('./start-hint.js');
 
 const APPLY_OPS = ['beauty', 'dodge_burn', 'volume', 'color'];
 const RETRY_MS = { initial: 1000, max: 10000 };
@@ -190,6 +191,7 @@ async function mountPanel({
   precompute = true,
   rawBody,
   retryMs = RETRY_MS,
+  platform = detectPlatform(),
 }) {
   const view = buildView(root);
   view.queueOp = 'beauty';
@@ -234,7 +236,7 @@ async function mountPanel({
           dropped = true;
           const seconds = Math.ceil((info.delayMs ?? 0) / 1000);
           const when = seconds ? ` in ${seconds} s` : '';
-          showConnection('offline', 'Sidecar not reachable', `Reconnecting${when}… If it stopped, start it again (scripts/run).`);
+          showConnection('offline', 'Sidecar not reachable', `Reconnecting${when}… ${startHint(platform)}`);
         }
       },
     });
@@ -266,7 +268,7 @@ async function mountPanel({
       showConnection('unauthorized', result.message, 'Run `.venv/bin/retouch-sidecar token` and paste it here.');
       return; // waits for a token
     }
-    showConnection('offline', 'Sidecar not running', `${result.message} Retrying…`);
+    showConnection('offline', 'Sidecar not running', `${result.message} ${startHint(platform)} Retrying…`);
     connection.timer = setTimeout(connect, connection.delayMs);
     connection.delayMs = Math.min(connection.delayMs * 2, retryMs.max);
   };

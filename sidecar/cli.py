@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import logging.handlers
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -14,6 +15,10 @@ from . import __version__
 from .settings import LOOPBACK, Settings
 
 log = logging.getLogger("sidecar")
+
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+LOG_FILE_BYTES = 5 << 20  # then sidecar.log.1, .2, .3
+LOG_FILE_BACKUPS = 3
 
 
 DEFAULT_ENGINES = ("retouch",)
@@ -67,8 +72,14 @@ def _engines(names: Sequence[str], settings: Settings) -> dict:
 
 def _diffusion(settings: Settings, retouch, cache):
     """The only place torch and diffusers get imported (and only with --model)."""
-    from .engines.diffusion.engine import DiffusionEngine
-    from .engines.diffusion.loading import load_model
+    try:
+        from .engines.diffusion.engine import DiffusionEngine
+        from .engines.diffusion.loading import load_model
+    except ImportError as exc:
+        raise ValueError(
+            f"--model needs the diffusion extra ({exc.name} is missing): "
+            "pip install -e .[diffusion] (torch has no Intel Mac wheels at its pin)"
+        ) from exc
 
     assert settings.model is not None
     model = load_model(
@@ -109,6 +120,11 @@ def _parser() -> argparse.ArgumentParser:
     )
     serve.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING"])
     serve.add_argument(
+        "--log-file",
+        type=Path,
+        help="also log to this file, rotated at 5 MB (3 kept); its folder is created",
+    )
+    serve.add_argument(
         "--engine",
         action="append",
         default=[],
@@ -139,6 +155,10 @@ def _parser() -> argparse.ArgumentParser:
             "--port", type=int, help="sidecar port; one is started here if none answers"
         )
         command.add_argument("--config-dir", type=Path, help="where the token is kept")
+
+    from .service import add_parser as add_service
+
+    add_service(sub)
     return parser
 
 
@@ -179,19 +199,41 @@ def main(argv: Sequence[str] | None = None) -> int:
         from .batch import run_command
 
         return run_command(args, settings, lambda: build_app(settings))
+    if args.command == "service":
+        from .service import run_service
+
+        return run_service(args, settings.port)
+    logging.basicConfig(level=args.log_level, format=LOG_FORMAT, handlers=log_handlers(args))
     try:
-        return _serve(settings, args.log_level, [*DEFAULT_ENGINES, *args.engine])
+        return _serve(settings, [*DEFAULT_ENGINES, *args.engine])
     except ValueError as exc:  # a model or LoRA that cannot be loaded, said plainly
         print(f"retouch-sidecar: {exc}", file=sys.stderr)
         return 2
 
 
-def _serve(settings: Settings, log_level: str, engines: Sequence[str]) -> int:
+def log_handlers(args: argparse.Namespace) -> list[logging.Handler]:
+    """stderr (when there is one: not under pythonw) and, with --log-file, a rotated file."""
+    handlers: list[logging.Handler] = []
+    if sys.stderr is not None:
+        handlers.append(logging.StreamHandler())
+    if args.log_file is not None:
+        args.log_file.parent.mkdir(parents=True, exist_ok=True)
+        handlers.append(
+            logging.handlers.RotatingFileHandler(
+                args.log_file,
+                maxBytes=LOG_FILE_BYTES,
+                backupCount=LOG_FILE_BACKUPS,
+                encoding="utf-8",
+            )
+        )
+    return handlers
+
+
+def _serve(settings: Settings, engines: Sequence[str]) -> int:
     from aiohttp import web
 
     from .api import AccessLogger
 
-    logging.basicConfig(level=log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     app = build_app(settings, engines=engines)
     log.info(
         "retouch-sidecar %s on http://%s:%d (token: `retouch-sidecar token`)",
@@ -200,14 +242,18 @@ def _serve(settings: Settings, log_level: str, engines: Sequence[str]) -> int:
         settings.port,
     )
     log.info("browser panel: http://%s:%d/panel/", LOOPBACK, settings.port)
-    web.run_app(
-        app,
-        host=LOOPBACK,
-        port=settings.port,
-        access_log_class=AccessLogger,
-        print=None,
-        shutdown_timeout=10,
-    )
+    try:
+        web.run_app(
+            app,
+            host=LOOPBACK,
+            port=settings.port,
+            access_log_class=AccessLogger,
+            print=None,
+            shutdown_timeout=10,
+        )
+    except OSError as exc:  # e.g. the port is in use; said in the log file too
+        log.error("cannot serve on %s:%d: %s", LOOPBACK, settings.port, exc)
+        return 1
     return 0
 
 

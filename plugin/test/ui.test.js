@@ -40,7 +40,7 @@ class QuietSocket {
   close() {}
 }
 
-function mount({ platform = 'darwin', token = '', probeFails = 0 } = {}) {
+function mount({ platform = 'darwin', token = '', probeFails = 0, fetch } = {}) {
   const dom = createFakeDom({ platform });
   globalThis.document = dom.document;
   const root = dom.document.createElement('div');
@@ -58,9 +58,10 @@ function mount({ platform = 'darwin', token = '', probeFails = 0 } = {}) {
     root,
     adapter,
     tokenStore,
-    fetch: sidecar.fetch,
+    fetch: fetch ?? sidecar.fetch,
     WebSocket: QuietSocket,
     retryMs: { initial: 1, max: 4 },
+    platform,
   }).then((mounted) => ({ ...mounted, dom, saved, sidecar }));
 }
 
@@ -86,6 +87,26 @@ test('on macOS the token pasted into the password field is saved and used', asyn
   await until(() => statusText(m.dom).endsWith('connected'), 'connected with the typed token');
   assert.deepEqual(m.saved, [TOKEN]);
   m.stop();
+});
+
+test('with no sidecar the panel names the command that installs it on this platform', async () => {
+  const refused = async () => {
+    throw new TypeError('Network request failed');
+  };
+  const hints = {
+    darwin: ['`.venv/bin/retouch-sidecar service install`', 'scripts/run'],
+    win32: ['`.venv\\Scripts\\retouch-sidecar service install`', 'scripts\\run.cmd'],
+  };
+  for (const [platform, [command, run]] of Object.entries(hints)) {
+    const m = await mount({ platform, fetch: refused });
+    await until(() => statusText(m.dom) === 'Sidecar not running', 'the panel says the sidecar is not running');
+    const hint = m.dom.document.getElementById('connection-hint').textContent;
+    assert.ok(hint.includes(command), hint);
+    assert.match(hint, /project folder/);
+    assert.ok(hint.includes(run), hint);
+    assert.match(hint, /Retrying/);
+    m.stop();
+  }
 });
 
 test('a network error while the token is checked keeps the panel retrying until it connects', async () => {
