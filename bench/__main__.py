@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import importlib
+import importlib.util
 import os
 import sys
 import time
@@ -52,6 +53,9 @@ def main(argv: list[str] | None = None) -> int:
     figures, plot, details, failed = [], {}, [], []
     load: dict[str, list[float]] = {}
     for name in args.only or MODULES:
+        if name == "diffusion" and importlib.util.find_spec("torch") is None:
+            print("== diffusion: skipped (no torch: the diffusion extra)", file=sys.stderr)
+            continue
         module_started = time.perf_counter()
         print(f"== {name}", file=sys.stderr, flush=True)
         load[name] = [_load()]
