@@ -7,8 +7,8 @@ from __future__ import annotations
 import asyncio
 import http.client
 import json
+import math
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -167,9 +167,9 @@ class SidecarProcess:
         return f"http://{LOOPBACK}:{self.port}"
 
     def kill(self) -> None:
-        """SIGKILL: no shutdown handler runs, like a crash or a power cut."""
+        """kill -9: no shutdown handler runs, like a crash or a power cut."""
         if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGKILL)
+            self.proc.kill()  # SIGKILL on POSIX, TerminateProcess on Windows
             self.proc.wait(10)
 
     def stop(self) -> None:
@@ -181,8 +181,12 @@ class SidecarProcess:
                 self.kill()
 
     def rss_mb(self) -> float:
+        """Resident memory from /proc (Linux); NaN where there is no /proc to ask."""
         assert self.proc is not None
-        for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
+        status = Path(f"/proc/{self.proc.pid}/status")
+        if not status.exists():
+            return math.nan
+        for line in status.read_text().splitlines():
             if line.startswith("VmRSS:"):
                 return int(line.split()[1]) / 1024
         raise AssertionError("no VmRSS")

@@ -12,6 +12,8 @@ import time
 import urllib.error
 import urllib.request
 
+import pytest
+
 
 def free_port() -> int:
     with socket.socket() as sock:
@@ -30,6 +32,7 @@ def cli(*args: str, env: dict[str, str], **kwargs) -> subprocess.CompletedProces
     )
 
 
+@pytest.mark.linux_only  # SIGINT to a child, and /proc/net/tcp
 def test_serve_health_token_and_graceful_stop(tmp_path):
     port = free_port()
     env = {

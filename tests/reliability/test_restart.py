@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -147,7 +146,7 @@ async def test_a_killed_sidecar_runs_its_interrupted_and_queued_jobs_again(tmp_p
                         break
                 await asyncio.sleep(0.05)
             await asyncio.sleep(0.5)  # the image's write-behind reaches the disk
-            proc.send_signal(signal.SIGKILL)
+            proc.kill()  # kill -9 (TerminateProcess on Windows)
             proc.wait(10)
 
             proc = start_sidecar(tmp_path, port)

@@ -18,6 +18,8 @@ from live_server import SidecarProcess
 
 from sidecar.settings import LOOPBACK
 
+pytestmark = pytest.mark.linux_only  # reads /proc/net/tcp and /proc/<pid>
+
 
 @pytest.fixture(scope="module")
 def sidecar(tmp_path_factory):
