@@ -1,4 +1,4 @@
-"""The rooms of DESIGN.md stay one-way: the server side never imports torch."""
+"""The rooms of docs/design.md stay one-way: the server side never imports torch."""
 
 from __future__ import annotations
 
