@@ -85,8 +85,12 @@ def plan(platform: str, port: int, *, env: Mapping[str, str] | None = None) -> P
 
 
 def _program(python: PurePath, port: int, log_file: PurePath) -> tuple[str, ...]:
-    serve = ("-m", "sidecar", "serve", "--port", str(port), "--log-file", str(log_file))
-    return (str(python), *serve)
+    """`retouch-sidecar serve` by its entry point next to the interpreter (macOS, Linux);
+    on Windows `pythonw -m sidecar serve`, the same entry point without a console window."""
+    options = ("serve", "--port", str(port), "--log-file", str(log_file))
+    if python.name.startswith("python") and python.suffix != ".exe":
+        return (str(python.with_name("retouch-sidecar")), *options)
+    return (str(python), "-m", "sidecar", *options)
 
 
 def _posix_home(local: bool, foreign_root: str) -> PurePosixPath:

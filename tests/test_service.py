@@ -66,8 +66,9 @@ def test_macos_dry_run_prints_a_launch_agent(home, capsys):
     agent = plistlib.loads(body.encode("utf-8"))
     assert agent["Label"] == "local.retouch-sidecar"
     args = agent["ProgramArguments"]
-    assert args[1:6] == ["-m", "sidecar", "serve", "--port", "7500"]
-    assert args[6] == "--log-file" and args[7].endswith("Library/Logs/retouch-sidecar/sidecar.log")
+    assert args[0].endswith("/.venv/bin/retouch-sidecar") or args[0].endswith("/retouch-sidecar")
+    assert args[1:4] == ["serve", "--port", "7500"]
+    assert args[4] == "--log-file" and args[5].endswith("Library/Logs/retouch-sidecar/sidecar.log")
     assert agent["RunAtLoad"] is True and agent["KeepAlive"] is True
     assert agent["ThrottleInterval"] > 0 and agent["WorkingDirectory"]
     assert "Library/LaunchAgents/local.retouch-sidecar.plist" in out
@@ -80,8 +81,8 @@ def test_linux_dry_run_prints_a_systemd_user_unit(home, tmp_path, capsys):
     unit.optionxform = str
     unit.read_string(body)
     exec_start = shlex.split(unit["Service"]["ExecStart"])
-    at = exec_start.index("-m")
-    assert exec_start[at : at + 5] == ["-m", "sidecar", "serve", "--port", "7500"]
+    assert exec_start[0].endswith("/retouch-sidecar")
+    assert exec_start[1:4] == ["serve", "--port", "7500"]
     log_file = exec_start[exec_start.index("--log-file") + 1]
     assert log_file.endswith("retouch-sidecar/sidecar.log")
     assert unit["Service"]["Restart"] == "always"
@@ -89,7 +90,7 @@ def test_linux_dry_run_prints_a_systemd_user_unit(home, tmp_path, capsys):
     assert unit["Install"]["WantedBy"] == "default.target"
     assert "systemctl --user enable --now retouch-sidecar.service" in out
     if this_platform() == "linux":  # this machine's folders, XDG respected
-        assert exec_start[0] == sys.executable
+        assert exec_start[0] == str(Path(sys.executable).with_name("retouch-sidecar"))
         assert log_file == str(tmp_path / "xdg-state" / "retouch-sidecar" / "sidecar.log")
         assert str(tmp_path / "xdg-config" / "systemd" / "user" / UNIT_NAME) in out
 
