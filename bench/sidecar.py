@@ -4,6 +4,7 @@ a real `retouch-sidecar serve` (the product) and `bench.naive.server` (the basel
 from __future__ import annotations
 
 import http.client
+import math
 import os
 import socket
 import subprocess
@@ -93,9 +94,12 @@ class Server:
         raise RuntimeError(f"{type(self).__name__} did not start:\n" + self.log_tail())
 
     def rss_mb(self) -> float:
-        """Resident memory of the process now, in MB."""
+        """Resident memory of the process now, in MB (from /proc: NaN where there is none)."""
         assert self.proc is not None
-        for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
+        status = Path(f"/proc/{self.proc.pid}/status")
+        if not status.exists():
+            return math.nan
+        for line in status.read_text().splitlines():
             if line.startswith("VmRSS:"):
                 return int(line.split()[1]) / 1024
         raise RuntimeError("no VmRSS")
