@@ -47,4 +47,9 @@ function startHint(platform) {
   );
 }
 
-module.exports = { detectPlatform, installCommand, startHint };
+/** The command that prints the bearer token, in this platform's spelling. */
+function tokenCommand(platform) {
+  return platform === 'win32' ? '.venv\\Scripts\\retouch-sidecar token' : '.venv/bin/retouch-sidecar token';
+}
+
+module.exports = { detectPlatform, installCommand, startHint, tokenCommand };

@@ -9,7 +9,7 @@ const { EventStream } = require('./events.js');
 const { Panel, OP_NAMES, opName } = require('./panel-state.js');
 const { el, setChildren, dataUrl, formatEta } = require('./ui-parts.js');
 const { messageOf } = require('./panel-state.js');
-const { detectPlatform, startHint } = require('./start-hint.js');
+const { detectPlatform, startHint, tokenCommand } = require('./start-hint.js');
 
 const APPLY_OPS = ['beauty', 'dodge_burn', 'volume', 'color'];
 const RETRY_MS = { initial: 1000, max: 10000 };
@@ -265,7 +265,7 @@ async function mountPanel({
       return;
     }
     if (result.state === 'unauthorized') {
-      showConnection('unauthorized', result.message, 'Run `.venv/bin/retouch-sidecar token` and paste it here.');
+      showConnection('unauthorized', result.message, `Run \`${tokenCommand(platform)}\` in the project folder and paste it here.`);
       return; // waits for a token
     }
     showConnection('offline', 'Sidecar not running', `${result.message} ${startHint(platform)} Retrying…`);

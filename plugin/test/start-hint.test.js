@@ -2,7 +2,7 @@
 // The command the panel names when the sidecar is not there, per platform.
 const test = require('node:test');
 const assert = require('node:assert/strict');
-const { detectPlatform, installCommand, startHint } = require('../start-hint.js');
+const { detectPlatform, installCommand, startHint, tokenCommand } = require('../start-hint.js');
 
 const noOs = () => {
   throw new Error('no module named os');
@@ -45,4 +45,10 @@ test('each platform gets its own install and start commands, run in the project 
   assert.ok(windows.includes('scripts\\run.cmd'), windows);
   const unknown = installCommand('');
   assert.ok(unknown.includes('.venv/bin/retouch-sidecar service install') && unknown.includes('.venv\\Scripts\\'), unknown);
+});
+
+test('the token command is spelled for the platform', () => {
+  assert.equal(tokenCommand('win32'), '.venv\\Scripts\\retouch-sidecar token');
+  assert.equal(tokenCommand('darwin'), '.venv/bin/retouch-sidecar token');
+  assert.equal(tokenCommand(''), '.venv/bin/retouch-sidecar token');
 });
