@@ -17,13 +17,13 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import cv2
-import numpy as np
 from aiohttp import web
 from rich.console import Console
 
 from .batch_client import Display, JobEnd, JobTracker, SidecarClient, SidecarError, connect
 from .cache.atomic import TEMP_PREFIX, atomic_write
+from .imaging.files import output_file, output_format
+from .imaging.metadata import read_file_metadata
 from .settings import Settings
 from .token import load_or_create_token
 
@@ -35,7 +35,6 @@ IMAGE_TYPES = {
     ".tiff": "image/tiff",
 }
 RETOUCH_OPS = ("beauty", "color", "dodge_burn", "volume")
-JPEG_QUALITY = 95
 CONNECT_WAIT_S = 5.0
 EXIT_INTERRUPTED = 130
 
@@ -224,25 +223,13 @@ def result_format(target: Path) -> str:
     return "tiff" if target.suffix.lower() in (".tif", ".tiff") else "png"
 
 
-def write_output(target: Path, result: bytes) -> None:
-    """`result` (the sidecar's PNG or TIFF) as `target`, atomically."""
-    if target.suffix.lower() in (".jpg", ".jpeg"):
-        result = to_jpeg(result)
-    atomic_write(target, [result], mode=0o666)  # the umask decides, as for any new file
-
-
-def to_jpeg(png: bytes) -> bytes:
-    pixels = cv2.imdecode(np.frombuffer(png, np.uint8), cv2.IMREAD_UNCHANGED)
-    if pixels is None:
-        raise ValueError("the sidecar's PNG could not be decoded")
-    if pixels.ndim == 3 and pixels.shape[2] == 4:
-        pixels = np.ascontiguousarray(pixels[:, :, :3])
-    if pixels.dtype == np.uint16:
-        pixels = cv2.convertScaleAbs(pixels, alpha=1 / 257)
-    ok, data = cv2.imencode(".jpg", pixels, [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY])
-    if not ok:
-        raise ValueError("JPEG encoding failed")
-    return data.tobytes()
+def write_output(target: Path, result: bytes, source: Path | None = None) -> None:
+    """`result` (the sidecar's PNG or TIFF) as `target`, atomically, in the target's
+    format, carrying the metadata of `source` (the input file): its ICC profile, EXIF,
+    XMP, IPTC and resolution, and grayscale when it was gray."""
+    meta = read_file_metadata(source) if source is not None else None
+    chunks = output_file(result, output_format(target.name), meta)
+    atomic_write(target, chunks, mode=0o666)  # the umask decides, as for any new file
 
 
 # -- the run --------------------------------------------------------------------------
@@ -358,11 +345,13 @@ async def _collect(
         return Outcome(name, "failed", job_id, end.code or end.state, end.message)
     try:
         data = await client.result(job_id, result_format(task.target))
-        await asyncio.to_thread(write_output, task.target, data)
+        await asyncio.to_thread(write_output, task.target, data, task.source)
     except SidecarError as exc:
         return Outcome(name, "failed", job_id, exc.code, exc.message)
     except (OSError, ValueError) as exc:
         return Outcome(name, "failed", job_id, "write_failed", str(exc))
+    except MemoryError:
+        return Outcome(name, "failed", job_id, "out_of_memory", "not enough memory to write it")
     return Outcome(name, "cached" if end.cached else "done", job_id)
 
 

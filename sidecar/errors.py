@@ -96,6 +96,13 @@ class EngineUnavailable(ApiError):
     code = "engine_unavailable"
 
 
+class OutOfMemory(ApiError):
+    """Not enough memory for this now; the same request may succeed later."""
+
+    status = 503
+    code = "out_of_memory"
+
+
 ALL_ERRORS: tuple[type[ApiError], ...] = (
     Unauthorized,
     ForbiddenOrigin,
@@ -112,4 +119,5 @@ ALL_ERRORS: tuple[type[ApiError], ...] = (
     ImageTooLarge,
     InternalError,
     EngineUnavailable,
+    OutOfMemory,
 )

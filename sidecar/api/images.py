@@ -9,9 +9,15 @@ import numpy as np
 from aiohttp import web
 from pydantic import ValidationError
 
-from ..errors import EngineUnavailable, ImageNotFound, InvalidRequest, UnsupportedMediaType
+from ..errors import (
+    EngineUnavailable,
+    ImageNotFound,
+    InvalidRequest,
+    OutOfMemory,
+    UnsupportedMediaType,
+)
 from ..imaging import Limits, canonical_from_raw, check_dimensions, decode_image, read_header
-from ..imaging.decode import MEDIA_TYPES, DecodedHeader
+from ..imaging.decode import MEDIA_TYPES
 from ..imaging.pixels import raw_nbytes
 from ..schema import ImageInfo, Op, RawPixelHeaders, SkinTone
 from .body import Body, read_capped
@@ -106,12 +112,11 @@ async def _read_raw(request: web.Request, limits: Limits, max_bytes: int):
 
 
 async def _read_encoded(request: web.Request, fmt, limits: Limits, max_bytes: int):
-    header: DecodedHeader | None = None
     tried_early = False
 
     def check_early(received_view: memoryview, received: int) -> None:
         # Refuse an oversized image from its header, before the rest of the body arrives.
-        nonlocal header, tried_early
+        nonlocal tried_early
         if tried_early or received < EARLY_HEADER_BYTES:
             return
         tried_early = True
@@ -122,8 +127,10 @@ async def _read_encoded(request: web.Request, fmt, limits: Limits, max_bytes: in
     body = await read_capped(request, max_bytes, request.app[BODY_BUFFERS], on_progress=check_early)
 
     def decode(view: memoryview) -> np.ndarray:
-        found = header or read_header(view, fmt, complete=True)
-        return decode_image(view, found, limits)
+        # read again from the whole body: a PNG's orientation may follow its pixels
+        header = read_header(view, fmt, complete=True)
+        check_dimensions(header.width, header.height, limits)  # before any decoding
+        return decode_image(view, header, limits)
 
     return await _store(request, body, decode)
 
@@ -144,8 +151,13 @@ async def _store(request: web.Request, body: Body, to_pixels, *args):
 
     try:
         info, created, handed_over = await _run(request, work)
-    except BaseException:
+    except BaseException as exc:
         pool.give(body.buffer)
+        if isinstance(exc, MemoryError):  # decoding, converting or hashing
+            raise OutOfMemory(
+                "not enough memory to take this image now: retry when other work has "
+                "finished, or send a smaller image"
+            ) from exc
         raise
     if not handed_over:
         pool.give(body.buffer)

@@ -1,28 +1,28 @@
-"""Decoding PNG, JPEG and TIFF (8 and 16 bit) into canonical pixels.
+"""Decoding PNG, JPEG and TIFF (8 and 16 bit) into canonical, upright pixels.
 
-The header is read first (Pillow parses it without touching pixel data) so that
-size limits are enforced before any decoding. Pixels are decoded by tifffile for
-plain TIFF (uncompressed or deflate, no copy beyond the read) and by OpenCV for the
-rest; both keep 16-bit samples, which Pillow would truncate for RGB.
+The header is read first (Pillow's parsers, without touching pixel data) so that
+our size limits, and only ours, are enforced before any decoding. Pixels are decoded
+by tifffile for plain TIFF (uncompressed or deflate, no copy beyond the read) and by
+OpenCV for the rest; both keep 16-bit samples, which Pillow would truncate for RGB.
+Every decoder is asked for the pixels as stored; the EXIF (JPEG, PNG) or TIFF
+orientation read from the header is then applied here, the same way for all three.
 """
 
 from __future__ import annotations
 
 import io
 import os
-import warnings
+import struct
 from dataclasses import dataclass
-from typing import Literal
 
 import cv2
 import numpy as np
 import tifffile
-from PIL import Image, UnidentifiedImageError
 
-from ..errors import ImageTooLarge, InvalidImage
+from ..errors import InvalidImage, OutOfMemory
+from .exif import apply_orientation, upright_size
+from .metadata import MAGIC, Format, Metadata, metadata_of, open_pillow
 from .pixels import Limits, check_dimensions, to_canonical
-
-Format = Literal["png", "jpeg", "tiff"]
 
 MEDIA_TYPES: dict[str, Format] = {
     "image/png": "png",
@@ -31,14 +31,6 @@ MEDIA_TYPES: dict[str, Format] = {
     "image/tiff": "tiff",
     "image/tif": "tiff",
 }
-_MAGIC: tuple[tuple[bytes, Format], ...] = (
-    (b"\x89PNG\r\n\x1a\n", "png"),
-    (b"\xff\xd8\xff", "jpeg"),
-    (b"II*\x00", "tiff"),
-    (b"MM\x00*", "tiff"),
-    (b"II+\x00", "tiff"),  # BigTIFF
-    (b"MM\x00+", "tiff"),
-)
 _PILLOW_FORMATS = {"PNG": "png", "JPEG": "jpeg", "TIFF": "tiff", "MPO": "jpeg"}
 
 
@@ -79,13 +71,19 @@ def _open(data) -> io.BufferedReader:
 @dataclass(frozen=True)
 class DecodedHeader:
     format: Format
-    width: int
+    width: int  # as stored; the decoded pixels are upright (see `upright_size`)
     height: int
+    orientation: int = 1
+    metadata: Metadata | None = None  # read from a complete file only
+
+    @property
+    def upright_size(self) -> tuple[int, int]:
+        return upright_size(self.width, self.height, self.orientation)
 
 
 def sniff_format(data) -> Format | None:
     head = bytes(memoryview(data).cast("B")[:8])
-    for magic, fmt in _MAGIC:
+    for magic, fmt in MAGIC:
         if head.startswith(magic):
             return fmt
     return None
@@ -108,48 +106,77 @@ def read_header(
             f"body is a {fmt.upper()} file but was sent as {declared.upper()}",
             details={"detected": fmt, "declared": declared},
         )
+    file = _open(data)
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            with Image.open(_open(data)) as image:
-                width, height = image.size
-                found = _PILLOW_FORMATS.get(image.format or "")
-    except Image.DecompressionBombError as exc:
-        raise ImageTooLarge("image dimensions are over the limit") from exc
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError, EOFError) as exc:
+        with open_pillow(file, fmt) as image:
+            found = _PILLOW_FORMATS.get(image.format or "")
+            meta = metadata_of(image, file, fmt, complete=complete)
+    except (
+        OSError,
+        ValueError,
+        SyntaxError,
+        EOFError,
+        LookupError,
+        TypeError,
+        struct.error,
+    ) as exc:
         if not complete:
             return None
         raise InvalidImage(f"cannot read the {fmt.upper()} header") from exc
     if found != fmt:
         raise InvalidImage(f"cannot read the {fmt.upper()} header")
-    return DecodedHeader(fmt, width, height)
+    # A partial body's orientation may still be on its way (a PNG's eXIf after the
+    # image data): it is read again from the complete body before decoding.
+    return DecodedHeader(fmt, meta.width, meta.height, meta.orientation, meta if complete else None)
 
 
 def decode_image(data: bytes | bytearray | memoryview, header: DecodedHeader, limits: Limits):
-    """Decode a complete body whose header has been checked; return canonical pixels."""
+    """Decode a complete body whose header has been checked; return canonical pixels,
+    upright. Running out of memory is `OutOfMemory`, whatever the decoder."""
     check_dimensions(header.width, header.height, limits)
+    try:
+        return _decode(data, header)
+    except MemoryError as exc:
+        raise _out_of_memory(header) from exc
+
+
+def _decode(data, header: DecodedHeader) -> np.ndarray:
     pixels = None
     if header.format == "tiff":
         pixels = _decode_plain_tiff(data)
     if pixels is None:
+        if header.format == "tiff" and header.orientation != 1:
+            data = _orientation_reset(data)
         pixels = _decode_with_opencv(data, header.format)
-    pixels = to_canonical(pixels)
     if pixels.shape[:2] != (header.height, header.width):
         # The header said one size and the pixels another: refuse rather than guess.
         raise InvalidImage(
             "decoded size does not match the header",
             details={"header": [header.width, header.height], "decoded": pixels.shape[1::-1]},
         )
-    return pixels
+    return to_canonical(apply_orientation(pixels, header.orientation))
+
+
+def _out_of_memory(header: DecodedHeader) -> OutOfMemory:
+    return OutOfMemory(
+        "not enough memory to decode this image now: retry when other work has finished, "
+        "or send a smaller image",
+        details={"width": header.width, "height": header.height},
+    )
 
 
 def _decode_with_opencv(data, fmt: Format) -> np.ndarray:
     buffer = np.frombuffer(data, dtype=np.uint8)
-    # JPEG: apply EXIF orientation, as every viewer does. PNG/TIFF: keep bit depth/alpha.
-    flags = cv2.IMREAD_COLOR if fmt == "jpeg" else cv2.IMREAD_UNCHANGED
+    # As stored: orientation is applied by the caller, the same way for every format.
+    # JPEG: 8-bit colour (gray and CMYK become RGB). PNG/TIFF: keep bit depth and alpha.
+    flags = cv2.IMREAD_UNCHANGED
+    if fmt == "jpeg":
+        flags = cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION
     try:
         decoded = cv2.imdecode(buffer, flags)
     except cv2.error as exc:
+        if exc.code == cv2.Error.StsNoMem:
+            raise MemoryError(str(exc)) from exc
         raise InvalidImage(f"{fmt.upper()} data is corrupt or truncated") from exc
     if decoded is None:
         raise InvalidImage(f"{fmt.upper()} data is corrupt or truncated")
@@ -195,10 +222,29 @@ def _decode_plain_tiff(data) -> np.ndarray | None:
             if page.axes == "SYX":
                 pixels = np.moveaxis(pixels, 0, -1)
             return pixels
-    except InvalidImage:
+    except (InvalidImage, MemoryError):
         raise
     except Exception as exc:  # tifffile raises many types on malformed input
         raise InvalidImage("TIFF data is corrupt or truncated") from exc
+
+
+def _orientation_reset(data) -> bytearray:
+    """A copy of a TIFF with orientation 1: OpenCV (libtiff) applies some TIFF
+    orientations itself, depending on the layout; this way it applies none and the
+    caller applies the file's, as for every other file."""
+    try:
+        with tifffile.TiffFile(_open(data)) as tif:
+            tag = tif.pages.first.tags.get(274)
+            kind = {3: "H", 4: "L"}.get(int(tag.dtype)) if tag is not None else None
+            at, byteorder = (tag.valueoffset, tif.byteorder) if kind else (0, "<")
+    except MemoryError:
+        raise
+    except Exception as exc:  # tifffile raises many types on malformed input
+        raise InvalidImage("TIFF data is corrupt or truncated") from exc
+    copy = bytearray(data)
+    if kind:
+        struct.pack_into(byteorder + kind, copy, at, 1)
+    return copy
 
 
 def decode_preview(jpeg: bytes) -> np.ndarray:

@@ -1,0 +1,243 @@
+"""`apply` and `batch` outputs keep the input's ICC profile (byte for byte), EXIF
+(orientation 1 once the pixels are upright), XMP, IPTC, depth, alpha and grayscale."""
+
+from __future__ import annotations
+
+import functools
+import io
+import socket
+import struct
+
+import cv2
+import numpy as np
+import pytest
+import tifffile
+from PIL import Image, ImageCms, PngImagePlugin
+
+from sidecar.cli import main
+
+WIDTH, HEIGHT = 192, 176  # upright; not square, so a turn shows in the size
+FACE = (slice(45, 110), slice(50, 105))
+BELOW_FACE = slice(130, None)  # suit and flag: no skin, so the exact bits stay
+DATE = "2024:05:06 07:08:09"
+XMP = (
+    b'<?xpacket begin="\xef\xbb\xbf" id="W5M0MpCehiHzreSzNTczkc9d"?>'
+    b'<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF '
+    b'xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#"><rdf:Description '
+    b'xmlns:dc="http://purl.org/dc/elements/1.1/" xmlns:tiff="http://ns.adobe.com/tiff/1.0/" '
+    b'tiff:Orientation="{o}"><dc:creator><rdf:Seq><rdf:li>Test Studio</rdf:li></rdf:Seq>'
+    b'</dc:creator></rdf:Description></rdf:RDF></x:xmpmeta><?xpacket end="w"?>'
+)
+IPTC = (
+    b"\x1c\x02\x00\x00\x02\x00\x04"  # record version
+    + b"\x1c\x02\x05\x00\x0bPortrait 12"  # object name
+    + b"\x1c\x02\x74\x00\x10(c) Test Studio."  # copyright
+)
+
+
+def xmp(orientation: int) -> bytes:
+    return XMP.replace(b"{o}", str(orientation).encode())
+
+
+@functools.cache
+def profile(space: bytes = b"RGB ") -> bytes:
+    """A valid ICC profile that is not plain sRGB: lcms's sRGB with its own creator
+    (made once: lcms stamps it with the time)."""
+    data = bytearray(ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes())
+    data[80:84] = b"TEST"
+    data[16:20] = space
+    return bytes(data)
+
+
+def exif(orientation: int) -> bytes:
+    tags = Image.Exif()
+    tags[0x0112] = orientation
+    tags[0x010F] = "Test camera"
+    tags[0x013B] = "Test Studio"  # Artist
+    tags.get_ifd(0x8769)[0x9003] = DATE  # DateTimeOriginal
+    return tags.tobytes()
+
+
+def with_app13(jpeg: bytes, iptc: bytes) -> bytes:
+    block = b"8BIM\x04\x04\x00\x00" + struct.pack(">L", len(iptc)) + iptc
+    block += b"\x00" * (len(iptc) & 1)
+    payload = b"Photoshop 3.0\x00" + block
+    return jpeg[:2] + b"\xff\xed" + struct.pack(">H", len(payload) + 2) + payload + jpeg[2:]
+
+
+def iptc_text(iptc: bytes) -> str:
+    return f"\niptc\n{len(iptc):8d}\n{iptc.hex()}\n"
+
+
+def turned(pixels: np.ndarray, orientation: int) -> np.ndarray:
+    """Pixels as a camera stores them for `orientation` (Pillow turns them upright)."""
+    turn = {1: 0, 3: 2, 6: 1, 8: -1}[orientation]  # np.rot90 turns counter-clockwise
+    return np.ascontiguousarray(np.rot90(pixels, turn))
+
+
+@pytest.fixture(scope="module")
+def upright() -> np.ndarray:
+    from skimage import data
+
+    face = data.astronaut()[0:320, 96:416]
+    return cv2.resize(face, (WIDTH, WIDTH), interpolation=cv2.INTER_AREA)[:HEIGHT]
+
+
+@pytest.fixture
+def shoot(tmp_path, upright):
+    folder = tmp_path / "shoot"
+    folder.mkdir()
+    rgb16 = upright.astype(np.uint16) * 257 + 3
+    gray = cv2.cvtColor(upright, cv2.COLOR_RGB2GRAY)
+    alpha = np.linspace(10, 250, WIDTH * HEIGHT).astype(np.uint8).reshape(HEIGHT, WIDTH)
+
+    out = io.BytesIO()  # JPEG, turned (6), every kind of metadata
+    Image.fromarray(turned(upright, 6)).save(
+        out, "JPEG", quality=95, icc_profile=profile(), exif=exif(6), xmp=xmp(6)
+    )
+    (folder / "a.jpg").write_bytes(with_app13(out.getvalue(), IPTC))
+
+    info = PngImagePlugin.PngInfo()  # PNG, RGBA, turned (8)
+    info.add_itxt("XML:com.adobe.xmp", xmp(1).decode())
+    info.add_text("Raw profile type iptc", iptc_text(IPTC), zip=True)
+    Image.fromarray(turned(np.dstack([upright, alpha]), 8)).save(
+        folder / "b.png", icc_profile=profile(), exif=exif(8), pnginfo=info
+    )
+
+    tifffile.imwrite(  # TIFF, 16-bit RGB, turned (6) by its own tag
+        folder / "c.tif",
+        turned(rgb16, 6),
+        photometric="rgb",
+        iccprofile=profile(),
+        extratags=[
+            (274, "H", 1, 6, True),
+            (271, "s", 0, "Test camera", True),
+            (315, "s", 0, "Test Studio", True),
+            (700, "B", len(xmp(1)), xmp(1), True),
+            (33723, 7, len(IPTC), IPTC, True),
+        ],
+    )
+
+    gray16 = Image.fromarray(turned(gray.astype(np.uint16) * 257, 3))  # PNG, 16-bit gray
+    gray16.save(folder / "d.png", icc_profile=profile(b"GRAY"), exif=exif(3))
+
+    Image.fromarray(gray).save(  # JPEG, gray, upright
+        folder / "e.jpg", quality=95, icc_profile=profile(b"GRAY"), exif=exif(1), xmp=xmp(1)
+    )
+    tifffile.imwrite(folder / "f.tif", turned(gray, 8), extratags=[(274, "H", 1, 8, True)])
+    return folder, {"rgb16": rgb16, "gray": gray, "alpha": alpha}
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def run(*argv: str) -> int:
+    return main([*argv, "--op", "beauty", "--port", str(free_port())])
+
+
+def read(path) -> np.ndarray:
+    pixels = cv2.imread(str(path), cv2.IMREAD_UNCHANGED | cv2.IMREAD_IGNORE_ORIENTATION)
+    assert pixels is not None, path
+    if pixels.ndim == 3:
+        code = cv2.COLOR_BGRA2RGBA if pixels.shape[2] == 4 else cv2.COLOR_BGR2RGB
+        pixels = cv2.cvtColor(pixels, code)
+    return pixels
+
+
+def assert_exif_upright(image: Image.Image) -> None:
+    tags = image.getexif()
+    assert tags.get(0x0112) == 1
+    assert tags.get(0x010F) == "Test camera" and tags.get(0x013B) == "Test Studio"
+
+
+def tiff_tags(path) -> dict:
+    with tifffile.TiffFile(path) as tif:
+        return {tag.code: tag.value for tag in tif.pages.first.tags}
+
+
+def test_a_batch_keeps_profile_exif_xmp_iptc_depth_alpha_and_gray(shoot, tmp_path, upright):
+    folder, inputs = shoot
+    out = tmp_path / "out"
+    assert run("batch", str(folder), str(out)) == 0
+    names = ["a.jpg", "b.png", "c.tif", "d.png", "e.jpg", "f.tif"]
+    assert sorted(path.name for path in out.iterdir()) == names
+
+    with Image.open(out / "a.jpg") as image:  # JPEG, was turned
+        assert (image.size, image.mode) == ((WIDTH, HEIGHT), "RGB")
+        assert image.info["icc_profile"] == profile()
+        assert image.info["xmp"] == xmp(1)  # its tiff:Orientation follows the pixels
+        assert image.info["photoshop"][0x0404] == IPTC
+        assert_exif_upright(image)
+        assert image.getexif().get_ifd(0x8769)[0x9003] == DATE
+    pixels = read(out / "a.jpg")
+    assert np.abs(pixels[BELOW_FACE].astype(int) - upright[BELOW_FACE]).mean() < 3
+
+    with Image.open(out / "b.png") as image:  # PNG, RGBA, was turned
+        assert (image.size, image.mode) == ((WIDTH, HEIGHT), "RGBA")
+        assert image.info["icc_profile"] == profile()
+        assert image.info["xmp"] == xmp(1)
+        raw = image.info["Raw profile type iptc"].split()
+        assert bytes.fromhex("".join(raw[2:])) == IPTC and int(raw[1]) == len(IPTC)
+        assert_exif_upright(image)
+        assert image.getexif().get_ifd(0x8769)[0x9003] == DATE
+    pixels = read(out / "b.png")
+    assert np.array_equal(pixels[..., 3], inputs["alpha"])
+    assert np.array_equal(pixels[BELOW_FACE, :, :3], upright[BELOW_FACE])
+    assert np.any(pixels[FACE][..., :3] != upright[FACE]), "the upright face was not retouched"
+
+    tags = tiff_tags(out / "c.tif")  # TIFF, 16-bit RGB, was turned
+    assert tags[34675] == profile() and tags[700] == xmp(1) and tags[33723] == IPTC
+    assert (tags[274], tags[271], tags[315]) == (1, "Test camera", "Test Studio")
+    pixels = read(out / "c.tif")
+    assert pixels.shape == (HEIGHT, WIDTH, 3) and pixels.dtype == np.uint16
+    assert np.array_equal(pixels[BELOW_FACE], inputs["rgb16"][BELOW_FACE])
+
+    with Image.open(out / "d.png") as image:  # PNG, 16-bit gray, was turned
+        assert (image.size, image.mode) == ((WIDTH, HEIGHT), "I;16")
+        assert image.info["icc_profile"] == profile(b"GRAY")
+        assert_exif_upright(image)
+    pixels = read(out / "d.png")
+    assert pixels.shape == (HEIGHT, WIDTH) and pixels.dtype == np.uint16
+    # the retouch touches a gray picture lightly all over; turned wrong it is ~80 off
+    assert np.abs(pixels / 257 - inputs["gray"]).mean() < 2
+
+    with Image.open(out / "e.jpg") as image:  # JPEG, gray
+        assert (image.size, image.mode) == ((WIDTH, HEIGHT), "L")
+        assert image.info["icc_profile"] == profile(b"GRAY")
+        assert image.info["xmp"] == xmp(1)
+        assert_exif_upright(image)
+
+    pixels = read(out / "f.tif")  # TIFF, 8-bit gray, was turned, no metadata
+    assert pixels.shape == (HEIGHT, WIDTH) and pixels.dtype == np.uint8
+    assert np.abs(pixels.astype(float) - inputs["gray"]).mean() < 2
+    assert tiff_tags(out / "f.tif").get(274, 1) == 1
+
+
+def test_apply_carries_metadata_across_formats(shoot, tmp_path):
+    folder, _ = shoot
+    tif = tmp_path / "a.tif"
+    assert run("apply", str(folder / "a.jpg"), str(tif)) == 0
+    tags = tiff_tags(tif)  # JPEG's EXIF becomes the TIFF's tags and Exif IFD
+    assert tags[34675] == profile() and tags[700] == xmp(1) and tags[33723] == IPTC
+    assert (tags[274], tags[271], tags[315]) == (1, "Test camera", "Test Studio")
+    assert tags[34665]["DateTimeOriginal"] == DATE
+    with Image.open(tif) as image:
+        assert image.size == (WIDTH, HEIGHT)
+        assert image.getexif().get_ifd(0x8769)[0x9003] == DATE
+
+    jpg = tmp_path / "c.jpg"  # 16-bit TIFF to JPEG: 8 bit, its tags as EXIF
+    assert run("apply", str(folder / "c.tif"), str(jpg)) == 0
+    with Image.open(jpg) as image:
+        assert (image.size, image.mode) == ((WIDTH, HEIGHT), "RGB")
+        assert image.info["icc_profile"] == profile()
+        assert image.info["xmp"] == xmp(1)
+        assert image.info["photoshop"][0x0404] == IPTC
+        assert_exif_upright(image)
+
+    again = tmp_path / "again.tif"  # a TIFF of ours read back as an input
+    assert run("apply", str(tif), str(again)) == 0
+    tags = tiff_tags(again)
+    assert tags[34665]["DateTimeOriginal"] == DATE and tags[34675] == profile()
