@@ -35,7 +35,7 @@ def build_app(settings: Settings, *, engines: Sequence[str] = DEFAULT_ENGINES):
     return create_app(
         settings,
         token=token,
-        images_store=ImageStore(settings.images_dir),
+        images_store=ImageStore(settings.images_dir, max_bytes=settings.store_max_bytes),
         job_store=JobStore(settings.jobs_db),
         engines=_engines(engines, settings),
     )
@@ -111,6 +111,14 @@ def _parser() -> argparse.ArgumentParser:
     )
     serve.add_argument("--device", choices=["auto", "cpu", "cuda", "mps"])
     serve.add_argument(
+        "--store-max-bytes",
+        type=int,
+        metavar="N",
+        help="disk for stored uploads and results, least recently used removed beyond it "
+        "(env RETOUCH_STORE_MAX_BYTES; default a quarter of the free disk where the store "
+        "lives, at least 2 GiB, at most 50 GiB, worked out at start)",
+    )
+    serve.add_argument(
         "--lora",
         action="append",
         default=[],
@@ -159,7 +167,30 @@ def _parser() -> argparse.ArgumentParser:
     from .service import add_parser as add_service
 
     add_service(sub)
+    _add_cache(sub)
     return parser
+
+
+def _add_cache(sub) -> None:
+    """`cache info | clear`: the image store (uploads and results) in the cache folder."""
+    cache = sub.add_parser(
+        "cache",
+        help="show or clear the stored images (uploads and results)",
+        description="info: the store's folder, bytes used, limit and image count. clear: "
+        "remove every stored upload and result; refused while a sidecar answers on the "
+        "port (stop it first), since its jobs may need them. Stage files stay.",
+    )
+    cache.add_argument("action", choices=["info", "clear"])
+    cache.add_argument("--cache-dir", type=Path, help="cache folder (env RETOUCH_CACHE_DIR)")
+    cache.add_argument(
+        "--port", type=int, help="the sidecar's port (default 7431, env RETOUCH_PORT)"
+    )
+    cache.add_argument(
+        "--store-max-bytes",
+        type=int,
+        metavar="N",
+        help="the limit to show, as for serve (env RETOUCH_STORE_MAX_BYTES)",
+    )
 
 
 def _lora_arg(text: str) -> tuple[str, str]:
@@ -171,7 +202,16 @@ def _lora_arg(text: str) -> tuple[str, str]:
 
 
 def _settings(args: argparse.Namespace) -> Settings:
-    flags = ("port", "cache_dir", "config_dir", "data_dir", "model", "model_config_dir", "device")
+    flags = (
+        "port",
+        "cache_dir",
+        "config_dir",
+        "data_dir",
+        "model",
+        "model_config_dir",
+        "device",
+        "store_max_bytes",
+    )
     overrides = {
         name: getattr(args, name) for name in flags if getattr(args, name, None) is not None
     }
@@ -203,6 +243,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from .service import run_service
 
         return run_service(args, settings.port)
+    if args.command == "cache":
+        from .cache.command import run_cache
+
+        return run_cache(args, settings)
     logging.basicConfig(level=args.log_level, format=LOG_FORMAT, handlers=log_handlers(args))
     try:
         return _serve(settings, [*DEFAULT_ENGINES, *args.engine])

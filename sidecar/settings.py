@@ -56,6 +56,13 @@ class Settings(BaseSettings):
     stage_disk_bytes: int = Field(
         8 << 30, ge=0, description="Disk for cached stages (0: memory only); LRU beyond it."
     )
+    store_max_bytes: int | None = Field(
+        None,
+        gt=0,
+        description="Disk for stored images (uploads and results); the least recently used "
+        "go beyond it. Default: a quarter of the free disk where the store lives (plus what "
+        "it holds), at least 2 GiB, at most 50 GiB, worked out at start.",
+    )
     max_upload_bytes: int = Field(
         2_500_000_000, gt=0, description="Largest request body accepted by POST /v1/images."
     )

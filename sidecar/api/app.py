@@ -7,6 +7,7 @@ import logging
 import weakref
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 
 from aiohttp import WSCloseCode, web
 from aiohttp.abc import AbstractAccessLogger
@@ -15,7 +16,7 @@ from ..cache import ImageStore
 from ..engines import Engine
 from ..jobs import EventBus, JobStore, Scheduler
 from ..jobs.predict import ActionPredictor
-from ..schema import Op
+from ..schema import TERMINAL_STATES, Op
 from ..settings import Settings
 from . import actions, health, images, jobs, openapi, panel, precompute, stream
 from .buffers import BufferPool
@@ -80,6 +81,7 @@ async def _scheduler(app: web.Application) -> AsyncIterator[None]:
     loop = asyncio.get_running_loop()
     bus = EventBus(loop)
     scheduler = Scheduler(images=app[IMAGES], engines=app[ENGINES], store=app[JOB_STORE], bus=bus)
+    app[IMAGES].set_in_use(partial(_job_inputs, scheduler))  # never evicted for the limit
     app[BUS] = bus
     app[SCHEDULER] = scheduler
     await loop.run_in_executor(None, scheduler.start)
@@ -87,6 +89,20 @@ async def _scheduler(app: web.Application) -> AsyncIterator[None]:
     bus.close_all()
     # The running job stops at its next step boundary and stays queued on disk.
     await loop.run_in_executor(None, scheduler.stop)
+
+
+def _job_inputs(scheduler: Scheduler) -> set[str | None]:
+    """The images of queued and running jobs (called by the image store's writer)."""
+    if not scheduler.lock.acquire(timeout=5):  # never block the writer for long
+        raise TimeoutError("the scheduler is busy")
+    try:
+        return {
+            job.request.image_id
+            for job in scheduler.jobs.values()
+            if job.state not in TERMINAL_STATES
+        }
+    finally:
+        scheduler.lock.release()
 
 
 async def _close_sockets(app: web.Application) -> None:

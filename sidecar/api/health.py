@@ -5,8 +5,8 @@ from __future__ import annotations
 from aiohttp import web
 
 from .. import __version__
-from ..schema import EngineInfo, Health, QueueCounts
-from .keys import ENGINES, SCHEDULER, SETTINGS
+from ..schema import EngineInfo, Health, QueueCounts, StoreUsage
+from .keys import ENGINES, IMAGES, SCHEDULER, SETTINGS
 from .responses import model_response
 
 routes = web.RouteTableDef()
@@ -23,6 +23,7 @@ async def health(request: web.Request) -> web.Response:
         if describe is not None:  # e.g. which model and LoRAs are loaded
             described[engine.name] = describe() + "; "
     queued, running = app[SCHEDULER].counts()
+    used, images = app[IMAGES].usage()
     body = Health(
         status="ok",
         version=__version__,
@@ -34,5 +35,6 @@ async def health(request: web.Request) -> web.Response:
             for name, ops in engines.items()
         },
         queue=QueueCounts(queued=queued, running=running),
+        store=StoreUsage(used_bytes=used, limit_bytes=app[IMAGES].max_bytes, images=images),
     )
     return model_response(body)

@@ -13,16 +13,26 @@ only that copy: the client still holds the pixels and `HEAD` tells it to re-send
 A write that fails (disk full) keeps the image in memory for the rest of the run,
 up to a budget (oldest dropped first), so an accepted upload or a finished result
 stays servable.
+
+The files have a size limit (`max_bytes`): a write that would pass it first removes
+the least recently used files (a write, a load or a `has` is a use; the order lives
+in memory and in the files' modification times, so it survives a restart). Never
+removed: a file being read, an image still being written (it is not on disk yet),
+and the images `set_in_use` names (the inputs of queued and running jobs). When those
+alone pass the limit the write goes ahead and the folder is over it until they are
+no longer needed. A removed image is simply missing: `has` is False, `load` None.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import re
+import stat
 import struct
 import threading
-from collections import OrderedDict
-from collections.abc import Callable
+from collections import Counter, OrderedDict
+from collections.abc import Callable, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,6 +42,7 @@ import numpy as np
 from ..imaging.pixels import DTYPES, raw_nbytes
 from .atomic import atomic_write, remove_stale_temps
 from .keys import image_id
+from .usage import SUFFIX, default_limit, stored_files
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +51,7 @@ _HEADER = struct.Struct("<8sIIBB14x")  # 32 bytes
 _ID = re.compile(r"^[0-9a-f]{64}$")
 DEFAULT_PENDING_BUDGET = 2 << 30  # bytes of pixels awaiting their disk write
 DEFAULT_UNSAVED_BUDGET = 1 << 30  # bytes of pixels kept in memory after a failed write
+_MISSING = (FileNotFoundError, NotADirectoryError)  # a miss, never an error
 
 
 @dataclass(frozen=True)
@@ -56,12 +68,23 @@ class ImageStore:
         self,
         root: Path,
         *,
+        max_bytes: int | None = None,
         pending_budget: int = DEFAULT_PENDING_BUDGET,
         unsaved_budget: int = DEFAULT_UNSAVED_BUDGET,
     ) -> None:
         self.root = root
         self.root.mkdir(parents=True, exist_ok=True)
         remove_stale_temps(self.root)
+        # files on disk, least recently used first; one lock orders uses and removals
+        self._files_lock = threading.Lock()
+        self._files: OrderedDict[str, int] = OrderedDict()
+        self._used = 0
+        for found in stored_files(self.root):
+            self._files[found.key] = found.size
+            self._used += found.size
+        self.max_bytes = max_bytes if max_bytes is not None else default_limit(root, self._used)
+        self._reading: Counter[str] = Counter()
+        self._in_use: Callable[[], Iterable[str | None]] = tuple
         self._budget = pending_budget
         self._changed = threading.Condition()
         self._pending: dict[str, tuple[StoredImage, np.ndarray]] = {}
@@ -75,15 +98,26 @@ class ImageStore:
     def path_for(self, key: str) -> Path:
         if not _ID.match(key):
             raise ValueError("not an image id")
-        return self.root / key[:2] / f"{key}.img"
+        return self.root / key[:2] / f"{key}{SUFFIX}"
 
     def has(self, key: str) -> bool:
+        """Whether the image is stored (a use: it moves to the end of the eviction order)."""
         if not _ID.match(key):
             return False
         with self._changed:
             if key in self._pending or key in self._unsaved:
                 return True
-        return self.path_for(key).is_file()
+        return self._touch(key)
+
+    def set_in_use(self, images: Callable[[], Iterable[str | None]]) -> None:
+        """`images()` names the images the limit must never remove (the inputs of queued
+        and running jobs). It is called from the writer thread, with no lock held here."""
+        self._in_use = images
+
+    def usage(self) -> tuple[int, int]:
+        """Bytes of image files on disk, and how many."""
+        with self._files_lock:
+            return self._used, len(self._files)
 
     def put(
         self,
@@ -100,7 +134,7 @@ class ImageStore:
         key = key or image_id(pixels)
         info = StoredImage(key, width, height, channels, pixels.dtype.itemsize * 8)
         with self._changed:
-            if key in self._pending or key in self._unsaved or self.path_for(key).is_file():
+            if key in self._pending or key in self._unsaved or self._touch(key):
                 return info, False
             while self._pending and self._pending_bytes + pixels.nbytes > self._budget:
                 self._changed.wait()
@@ -147,17 +181,15 @@ class ImageStore:
             held = self._pending.get(key) or self._unsaved.get(key)
             if held is not None:
                 return held[0]
-        path = self.path_for(key)
         try:
-            with path.open("rb") as file:
-                raw = file.read(_HEADER.size)
-                size = path.stat().st_size
-        except FileNotFoundError:
+            with self.path_for(key).open("rb") as file:
+                return self._read_header(key, file)
+        except _MISSING:
+            self._drop(key)
             return None
-        parsed = self._parse_header(key, raw, size)
-        if parsed is None:
-            path.unlink(missing_ok=True)
-        return parsed
+        except _Damaged:
+            self._remove(key)
+            return None
 
     def load(self, key: str, *, verify: bool = True) -> np.ndarray | None:
         """The canonical pixels, or None if absent or damaged (then the file is removed)."""
@@ -165,23 +197,137 @@ class ImageStore:
             held = self._pending.get(key) or self._unsaved.get(key)
             if held is not None:  # a copy: a pending array's memory is recycled later
                 return held[1].copy()
-        info = self.info(key)
-        if info is None:
+        with self._files_lock:  # the limit leaves a file alone while it is read
+            self._reading[key] += 1
+        try:
+            pixels = self._read(key)
+        finally:
+            with self._files_lock:
+                self._reading[key] -= 1
+                if not self._reading[key]:
+                    del self._reading[key]
+        if pixels is None:
             return None
-        path = self.path_for(key)
-        pixels = np.fromfile(path, dtype=DTYPES[info.depth], offset=_HEADER.size)
-        pixels = pixels.reshape(info.height, info.width, info.channels)
         if verify and image_id(pixels) != key:
-            path.unlink(missing_ok=True)
+            self._remove(key)
             return None
+        self._touch(key)
         return pixels
+
+    def _read(self, key: str) -> np.ndarray | None:
+        """One open file from header to last pixel: a removal meanwhile cannot tear it."""
+        try:
+            with self.path_for(key).open("rb") as file:
+                info = self._read_header(key, file)
+                count = info.width * info.height * info.channels
+                pixels = np.fromfile(file, dtype=DTYPES[info.depth], count=count)
+        except _MISSING:
+            self._drop(key)
+            return None
+        except _Damaged:
+            self._remove(key)
+            return None
+        if pixels.size != count:  # cut short since the header was read
+            return None
+        return pixels.reshape(info.height, info.width, info.channels)
+
+    def _read_header(self, key: str, file) -> StoredImage:
+        raw = file.read(_HEADER.size)
+        parsed = self._parse_header(key, raw, os.fstat(file.fileno()).st_size)
+        if parsed is None:
+            raise _Damaged
+        return parsed
+
+    # -- the size limit ----------------------------------------------------------------
+    def _touch(self, key: str) -> bool:
+        """Mark a file on disk just used; False when there is none."""
+        path = self.path_for(key)
+        with self._files_lock:
+            try:
+                os.utime(path)  # its place in the order after a restart
+            except _MISSING:
+                self._drop_locked(key)
+                return False
+            except OSError:
+                pass  # a read-only folder: the order in memory still holds
+            if key in self._files:
+                self._files.move_to_end(key)
+                return True
+            try:  # a file the index does not know (made by another process)
+                found = path.stat()
+            except OSError:
+                return False
+            if not stat.S_ISREG(found.st_mode):
+                return False
+            self._files[key] = found.st_size
+            self._used += found.st_size
+            return True
+
+    def _make_room(self, size: int) -> None:
+        """Remove least recently used files until `size` more bytes fit the limit."""
+        with self._files_lock:
+            if self._used + size <= self.max_bytes:
+                return
+        try:
+            keep = set(self._in_use())  # outside our locks: it takes the scheduler's
+        except Exception:  # never guess: better over the limit than a job's input gone
+            log.exception("cannot tell which images jobs need; nothing removed")
+            return
+        removed = freed = 0
+        while True:
+            with self._files_lock:
+                if self._used + size <= self.max_bytes:
+                    break
+                victim = next(
+                    (k for k in self._files if k not in keep and k not in self._reading), None
+                )
+                if victim is None:
+                    log.warning(
+                        "the image store passes its limit (%d bytes): what is left is in use",
+                        self.max_bytes,
+                    )
+                    break
+                try:
+                    self.path_for(victim).unlink(missing_ok=True)
+                except OSError as exc:  # e.g. open in another process (Windows)
+                    log.warning("could not remove image %s: %s", victim, exc)
+                    keep.add(victim)
+                    continue
+                freed += self._files[victim]
+                self._drop_locked(victim)
+                removed += 1
+        if removed:
+            log.info("image store limit: removed %d least recently used (%d bytes)", removed, freed)
+
+    def _added(self, key: str, size: int) -> None:
+        with self._files_lock:
+            self._drop_locked(key)
+            self._files[key] = size
+            self._used += size
+
+    def _remove(self, key: str) -> None:
+        """A damaged file: deleted, and no longer counted."""
+        with self._files_lock:
+            self.path_for(key).unlink(missing_ok=True)
+            self._drop_locked(key)
+
+    def _drop(self, key: str) -> None:
+        with self._files_lock:
+            self._drop_locked(key)
+
+    def _drop_locked(self, key: str) -> None:
+        size = self._files.pop(key, None)
+        if size is not None:
+            self._used -= size
 
     def _persist(self, key: str, on_released: Callable[[], None] | None) -> None:
         info, pixels = self._pending[key]
         header = _HEADER.pack(_MAGIC, info.width, info.height, info.channels, info.depth)
         written = False
         try:
+            self._make_room(_HEADER.size + pixels.nbytes)
             atomic_write(self.path_for(key), [header, memoryview(pixels).cast("B")])
+            self._added(key, _HEADER.size + pixels.nbytes)
             written = True
         except OSError as exc:  # disk full, permissions: kept in memory for this run
             log.warning("could not store image %s (kept in memory for now): %s", key, exc)
@@ -224,3 +370,7 @@ class ImageStore:
         if size != _HEADER.size + raw_nbytes(width, height, channels, depth):
             return None
         return StoredImage(key, width, height, channels, depth)
+
+
+class _Damaged(Exception):
+    """A file whose header does not match its id or its size."""

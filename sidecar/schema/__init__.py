@@ -39,6 +39,7 @@ from .service import (
     PrecomputeStarted,
     Prediction,
     QueueCounts,
+    StoreUsage,
 )
 
 __all__ = [
@@ -80,5 +81,6 @@ __all__ = [
     "Requeued",
     "StageEvent",
     "Started",
+    "StoreUsage",
     "Subscribe",
 ]

@@ -52,6 +52,16 @@ class QueueCounts(Model):
     running: int = Field(0, ge=0)
 
 
+class StoreUsage(Model):
+    """The image store (uploads and results) on disk."""
+
+    used_bytes: int = Field(ge=0, description="Bytes of stored image files.")
+    limit_bytes: int = Field(
+        gt=0, description="The limit: least recently used images are removed beyond it."
+    )
+    images: int = Field(ge=0, description="Stored images.")
+
+
 class Health(Model):
     """GET /v1/health (no token needed)."""
 
@@ -60,3 +70,4 @@ class Health(Model):
     device: str
     engines: dict[str, EngineInfo]
     queue: QueueCounts
+    store: StoreUsage
