@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import io
+import json
+from http.server import BaseHTTPRequestHandler
 
 import cv2
 import numpy as np
@@ -47,3 +49,19 @@ def _to_bgr(pixels: np.ndarray) -> np.ndarray:
 
 def files_under(path) -> list:
     return sorted(p for p in path.rglob("*") if p.is_file())
+
+
+class FakeHealth(BaseHTTPRequestHandler):
+    """Something on the port that answers /v1/health like a sidecar (for `status` and
+    `cache clear`): serve it with http.server.ThreadingHTTPServer."""
+
+    def do_GET(self):  # noqa: N802 (the http.server name)
+        body = json.dumps({"status": "ok", "version": "9.9.9"}).encode()
+        self.send_response(200 if self.path == "/v1/health" else 404)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args):
+        pass

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import argparse
 import configparser
-import json
 import logging
 import logging.handlers
 import plistlib
@@ -17,10 +16,11 @@ import sys
 import threading
 import time
 import xml.etree.ElementTree as ET
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
+from helpers import FakeHealth
 
 from sidecar import cli, service
 from sidecar.service_files import PLATFORMS, TASK_NAMESPACE, UNIT_NAME, plan, this_platform
@@ -164,19 +164,6 @@ def test_install_writes_the_file_and_registers_it_then_uninstall_removes_it(
     assert "token" not in capsys.readouterr().out.lower()
 
 
-class Health(BaseHTTPRequestHandler):
-    def do_GET(self):  # noqa: N802 (the http.server name)
-        body = json.dumps({"status": "ok", "version": "9.9.9"}).encode()
-        self.send_response(200 if self.path == "/v1/health" else 404)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, *args):
-        pass
-
-
 def test_status_exit_codes(home, capsys, monkeypatch):
     if this_platform() is None:
         pytest.skip(f"no service support on {sys.platform}")
@@ -192,7 +179,7 @@ def test_status_exit_codes(home, capsys, monkeypatch):
     assert cli.main(["service", "status", "--port", str(port)]) == 1
     assert "installed at" in capsys.readouterr().out
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Health)
+    server = ThreadingHTTPServer(("127.0.0.1", 0), FakeHealth)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
         port = server.server_address[1]

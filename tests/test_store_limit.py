@@ -10,12 +10,12 @@ import os
 import shutil
 import socket
 import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from types import SimpleNamespace
 
 import numpy as np
 import pytest
-from helpers import files_under
+from helpers import FakeHealth, files_under
 from jobs_support import submit, upload, wait_for
 
 import sidecar.cache.images
@@ -222,19 +222,6 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-class Health(BaseHTTPRequestHandler):
-    def do_GET(self):  # noqa: N802 (the http.server name)
-        body = json.dumps({"status": "ok", "version": "9.9.9"}).encode()
-        self.send_response(200 if self.path == "/v1/health" else 404)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, *args):
-        pass
-
-
 def test_cache_info_and_clear(tmp_path, capsys):
     cache_dir = tmp_path / "cache"
     store = ImageStore(cache_dir / "images")
@@ -253,7 +240,7 @@ def test_cache_info_and_clear(tmp_path, capsys):
     assert cli.main(["cache", "info", *flags]) == 0
     assert "default: a quarter of the free disk" in capsys.readouterr().out
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Health)
+    server = ThreadingHTTPServer(("127.0.0.1", 0), FakeHealth)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
         port = str(server.server_address[1])
