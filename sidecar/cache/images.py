@@ -35,6 +35,7 @@ from collections import Counter, OrderedDict
 from collections.abc import Callable, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -93,6 +94,7 @@ class ImageStore:
         self._unsaved: OrderedDict[str, tuple[StoredImage, np.ndarray]] = OrderedDict()
         self._unsaved_bytes = 0
         self._after_write: dict[str, list[Callable[[], None]]] = {}
+        self._settled: dict[str, list[Callable[[bool], None]]] = {}
         self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="image-writer")
 
     def path_for(self, key: str) -> Path:
@@ -167,6 +169,19 @@ class ImageStore:
                 self._after_write.setdefault(key, []).append(callback)
                 return
         callback()
+
+    def when_settled(self, key: str, callback: Callable[[bool], None]) -> None:
+        """Call `callback(True)` once `key` is on disk (at once if it is), or
+        `callback(False)` once it is known that it will not be (kept in memory only)."""
+        with self._changed:
+            if key in self._unsaved:
+                saved = False
+            elif key in self._pending:
+                self._settled.setdefault(key, []).append(callback)
+                return
+            else:
+                saved = True
+        callback(saved)
 
     def flush(self) -> None:
         """Wait until every accepted image is on disk (or its write has failed)."""
@@ -335,9 +350,12 @@ class ImageStore:
         finally:
             del pixels
             callbacks = self._forget(key)
+            with self._changed:
+                settled = self._settled.pop(key, [])
             if on_released is not None:
                 on_released()
-        for callback in callbacks if written else ():
+        calls = [*(callbacks if written else ()), *(partial(c, written) for c in settled)]
+        for callback in calls:
             try:
                 callback()
             except Exception:  # a caller's bug must not stop the writer

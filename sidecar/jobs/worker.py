@@ -159,15 +159,17 @@ class Worker:
         (op, bucket), expected = scheduler.eta.learn(request.op, megapixels, job.run_seconds)
         scheduler.store.save_run_time(op, bucket, expected)
         scheduler.store.save_result(scheduler.result_key(request, job.seed), info.image_id)
-        # a precompute job made the likely Apply ahead: only the result cache hands it out
-        result_id = None if job.precompute else info.image_id
-        # done on disk once the result is: a crash before that runs the job again
-        scheduler.finish(job, JobState.done, result_id=result_id, record=False)
-        if not job.precompute:
-            record = functools.partial(
-                scheduler.store.set_state, job.job_id, JobState.done, result_id
-            )
-            scheduler.images.after_write(info.image_id, record)
+        if job.precompute:  # made the likely Apply ahead: only the result cache hands it out
+            scheduler.finish(job, JobState.done, record=False)
+            return
+
+        def settled(saved: bool) -> None:
+            # `done` is promised once the result and the job's record are on disk, so a
+            # crash after it never brings the job back; a result the disk refused is
+            # still done (served from memory for this run), just not durable
+            scheduler.finish(job, JobState.done, result_id=info.image_id)
+
+        scheduler.images.when_settled(info.image_id, settled)
 
     def _requeue(self, job: Job) -> None:
         scheduler = self._scheduler

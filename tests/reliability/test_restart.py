@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import os
 import socket
+import sqlite3
 import subprocess
 import sys
 import time
@@ -204,9 +205,9 @@ async def test_a_failed_job_keeps_its_error_across_a_restart(aiohttp_client, set
 
 
 def test_a_crash_right_after_the_202_or_the_done_loses_nothing(tmp_path):
-    """kill -9 while an image's write is still behind its 202, and while a result's
-    write is still behind its `done`: the job still has its image, the result is
-    there or made again."""
+    """kill -9 while an image's write is still behind its 202: the job still has its
+    image. kill -9 the moment a job is reported done: it is still done after the
+    restart, at once (never running or queued again), and its result is there."""
     from helpers import raw_headers
     from live_server import SidecarProcess
 
@@ -225,10 +226,14 @@ def test_a_crash_right_after_the_202_or_the_done_loses_nothing(tmp_path):
         assert finished(sidecar, first)["state"] == "done"
         job["params"]["again"] = 1
         second = sidecar.http().json("POST", "/v1/jobs", job).json()["job_id"]
-        finished(sidecar, second)
-        sidecar.kill()  # the moment it is done: its result may still be on its way
-        sidecar.start()
         assert finished(sidecar, second)["state"] == "done"
+        sidecar.kill()  # the moment it is reported done
+        # done is durable: on disk before it was reported, so no second run follows
+        with sqlite3.connect(tmp_path / "data" / "jobs.sqlite3") as db:
+            row = db.execute("SELECT state FROM jobs WHERE job_id = ?", (second,)).fetchone()
+        assert row == ("done",)
+        sidecar.start()
+        assert sidecar.http().request("GET", f"/v1/jobs/{second}").json()["state"] == "done"
         result = sidecar.http().request("GET", f"/v1/jobs/{second}/result?format=raw")
         assert result.status == 200 and len(result.body) == big.nbytes
     finally:
@@ -244,3 +249,42 @@ def finished(sidecar, job_id: str) -> dict:
             return job
         time.sleep(0.02)
     raise AssertionError("the job did not finish")
+
+
+async def test_done_comes_only_once_the_result_and_its_record_are_on_disk(
+    aiohttp_client, settings, auth, portrait, monkeypatch
+):
+    """While a result is still being written its job stays running: `done` (status and
+    record) comes after the file is on disk, so a crash in between runs the job again
+    instead of taking back a `done` a client already acted on."""
+    import threading
+
+    from sidecar.cache import images as image_store
+
+    client = await aiohttp_client(build_app(settings))
+    image_id = await upload(client, auth, portrait)
+    entered, release = threading.Event(), threading.Event()
+    write = image_store.atomic_write
+
+    def slow_write(path, parts):
+        entered.set()
+        assert release.wait(30)
+        return write(path, parts)
+
+    monkeypatch.setattr(image_store, "atomic_write", slow_write)
+    response = await client.post(
+        "/v1/jobs", json={"op": "beauty", "image_id": image_id}, headers=auth
+    )
+    job_id = (await response.json())["job_id"]
+    assert await asyncio.to_thread(entered.wait, 60)  # the result is being written
+
+    assert (await status(client, auth, job_id))["state"] == "running"
+    with sqlite3.connect(settings.jobs_db) as db:
+        row = db.execute("SELECT state FROM jobs WHERE job_id = ?", (job_id,)).fetchone()
+    assert row != ("done",)
+
+    release.set()
+    assert (await wait_for(client, auth, job_id))["state"] == "done"
+    with sqlite3.connect(settings.jobs_db) as db:
+        row = db.execute("SELECT state FROM jobs WHERE job_id = ?", (job_id,)).fetchone()
+    assert row == ("done",)
