@@ -37,7 +37,7 @@ TORCH = "torch==2.13.0"
 INTEL_MAC_PINS = {"jax": "0.4.38", "jaxlib": "0.4.38", "sentencepiece": "0.2.2"}
 WINDOWS = os.name == "nt"
 PANEL_HINT = (
-    "browser panel: http://127.0.0.1:7431/panel/ (it asks once for the token: "
+    "browser panel: http://127.0.0.1:{port}/panel/ (it asks once for the token: "
     "retouch-sidecar token)"
 )
 
@@ -140,7 +140,8 @@ def setup(dev: bool) -> None:
 
 def run(args: list[str]) -> int:
     setup(dev=False)
-    say(PANEL_HINT)
+    port = next((args[i + 1] for i, a in enumerate(args[:-1]) if a == "--port"), None)
+    say(PANEL_HINT.format(port=port or os.environ.get("RETOUCH_PORT", "7431")))
     command = [str(venv_bin("retouch-sidecar")), "serve", *args]
     if WINDOWS:  # no exec on Windows: wait and pass the exit code on
         return subprocess.call(command, cwd=ROOT)
