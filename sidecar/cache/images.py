@@ -35,8 +35,8 @@ from collections import Counter, OrderedDict
 from collections.abc import Callable, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from functools import partial
 from pathlib import Path
+from typing import BinaryIO, TypeVar
 
 import numpy as np
 
@@ -45,6 +45,7 @@ from .atomic import atomic_write, remove_stale_temps
 from .keys import image_id
 from .usage import SUFFIX, default_limit, stored_files
 
+_T = TypeVar("_T")
 log = logging.getLogger(__name__)
 
 _MAGIC = b"RTIMG\x00\x01\x00"
@@ -93,7 +94,6 @@ class ImageStore:
         self._unsaved_budget = unsaved_budget
         self._unsaved: OrderedDict[str, tuple[StoredImage, np.ndarray]] = OrderedDict()
         self._unsaved_bytes = 0
-        self._after_write: dict[str, list[Callable[[], None]]] = {}
         self._settled: dict[str, list[Callable[[bool], None]]] = {}
         self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="image-writer")
 
@@ -159,17 +159,6 @@ class ImageStore:
         with self._changed:
             self._changed.wait_for(lambda: key not in self._pending)
 
-    def after_write(self, key: str, callback: Callable[[], None]) -> None:
-        """Call `callback` once `key` is on disk: at once if it is, after its write if
-        that is still behind, never if the write failed."""
-        with self._changed:
-            if key in self._unsaved:
-                return
-            if key in self._pending:
-                self._after_write.setdefault(key, []).append(callback)
-                return
-        callback()
-
     def when_settled(self, key: str, callback: Callable[[bool], None]) -> None:
         """Call `callback(True)` once `key` is on disk (at once if it is), or
         `callback(False)` once it is known that it will not be (kept in memory only)."""
@@ -196,15 +185,7 @@ class ImageStore:
             held = self._pending.get(key) or self._unsaved.get(key)
             if held is not None:
                 return held[0]
-        try:
-            with self.path_for(key).open("rb") as file:
-                return self._read_header(key, file)
-        except _MISSING:
-            self._drop(key)
-            return None
-        except _Damaged:
-            self._remove(key)
-            return None
+        return self._open(key, lambda file: self._read_header(key, file))
 
     def load(self, key: str, *, verify: bool = True) -> np.ndarray | None:
         """The canonical pixels, or None if absent or damaged (then the file is removed)."""
@@ -231,20 +212,28 @@ class ImageStore:
 
     def _read(self, key: str) -> np.ndarray | None:
         """One open file from header to last pixel: a removal meanwhile cannot tear it."""
+
+        def pixels_of(file) -> np.ndarray | None:
+            info = self._read_header(key, file)
+            count = info.width * info.height * info.channels
+            pixels = np.fromfile(file, dtype=DTYPES[info.depth], count=count)
+            if pixels.size != count:  # cut short since the header was read
+                return None
+            return pixels.reshape(info.height, info.width, info.channels)
+
+        return self._open(key, pixels_of)
+
+    def _open(self, key: str, read: Callable[[BinaryIO], _T]) -> _T | None:
+        """`read` on the stored file of `key`: a missing file is a miss (and forgotten),
+        a damaged one is a miss and removed."""
         try:
             with self.path_for(key).open("rb") as file:
-                info = self._read_header(key, file)
-                count = info.width * info.height * info.channels
-                pixels = np.fromfile(file, dtype=DTYPES[info.depth], count=count)
+                return read(file)
         except _MISSING:
             self._drop(key)
-            return None
         except _Damaged:
             self._remove(key)
-            return None
-        if pixels.size != count:  # cut short since the header was read
-            return None
-        return pixels.reshape(info.height, info.width, info.channels)
+        return None
 
     def _read_header(self, key: str, file) -> StoredImage:
         raw = file.read(_HEADER.size)
@@ -349,15 +338,12 @@ class ImageStore:
             self._keep_unsaved(info, pixels.copy() if on_released is not None else pixels)
         finally:
             del pixels
-            callbacks = self._forget(key)
-            with self._changed:
-                settled = self._settled.pop(key, [])
+            settled = self._forget(key)
             if on_released is not None:
                 on_released()
-        calls = [*(callbacks if written else ()), *(partial(c, written) for c in settled)]
-        for callback in calls:
+        for callback in settled:
             try:
-                callback()
+                callback(written)
             except Exception:  # a caller's bug must not stop the writer
                 log.exception("a callback after writing image %s failed", key)
 
@@ -369,12 +355,13 @@ class ImageStore:
                 _, (_, dropped) = self._unsaved.popitem(last=False)
                 self._unsaved_bytes -= dropped.nbytes
 
-    def _forget(self, key: str) -> list[Callable[[], None]]:
+    def _forget(self, key: str) -> list[Callable[[bool], None]]:
+        """Drop `key` from the pending writes; the callbacks waiting on it."""
         with self._changed:
             _, pixels = self._pending.pop(key)
             self._pending_bytes -= pixels.nbytes
             self._changed.notify_all()
-            return self._after_write.pop(key, [])
+            return self._settled.pop(key, [])
 
     @staticmethod
     def _parse_header(key: str, raw: bytes, size: int) -> StoredImage | None:
