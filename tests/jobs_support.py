@@ -6,9 +6,26 @@ import asyncio
 import time
 
 import numpy as np
+import pytest
 from helpers import raw_headers
 
+from sidecar.cli import build_app
+
 TERMINAL = {"done", "failed", "cancelled"}
+
+
+@pytest.fixture(name="app")
+def synthetic_app_fixture(settings):
+    """The app with the synthetic engine (timed steps, pixels as they are): import it
+    into a test module to have its `client` use it."""
+    return build_app(settings, engines=["synthetic"])
+
+
+@pytest.fixture(name="image_id")
+async def noise_image_fixture(client, auth) -> str:
+    """A small noise image, uploaded: jobs on it take as long as their steps say."""
+    pixels = np.random.default_rng(4).integers(0, 256, (48, 64, 3), dtype=np.uint8)
+    return await upload(client, auth, pixels)
 
 
 async def upload(client, auth, pixels: np.ndarray) -> str:

@@ -7,24 +7,10 @@ import asyncio
 import contextlib
 import json
 
-import numpy as np
-import pytest
-from jobs_support import submit, upload
+from jobs_support import noise_image_fixture, submit, synthetic_app_fixture  # noqa: F401 (fixtures)
 
 from sidecar.api.keys import BUS
 from sidecar.batch_client import JobEnd, JobTracker, SidecarClient
-from sidecar.cli import build_app
-
-
-@pytest.fixture
-def app(settings):
-    return build_app(settings, engines=["synthetic"])
-
-
-@pytest.fixture
-async def image_id(client, auth) -> str:
-    pixels = np.random.default_rng(5).integers(0, 256, (40, 56, 3), dtype=np.uint8)
-    return await upload(client, auth, pixels)
 
 
 @contextlib.asynccontextmanager

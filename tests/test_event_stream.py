@@ -9,23 +9,11 @@ import struct
 
 import cv2
 import numpy as np
-import pytest
-from jobs_support import submit, upload, wait_for
+from jobs_support import noise_image_fixture, submit, synthetic_app_fixture, upload, wait_for  # noqa: F401 (fixtures)
 
 from bench.client import stalled_websocket
 from sidecar.api.keys import BUS
 from sidecar.cli import build_app
-
-
-@pytest.fixture
-def app(settings):
-    return build_app(settings, engines=["synthetic"])
-
-
-@pytest.fixture
-async def image_id(client, auth) -> str:
-    pixels = np.random.default_rng(9).integers(0, 256, (64, 96, 3), dtype=np.uint8)
-    return await upload(client, auth, pixels)
 
 
 def decode_frame(data: bytes) -> tuple[dict, bytes]:

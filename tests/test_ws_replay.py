@@ -8,12 +8,9 @@ import asyncio
 import json
 from datetime import UTC, datetime
 
-import numpy as np
-import pytest
-from jobs_support import submit, upload
+from jobs_support import noise_image_fixture, submit, synthetic_app_fixture  # noqa: F401 (fixtures)
 
 from sidecar.api.keys import BUS
-from sidecar.cli import build_app
 from sidecar.jobs import EventBus
 from sidecar.schema import PreviewHeader, Progress
 from sidecar.schema.events import Done, Queued, StageEvent, Started
@@ -21,17 +18,6 @@ from sidecar.schema.frames import decode_preview_frame
 
 TERMINAL = ("done", "failed", "cancelled")
 UNKNOWN = "f" * 32
-
-
-@pytest.fixture
-def app(settings):
-    return build_app(settings, engines=["synthetic"])
-
-
-@pytest.fixture
-async def image_id(client, auth) -> str:
-    pixels = np.random.default_rng(4).integers(0, 256, (48, 64, 3), dtype=np.uint8)
-    return await upload(client, auth, pixels)
 
 
 class Reader:
