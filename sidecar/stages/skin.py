@@ -35,7 +35,6 @@ from .skin_cues import colour_model, detail, highlight, log_likelihood, mahalano
 
 VERSION = "skin/2"
 
-FEATURES = ("eyes", "brows", "lips", "nostrils")
 SEGMENT_SIDE = 256  # the selfie model's input size
 
 # Mesh points at the centre of patches that are skin on every face: cheeks, lower
@@ -56,6 +55,7 @@ REACH = (2.5, 0.6, 5.0)
 # features are cut out this much wider than their landmarks; the mesh places brows
 # less surely than eyes and lips (thin, grey or hidden by a glasses frame)
 FEATURE_MARGINS = {("eyes", "nostrils"): 0.03, ("lips",): 0.045, ("brows",): 0.05}
+FEATURES = tuple(name for names in FEATURE_MARGINS for name in names)  # all cut out
 FEATHER = 0.01
 SPECK = 0.02  # body skin thinner than about twice this is dropped (seams, glints)
 
@@ -297,10 +297,6 @@ def face_regions_mask(
                 fixed = np.round(polygon * 16).astype(np.int32)  # 4 bits of subpixel
                 cv2.fillPoly(mask, [fixed], 1, lineType=cv2.LINE_8, shift=4)
     return mask.astype(np.float32)
-
-
-def _dilate(mask: np.ndarray, radius: float) -> np.ndarray:
-    return cv2.dilate(mask, _disk(radius)) if radius >= 0.5 else mask
 
 
 def _square(radius: float) -> np.ndarray:
