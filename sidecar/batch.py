@@ -22,8 +22,10 @@ from rich.console import Console
 
 from .batch_client import Display, JobEnd, JobTracker, SidecarClient, SidecarError, connect
 from .cache.atomic import TEMP_PREFIX, atomic_write
-from .imaging.files import output_file, output_format
+from .imaging import psd
+from .imaging.files import decode_result, output_file, output_format
 from .imaging.metadata import read_file_metadata
+from .imaging.tiff import encode_tiff
 from .settings import Settings
 from .token import load_or_create_token
 
@@ -33,6 +35,15 @@ IMAGE_TYPES = {
     ".jpeg": "image/jpeg",
     ".tif": "image/tiff",
     ".tiff": "image/tiff",
+    ".psd": "image/vnd.adobe.photoshop",
+    ".psb": "image/vnd.adobe.photoshop",
+}
+# a document's new layer is named as the panel names it in Photoshop
+LAYER_NAMES = {
+    "beauty": "Beauty",
+    "color": "Color",
+    "dodge_burn": "Dodge & Burn",
+    "volume": "Volume",
 }
 RETOUCH_OPS = ("beauty", "color", "dodge_burn", "volume")
 CONNECT_WAIT_S = 5.0
@@ -158,8 +169,9 @@ def image_files(folder: Path) -> list[Path]:
 def plan_batch(
     in_dir: Path, out_dir: Path, heroes: Iterable[str] = ()
 ) -> tuple[list[FileTask], list[Outcome]]:
-    """The files to do (heroes first, then by name) and those skipped because their
-    output is already newer than the input."""
+    """The files to do (heroes first, then by name), and the outcomes of those that are
+    not done: skipped because their output is already newer than the input, or failed
+    before any work because they are documents whose result could not be written."""
     if not in_dir.is_dir():
         raise UsageError(f"IN_DIR {in_dir} is not a folder")
     if out_dir.exists() and not out_dir.is_dir():
@@ -176,7 +188,10 @@ def plan_batch(
     tasks, skipped = [], []
     for source in sorted(files, key=lambda path: path.name not in hero_names):
         target = out_dir / source.name
-        if _newer(target, source):
+        refusal = _refusal(source)
+        if refusal is not None:
+            skipped.append(refusal)
+        elif _newer(target, source):
             skipped.append(Outcome(source.name, "skipped", message="output is newer"))
         else:
             tasks.append(FileTask(source, target, source.name in hero_names))
@@ -191,9 +206,28 @@ def plan_apply(source: Path, target: Path) -> FileTask:
             raise UsageError(f"{role} {path.name}: expected {', '.join(IMAGE_TYPES)}")
     if target.exists() and target.resolve() == source.resolve():
         raise UsageError("OUT must differ from IN")
+    if psd.is_psd(source) != psd.is_psd(target):
+        raise UsageError("IN and OUT are both Photoshop documents (.psd, .psb) or neither")
+    refusal = _refusal(source)
+    if refusal is not None:
+        raise UsageError(f"IN {source.name}: {refusal.message}")
     _make_dir(target.parent)
     _remove_temps(target.parent, [target.name])
     return FileTask(source, target)
+
+
+def _refusal(source: Path) -> Outcome | None:
+    """A Photoshop document whose result could not be written back (its mode, depth or
+    missing composite), found from its header before any work."""
+    if not psd.is_psd(source):
+        return None
+    try:
+        psd.check_document(source)
+    except psd.PsdError as exc:
+        return Outcome(source.name, "failed", code=exc.code, message=exc.message)
+    except OSError as exc:
+        return Outcome(source.name, "failed", code="unreadable", message=exc.strerror or str(exc))
+    return None
 
 
 def _make_dir(folder: Path) -> None:
@@ -220,15 +254,29 @@ def _remove_temps(folder: Path, names: list[str]) -> None:
 
 def result_format(target: Path) -> str:
     """What to ask the sidecar for: JPEG outputs are re-encoded from a PNG."""
-    return "tiff" if target.suffix.lower() in (".tif", ".tiff") else "png"
+    return "tiff" if target.suffix.lower() in (".tif", ".tiff", ".psd", ".psb") else "png"
 
 
-def write_output(target: Path, result: bytes, source: Path | None = None) -> None:
+def upload_body(source: Path) -> tuple[bytes | memoryview, str]:
+    """What is uploaded for `source`: the file itself, or a document's composite (as an
+    uncompressed TIFF at its depth)."""
+    if psd.is_psd(source):
+        pixels, _ = psd.read_composite(source)
+        return encode_tiff(pixels, None), "image/tiff"
+    return source.read_bytes(), IMAGE_TYPES[source.suffix.lower()]
+
+
+def write_output(target: Path, result: bytes, source: Path | None = None, op: str = "") -> None:
     """`result` (the sidecar's PNG or TIFF) as `target`, atomically, in the target's
     format, carrying the metadata of `source` (the input file): its ICC profile, EXIF,
-    XMP, IPTC and resolution, and grayscale when it was gray."""
-    meta = read_file_metadata(source) if source is not None else None
-    chunks = output_file(result, output_format(target.name), meta)
+    XMP, IPTC and resolution, and grayscale when it was gray. A Photoshop document is
+    `source` with the result as one more layer, named after `op`."""
+    if psd.is_psd(target) and source is not None:
+        pixels = decode_result(result)
+        chunks = [psd.with_result_layer(source, pixels, LAYER_NAMES.get(op, op or "Retouch"))]
+    else:
+        meta = read_file_metadata(source) if source is not None else None
+        chunks = output_file(result, output_format(target.name), meta)
     atomic_write(target, chunks, mode=0o666)  # the umask decides, as for any new file
 
 
@@ -252,7 +300,7 @@ async def process(
             item = await tracker.ended.get()
             if isinstance(item, BaseException):
                 raise item
-            outcome = await _collect(client, *item)
+            outcome = await _collect(client, recipe.op, *item)
             report.outcomes.append(outcome)
             display.finished(outcome)
     finally:
@@ -279,13 +327,15 @@ async def _submit_all(
             tracker.ended.put_nowait((task, job_id, end))
             continue
         try:
-            data = await asyncio.to_thread(task.source.read_bytes)
-            image_id = await client.upload(data, IMAGE_TYPES[task.source.suffix.lower()])
+            data, content_type = await asyncio.to_thread(upload_body, task.source)
+            image_id = await client.upload(data, content_type)
             params = prior.params()
             await prior.learn(client, image_id)
             answer = await client.submit(recipe.job(image_id, task.source.name, task.hero, params))
         except OSError as exc:
             end = JobEnd("failed", code="unreadable", message=exc.strerror or str(exc))
+        except psd.PsdError as exc:
+            end = JobEnd("failed", code=exc.code, message=exc.message)
         except SidecarError as exc:
             if exc.code == "invalid_request":  # the same body for every file: stop here
                 report.refused = exc.message
@@ -338,14 +388,14 @@ def _wake_on_crash(task: asyncio.Task, ended: asyncio.Queue) -> None:
 
 
 async def _collect(
-    client: SidecarClient, task: FileTask, job_id: str | None, end: JobEnd
+    client: SidecarClient, op: str, task: FileTask, job_id: str | None, end: JobEnd
 ) -> Outcome:
     name = task.source.name
     if end.state != "done" or job_id is None:
         return Outcome(name, "failed", job_id, end.code or end.state, end.message)
     try:
         data = await client.result(job_id, result_format(task.target))
-        await asyncio.to_thread(write_output, task.target, data, task.source)
+        await asyncio.to_thread(write_output, task.target, data, task.source, op)
     except SidecarError as exc:
         return Outcome(name, "failed", job_id, exc.code, exc.message)
     except (OSError, ValueError) as exc:

@@ -55,11 +55,18 @@ def output_file(result, fmt: OutputFormat, meta: Metadata | None) -> list:
         view = memoryview(result).cast("B")
         width, height = (int.from_bytes(view[at : at + 4], "big") for at in (16, 20))
         return png.insert_before_image(view, _png_chunks(outgoing(meta, width, height, False)))
+    return encode_output(decode_result(result), fmt, meta)
+
+
+def decode_result(result) -> np.ndarray:
+    """The sidecar's result (a PNG or TIFF) as canonical pixels."""
+    kind = sniff_format(result)
+    if kind not in ("png", "tiff"):
+        raise ValueError("the sidecar's result is not a PNG or TIFF")
     try:
-        pixels = decode_image(result, read_header(result, kind, complete=True), _ANY_SIZE)
+        return decode_image(result, read_header(result, kind, complete=True), _ANY_SIZE)
     except ApiError as exc:
         raise ValueError(f"the sidecar's result: {exc.message}") from exc
-    return encode_output(pixels, fmt, meta)
 
 
 def encode_output(pixels: np.ndarray, fmt: OutputFormat, meta: Metadata | None) -> list:
