@@ -274,9 +274,8 @@ def log_handlers(args: argparse.Namespace) -> list[logging.Handler]:
 
 
 def _serve(settings: Settings, engines: Sequence[str]) -> int:
-    from aiohttp import web
-
     from .api import AccessLogger
+    from .api.protocol import run_app
 
     app = build_app(settings, engines=engines)
     log.info(
@@ -287,12 +286,11 @@ def _serve(settings: Settings, engines: Sequence[str]) -> int:
     )
     log.info("browser panel: http://%s:%d/panel/", LOOPBACK, settings.port)
     try:
-        web.run_app(
+        run_app(
             app,
             host=LOOPBACK,
             port=settings.port,
             access_log_class=AccessLogger,
-            print=None,
             shutdown_timeout=10,
         )
     except OSError as exc:  # e.g. the port is in use; said in the log file too
