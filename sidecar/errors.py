@@ -103,6 +103,27 @@ class OutOfMemory(ApiError):
     code = "out_of_memory"
 
 
+class ResultGone(ApiError):
+    """A done job's result and the image it was made from are both gone from the store."""
+
+    status = 410
+    code = "result_gone"
+
+
+class HeadersTooLarge(ApiError):
+    """A header line or the request line over aiohttp's limit (refused before routing)."""
+
+    status = 431
+    code = "headers_too_large"
+
+
+class ResultRemakeFailed(ApiError):
+    """A done job's result was gone from the store and making it again failed."""
+
+    status = 503
+    code = "result_remake_failed"
+
+
 ALL_ERRORS: tuple[type[ApiError], ...] = (
     Unauthorized,
     ForbiddenOrigin,
@@ -120,4 +141,7 @@ ALL_ERRORS: tuple[type[ApiError], ...] = (
     InternalError,
     EngineUnavailable,
     OutOfMemory,
+    ResultGone,
+    HeadersTooLarge,
+    ResultRemakeFailed,
 )

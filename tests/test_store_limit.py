@@ -197,14 +197,15 @@ async def test_a_store_filled_past_its_limit_while_jobs_run(limited_client, limi
     health = await (await client.get("/v1/health")).json()
     assert health["store"] == {"used_bytes": used, "limit_bytes": LIMIT, "images": count}
 
-    # more uploads push every result and input out; asking again makes them again
+    # more uploads push every result and input out: a result whose input is gone too is
+    # gone for good (410); sending the pixels again and submitting makes it again
     for n in range(60):
         await upload(client, auth, picture(200 + n))
     store.flush()
     assert store.usage()[0] <= LIMIT and on_disk(limited.images_dir) <= LIMIT
     for n, job_id in jobs.items():
         status, body = await result(client, auth, job_id)
-        assert status == 404 and json.loads(body)["error"]["code"] == "image_not_found"
+        assert status == 410 and json.loads(body)["error"]["code"] == "result_gone"
         gone = await client.head(f"/v1/images/{inputs[n]}", headers=auth)
         assert gone.status == 404  # the client still holds the pixels: it sends them again
         assert await upload(client, auth, picture(n)) == inputs[n]

@@ -4,6 +4,7 @@ off to the scheduler; none of them runs model work."""
 from __future__ import annotations
 
 import asyncio
+from functools import partial
 
 import cv2
 import numpy as np
@@ -12,6 +13,7 @@ from aiohttp import web
 from .. import errors
 from ..imaging.encode import encode_file, fit_within
 from ..jobs import Job, Scheduler
+from ..jobs.remake import remake
 from ..schema import JobCreated, JobList, JobPatch, JobRequest, JobState, ResultQuery
 from .keys import IMAGES, IMAGING_POOL, SCHEDULER
 from .responses import model_response
@@ -72,7 +74,7 @@ async def cancel(request: web.Request) -> web.Response:
 
 @routes.get("/v1/jobs/{job_id}/result")
 async def result(request: web.Request) -> web.Response:
-    _, job = _job(request)
+    scheduler, job = _job(request)
     options = query(request.query, ResultQuery)
     if job.precompute:
         raise errors.Conflict("a precompute job readies stages and makes no result")
@@ -81,9 +83,17 @@ async def result(request: web.Request) -> web.Response:
             f"the job is {job.state.value}, not done", details={"state": job.state.value}
         )
     loop = asyncio.get_running_loop()
-    pixels = await loop.run_in_executor(
-        request.app[IMAGING_POOL], _render, request.app[IMAGES], job, options
-    )
+    render = partial(loop.run_in_executor, request.app[IMAGING_POOL], _render)
+    pixels = await render(request.app[IMAGES], job, options)
+    if pixels is None:  # the store's limit removed it: made again, the job stays done
+        await remake(scheduler, job)
+        pixels = await render(request.app[IMAGES], job, options)
+        if pixels is None:
+            raise errors.ResultRemakeFailed(
+                "the result was made again but removed before it was served; "
+                "the image store's limit may be too small for it",
+                details={"reason": "evicted"},
+            )
     height, width, channels = pixels.shape
     depth = pixels.dtype.itemsize * 8
     headers = {
@@ -102,10 +112,11 @@ async def result(request: web.Request) -> web.Response:
     return web.Response(body=data, headers=headers, content_type=f"image/{options.format}")
 
 
-def _render(images, job: Job, options: ResultQuery) -> np.ndarray:
+def _render(images, job: Job, options: ResultQuery) -> np.ndarray | None:
+    """The result as asked for; None when it is no longer stored."""
     result = images.load(job.result_id)
     if result is None:
-        raise errors.ImageNotFound("the result is no longer stored; run the job again")
+        return None
     original = None
     if options.intensity is not None and options.intensity < 1.0:
         original = images.load(job.request.image_id) if job.request.image_id else None

@@ -192,7 +192,7 @@ OPERATIONS: tuple[Operation, ...] = (
                 headers=IMAGE_HEADERS,
             )
         },
-        errors=(404, 409, 422),
+        errors=(404, 409, 410, 422, 503),
         query=ResultQuery,
     ),
     Operation(

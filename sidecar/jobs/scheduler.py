@@ -140,6 +140,19 @@ class Scheduler:
             self.emit(job, ev.Queued, position=self.position(job) or 0)
         return job
 
+    def run_again(self, request: JobRequest, priority: Priority, seed: int) -> Job:
+        """Queue `request` with `seed` as a job of the sidecar's own (see remake.py):
+        not recorded on disk, and with no document, so it supersedes no Apply and no
+        Apply supersedes it."""
+        with self.lock:
+            request = request.model_copy(update={"document_id": None})
+            job = Job(new_job_id(), request, priority, next(self._order), seed)
+            self.jobs[job.job_id] = job
+            self._forget_old()
+            self.queue.put(job)
+            self.emit(job, ev.Queued, position=self.position(job) or 0)
+        return job
+
     def precompute(
         self, image_id: str, document_id: str, layer_stack_hash: str | None, ops: list[Op] | None
     ) -> tuple[list[Job], int]:
