@@ -209,7 +209,7 @@ class Panel {
     const open = this.rows.filter((row) => !queue.isFinished(row));
     for (const row of open) {
       const status = await quietly(() => this.client.job(row.jobId));
-      if (!status) continue;
+      if (!status || this.settled(row.jobId)) continue; // its end came by event meanwhile
       this.rows = queue.applyStatus(this.rows, status);
       if (TERMINAL_EVENTS.has(status.state)) {
         this.finishWatch({ type: status.state, job_id: row.jobId, error: status.error });
@@ -270,7 +270,7 @@ class Panel {
   }
 
   handleJobEvent(event) {
-    if (!this.rows.some((row) => row.jobId === event.job_id)) return; // not ours, or replayed once followed
+    if (this.settled(event.job_id)) return; // not ours, replayed once followed, or finished
     const rows = queue.applyEvent(this.rows, event);
     if (rows === this.rows) return; // stale seq
     this.rows = rows;
@@ -474,6 +474,13 @@ class Panel {
     if (!done) this.events?.follow?.(jobId);
     this.changed();
     return { jobId, done };
+  }
+
+  // Not ours, or ended and taken: its row is finished and nothing waits on it. A second
+  // `done` (after a restart, a reconnect, a resync) must not place or remove a layer again.
+  settled(jobId) {
+    const row = this.rows.find((candidate) => candidate.jobId === jobId);
+    return !row || (queue.isFinished(row) && !this.watches.has(jobId));
   }
 
   forgetJob(jobId) {

@@ -249,11 +249,16 @@ class JobTracker:
             self.on_event(self.watched[job_id], event)
 
     def _end(self, job_id: str, end: JobEnd) -> None:
+        # A job leaves `watched` at its first end: a second done (replayed after a restart
+        # or a reconnect, or seen by a poll too) finds nothing, so its output is fetched,
+        # written and counted once.
         if job_id in self.watched:
             self.ended.put_nowait((self.watched.pop(job_id), job_id, end))
 
     async def _poll(self, job_ids: list[str] | None = None) -> None:
         for job_id in list(self.watched) if job_ids is None else job_ids:
+            if job_id not in self.watched:  # ended meanwhile (an event, an earlier await)
+                continue
             try:
                 status = await self.client.status(job_id)
             except SidecarError as exc:

@@ -77,3 +77,69 @@ async def test_past_the_subscribe_limit_it_follows_every_job_and_checks_new_ones
         await tracker.watch(fast, "fast")  # two watched: every job, and a status check
         ends = [await asyncio.wait_for(tracker.ended.get(), 20) for _ in range(2)]
     assert sorted((key, end.state) for key, _, end in ends) == [("fast", "done"), ("slow", "done")]
+
+
+class StatusClient:
+    """Stands in for SidecarClient where only `status` is asked (no socket)."""
+
+    def __init__(self) -> None:
+        self.states: dict[str, dict] = {}
+        self.asked: list[str] = []
+
+    async def status(self, job_id: str) -> dict:
+        self.asked.append(job_id)
+        return self.states[job_id]
+
+
+def _done(job_id: str, seq: int) -> dict:
+    return {"type": "done", "job_id": job_id, "seq": seq, "cached": False}
+
+
+def _drain(queue: asyncio.Queue) -> list:
+    items = []
+    while not queue.empty():
+        items.append(queue.get_nowait())
+    return items
+
+
+async def test_a_second_done_by_event_or_poll_ends_a_job_once_and_later_events_are_ignored():
+    client = StatusClient()
+    seen: list = []
+    tracker = JobTracker(client, lambda key, event: seen.append((key, event["type"])))
+    await tracker.watch("a", "first")  # no socket yet: nothing to subscribe
+    await tracker.watch("b", "second")
+    client.states = {"a": {"state": "done"}, "b": {"state": "done"}}
+
+    tracker._event(_done("a", 5))
+    tracker._event(_done("a", 0))  # the sidecar restarted: the job's history, seq from 0
+    tracker._event({"type": "progress", "job_id": "a", "seq": 1, "progress": 0.5})
+    await tracker._poll()  # the socket is back: a poll sees a done too
+    await tracker._poll(["a", "b"])  # as watch() does past SUBSCRIBE_MAX
+    tracker._event(_done("b", 9))  # b's done event after the poll took it
+
+    ends = _drain(tracker.ended)
+    assert [(key, job_id, end.state) for key, job_id, end in ends] == [
+        ("first", "a", "done"),
+        ("second", "b", "done"),
+    ]
+    assert seen == []  # no event of an ended job reaches the display
+    assert client.asked == ["b"]  # an ended job is not asked about again
+    assert tracker.watched == {}
+
+
+async def test_a_done_replayed_after_the_job_ended_through_the_sidecar_is_ignored(
+    client, auth, token, image_id
+):
+    seen: list = []
+    async with tracking(client, token, seen) as tracker:
+        job_id = await submit(client, auth, image_id, steps=2, step_ms=0)
+        await tracker.watch(job_id, "mine")
+        first = await asyncio.wait_for(tracker.ended.get(), 20)
+        events = len(seen)
+        # a reconnect's poll and a replayed done, as after a restart
+        await tracker._poll([job_id])
+        tracker._event(_done(job_id, 0))
+        tracker._event({"type": "started", "job_id": job_id, "seq": 1})
+        assert tracker.ended.empty()
+    assert first[:2] == ("mine", job_id) and first[2].state == "done"
+    assert len(seen) == events

@@ -1195,6 +1195,113 @@ test('resync asks only about unfinished jobs, skips those it cannot look up, and
   assert.equal(s.adapter.named('commitResult').length, 4);
 });
 
+// A job restored after a sidecar restart publishes its history again, seq from 0 up.
+const replayedHistory = (s, jobId) => {
+  for (const type of ['queued', 'started', 'progress']) {
+    s.events.emit('event', event(type, jobId, { progress: 0.5, stage: 'refine' }));
+  }
+  done(s, jobId);
+};
+
+test('a second done for a placed Apply, by event, replay or resync, places, replaces and removes nothing', async () => {
+  const s = setup();
+  const running = s.panel.apply('beauty');
+  await settle();
+  emitPreview(s, 'job-1', 'draft', 1);
+  await settle();
+  done(s, 'job-1');
+  assert.deepEqual(await running, { jobId: 'job-1', layerId: 'layer-2' });
+  const row = s.panel.rows[0];
+
+  done(s, 'job-1'); // the same done again, once the stream is back
+  replayedHistory(s, 'job-1');
+  s.client.statuses.set('job-1', status('job-1', 'done'));
+  await s.panel.resync();
+  await settle();
+
+  assert.deepEqual(s.adapter.documentChanges().map((call) => call.name), ['placeDraft', 'commitResult']);
+  assert.deepEqual(s.adapter.steps(), ['ML Retouch: Beauty']);
+  assert.deepEqual(s.adapter.layersOf().map(({ id, draft }) => [id, draft]), [['layer-2', false]]);
+  assert.equal(s.client.named('result').length, 1, 'the result is fetched once');
+  assert.deepEqual(s.client.named('job'), [], 'a finished row is not asked about');
+  assert.equal(s.panel.rows[0], row, 'the row is left as it was');
+  assert.deepEqual(s.panel.result.layerId, 'layer-2');
+});
+
+test('a done that comes again while the final is going in, then by a resync, is placed once', async () => {
+  const s = setup();
+  const committing = deferred();
+  s.adapter.gates.set('commitResult', committing.promise);
+  const running = s.panel.apply('beauty');
+  await settle();
+  done(s, 'job-1');
+  await settle();
+  assert.equal(s.adapter.named('commitResult').length, 1, 'the final is going in');
+
+  done(s, 'job-1');
+  s.client.statuses.set('job-1', status('job-1', 'done'));
+  await s.panel.resync();
+  committing.resolve();
+  assert.deepEqual(await running, { jobId: 'job-1', layerId: 'layer-1' });
+  done(s, 'job-1');
+  await settle();
+
+  assert.equal(s.adapter.named('commitResult').length, 1);
+  assert.deepEqual(s.adapter.steps(), ['ML Retouch: Beauty']);
+  assert.deepEqual(s.adapter.named('discardDraft'), []);
+  assert.equal(s.panel.state.phase, 'done');
+});
+
+test('a resync whose answer comes after the done event neither reopens the row nor places again', async () => {
+  const s = setup();
+  const running = s.panel.apply('beauty');
+  await settle();
+  const asking = deferred();
+  s.client.gates.set('job', asking.promise);
+  // The status was read before the job ended; its answer comes after the done event.
+  s.client.statuses.set('job-1', status('job-1', 'running', { progress: 0.4 }));
+  const resyncing = s.panel.resync();
+  await settle();
+  done(s, 'job-1');
+  await running;
+  asking.resolve();
+  await resyncing;
+  s.client.statuses.set('job-1', status('job-1', 'done'));
+  await s.panel.resync();
+  await settle();
+
+  assert.deepEqual([s.panel.rows[0].state, s.panel.rows[0].progress], ['done', 1]);
+  assert.deepEqual(s.client.named('job'), [['job-1']], 'the second resync asks nothing');
+  assert.equal(s.adapter.named('commitResult').length, 1);
+  assert.deepEqual(s.adapter.steps(), ['ML Retouch: Beauty']);
+});
+
+test('queued documents: a second done, a replayed history and a resync place nothing again', async () => {
+  const s = setup({ docs: [doc(1), doc(2)] });
+  await s.panel.queueDocuments('color');
+  done(s, 'job-1');
+  done(s, 'job-2');
+  await settle();
+  done(s, 'job-1');
+  replayedHistory(s, 'job-2');
+  s.client.statuses.set('job-1', status('job-1', 'done'));
+  s.client.statuses.set('job-2', status('job-2', 'done'));
+  await s.panel.resync();
+  await settle();
+
+  assert.deepEqual(s.adapter.named('commitResult').map(([docId]) => docId), ['doc-1', 'doc-2']);
+  for (const id of ['doc-1', 'doc-2']) assert.deepEqual(s.adapter.steps(id), ['ML Retouch: Color'], id);
+  assert.deepEqual(
+    s.panel.rows.map((row) => [row.state, row.placement]),
+    [
+      ['done', 'placed'],
+      ['done', 'placed'],
+    ],
+  );
+  assert.deepEqual(s.client.named('job'), []);
+  assert.equal(s.client.named('result').length, 2);
+});
+
 // --- Document events ----------------------------------------------------------------
 
 test('watchDocuments wires opened, selected, closed, historyChanged and idle to precompute and stopPrecompute', async () => {
