@@ -15,6 +15,10 @@ import tifffile
 from PIL import Image, ImageCms, PngImagePlugin
 
 from sidecar.cli import main
+from sidecar.imaging import png
+from sidecar.imaging.decode import decode_image, read_header
+from sidecar.imaging.files import encode_output
+from sidecar.imaging.pixels import DTYPES, Limits
 
 WIDTH, HEIGHT = 192, 176  # upright; not square, so a turn shows in the size
 FACE = (slice(45, 110), slice(50, 105))
@@ -241,3 +245,106 @@ def test_apply_carries_metadata_across_formats(shoot, tmp_path):
     assert run("apply", str(tif), str(again)) == 0
     tags = tiff_tags(again)
     assert tags[34665]["DateTimeOriginal"] == DATE and tags[34675] == profile()
+
+
+# Gray+alpha inputs: (format, depth, the TIFF's extra sample)
+GRAY_ALPHA = [
+    ("tiff", 8, "unassalpha"),
+    ("tiff", 8, "assocalpha"),
+    ("tiff", 16, "unassalpha"),
+    ("tiff", 16, "assocalpha"),
+    ("png", 8, None),
+    ("png", 16, None),
+]
+
+
+def gray_alpha(depth: int, height: int = 23, width: int = 37) -> np.ndarray:
+    """(H, W, 2) gray+alpha pixels over the whole range of `depth`."""
+    rng = np.random.default_rng(depth)
+    return rng.integers(0, 2**depth, (height, width, 2), dtype=DTYPES[depth])
+
+
+def gray_alpha_file(pixels: np.ndarray, kind: str, extra: str | None) -> bytes:
+    """A gray+alpha file with a GRAY profile, written by tifffile, Pillow (8-bit PNG) or
+    by hand (16-bit PNG, which neither Pillow nor OpenCV writes)."""
+    out = io.BytesIO()
+    if kind == "tiff":
+        tifffile.imwrite(
+            out,
+            pixels,
+            photometric="minisblack",
+            extrasamples=(extra,),
+            iccprofile=profile(b"GRAY"),
+        )
+    elif pixels.dtype == np.uint8:
+        Image.fromarray(pixels).save(out, "PNG", icc_profile=profile(b"GRAY"))
+    else:
+        chunks = png.insert_before_image(
+            png.encode_gray_alpha(pixels), [png.iccp(profile(b"GRAY"))]
+        )
+        return b"".join(bytes(chunk) for chunk in chunks)
+    return out.getvalue()
+
+
+@pytest.mark.parametrize("fmt", ["tiff", "png"])
+@pytest.mark.parametrize("source", GRAY_ALPHA, ids=lambda case: "-".join(map(str, case)))
+def test_gray_alpha_reads_as_rgba_and_is_written_back_as_gray_alpha(source, fmt):
+    kind, depth, extra = source
+    pixels = gray_alpha(depth)
+    data = gray_alpha_file(pixels, kind, extra)
+    header = read_header(data, kind, complete=True)
+    decoded = decode_image(data, header, Limits())
+    gray, alpha = pixels[..., 0], pixels[..., 1]
+    np.testing.assert_array_equal(decoded, np.dstack([gray, gray, gray, alpha]))
+    assert decoded.dtype == DTYPES[depth]
+    assert header.metadata.gray and header.metadata.icc == profile(b"GRAY")
+
+    written = b"".join(bytes(chunk) for chunk in encode_output(decoded, fmt, header.metadata))
+    if fmt == "tiff":
+        with tifffile.TiffFile(io.BytesIO(written)) as tif:
+            page = tif.pages.first
+            assert page.photometric == tifffile.PHOTOMETRIC.MINISBLACK
+            assert page.extrasamples == (tifffile.EXTRASAMPLE.UNASSALPHA,)
+            assert page.tags[34675].value == profile(b"GRAY")
+            np.testing.assert_array_equal(page.asarray(), pixels)
+    else:
+        assert (written[24], written[25]) == (depth, 4)  # IHDR: bit depth, gray+alpha
+        with Image.open(io.BytesIO(written)) as image:
+            assert image.info["icc_profile"] == profile(b"GRAY")
+        back = cv2.imdecode(np.frombuffer(written, np.uint8), cv2.IMREAD_UNCHANGED)
+        np.testing.assert_array_equal(back[..., [0, 3]], pixels)
+    again = read_header(written, fmt, complete=True)  # our output, read as an input
+    assert again.metadata.gray and again.metadata.icc == profile(b"GRAY")
+    np.testing.assert_array_equal(decode_image(written, again, Limits()), decoded)
+
+
+def test_apply_keeps_a_16_bit_gray_alpha_tiff_gray_alpha_and_its_profile(tmp_path, upright):
+    gray = cv2.cvtColor(upright, cv2.COLOR_RGB2GRAY).astype(np.uint16) * 257
+    alpha = np.linspace(0, 65535, WIDTH * HEIGHT).astype(np.uint16).reshape(HEIGHT, WIDTH)
+    source = tmp_path / "gray-alpha.tif"
+    tifffile.imwrite(
+        source,
+        np.dstack([gray, alpha]),
+        photometric="minisblack",
+        extrasamples=("unassalpha",),
+        iccprofile=profile(b"GRAY"),
+    )
+    assert run("apply", str(source), str(tmp_path / "out.tif")) == 0
+    assert run("apply", str(source), str(tmp_path / "out.png")) == 0
+
+    with tifffile.TiffFile(tmp_path / "out.tif") as tif:
+        page = tif.pages.first
+        assert page.photometric == tifffile.PHOTOMETRIC.MINISBLACK
+        assert page.extrasamples == (tifffile.EXTRASAMPLE.UNASSALPHA,)
+        assert page.tags[34675].value == profile(b"GRAY")
+        tiff = page.asarray()
+    written = (tmp_path / "out.png").read_bytes()
+    assert (written[24], written[25]) == (16, 4)  # IHDR: 16 bit, gray+alpha
+    with Image.open(tmp_path / "out.png") as image:
+        assert image.info["icc_profile"] == profile(b"GRAY")
+    png_pixels = cv2.imread(str(tmp_path / "out.png"), cv2.IMREAD_UNCHANGED)[..., [0, 3]]
+    for pixels in (tiff, png_pixels):
+        assert pixels.shape == (HEIGHT, WIDTH, 2) and pixels.dtype == np.uint16
+        assert np.array_equal(pixels[..., 1], alpha)
+        # the retouch touches a gray picture lightly all over; off by far more if lost
+        assert np.abs(pixels[..., 0] / 257 - gray / 257).mean() < 2

@@ -105,6 +105,45 @@ async def test_gray_becomes_rgb_and_gray_alpha_becomes_rgba(client, auth, portra
     assert info["channels"] == 3
 
 
+@pytest.mark.parametrize(
+    ("kind", "depth", "extra"),
+    [
+        ("tiff", 8, "unassalpha"),
+        ("tiff", 8, "assocalpha"),
+        ("tiff", 16, "unassalpha"),
+        ("tiff", 16, "assocalpha"),
+        ("png", 8, None),
+        ("png", 16, None),
+    ],
+)
+async def test_gray_alpha_tiff_and_png_upload_as_rgba_at_their_depth(
+    client, auth, portrait, kind, depth, extra
+):
+    import io
+
+    import tifffile
+
+    from sidecar.imaging.png import encode_gray_alpha
+
+    gray = np.ascontiguousarray(portrait[:, :, 1])
+    alpha = np.ascontiguousarray(portrait[::-1, :, 0])
+    pixels = (
+        np.dstack([gray, alpha]).astype(np.uint16) * 257
+        if depth == 16
+        else np.dstack([gray, alpha])
+    )
+    if kind == "tiff":
+        out = io.BytesIO()
+        tifffile.imwrite(out, pixels, photometric="minisblack", extrasamples=(extra,))
+        body = out.getvalue()
+    else:
+        body = encode_gray_alpha(pixels)
+    info = await upload(client, auth, body, f"image/{kind}", 201)
+    assert (info["channels"], info["depth"]) == (4, depth)
+    rgba = np.dstack([pixels[..., 0]] * 3 + [pixels[..., 1]])
+    assert info["image_id"] == image_id(np.ascontiguousarray(rgba))
+
+
 async def test_planar_tiff_equals_interleaved(client, auth, portrait16):
     import io
 

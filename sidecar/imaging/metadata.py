@@ -38,6 +38,7 @@ INTEROP_IFD = 0xA005
 TIFF_EXIF_TAGS = (270, 271, 272, 274, 305, 306, 315, 33432)
 TIFF_ORIENTATION = 274
 TIFF_XMP, TIFF_IPTC, TIFF_PHOTOSHOP = 700, 33723, 34377
+_BITS_PER_SAMPLE, _PHOTOMETRIC, _SAMPLES_PER_PIXEL, _EXTRA_SAMPLES = 258, 262, 277, 338
 
 __all__ = [
     "Metadata",
@@ -72,6 +73,29 @@ class Metadata:
         return upright_size(self.width, self.height, self.orientation)
 
 
+class _TiffHeader(TiffImagePlugin.TiffImageFile):
+    """Pillow's TIFF parser, which also reads the header of a 16-bit gray+alpha TIFF.
+    Pillow has no mode for those pixels and refuses the file ("unknown pixel mode");
+    we never decode with Pillow, so such a header is read as its 8-bit twin (mode LA:
+    gray), with the file's own tags (and so its depth) left as they are."""
+
+    def _setup(self) -> None:
+        try:
+            super()._setup()
+        except SyntaxError:
+            tags = self.tag_v2
+            bits = tags.get(_BITS_PER_SAMPLE)
+            if tags.get(_PHOTOMETRIC) != 1 or bits not in ((16, 16), (16,)):
+                raise
+            if tags.get(_SAMPLES_PER_PIXEL) != 2 or len(tags.get(_EXTRA_SAMPLES, ())) != 1:
+                raise
+            tags[_BITS_PER_SAMPLE] = (8, 8)
+            try:
+                super()._setup()
+            finally:
+                tags[_BITS_PER_SAMPLE] = bits
+
+
 def open_pillow(file: BinaryIO, fmt: Format) -> ImageFile.ImageFile:
     """Pillow's parser for `fmt` over `file` (headers only; no pixel-count guard)."""
     with warnings.catch_warnings():
@@ -80,7 +104,7 @@ def open_pillow(file: BinaryIO, fmt: Format) -> ImageFile.ImageFile:
             return PngImagePlugin.PngImageFile(file)
         if fmt == "jpeg":
             return JpegImagePlugin.jpeg_factory(file)
-        return TiffImagePlugin.TiffImageFile(file)
+        return _TiffHeader(file)
 
 
 def read_metadata(file: BinaryIO, fmt: Format, *, complete: bool = True) -> Metadata:
@@ -117,7 +141,7 @@ def metadata_of(
         format=fmt,
         width=width,
         height=height,
-        gray=image.mode in GRAY_MODES,
+        gray=_is_gray(image),
         icc=info.get("icc_profile") or None,
         dpi=(float(dpi[0]), float(dpi[1])) if dpi and min(dpi) > 0 else None,
     )
@@ -134,6 +158,13 @@ def metadata_of(
         if complete and not (exif and xmp and iptc):
             exif, xmp, iptc = _png_after_image(file, exif, xmp, iptc)
     return replace(meta, orientation=orientation_of(exif), exif=exif, xmp=xmp, iptc=iptc or None)
+
+
+def _is_gray(image: ImageFile.ImageFile) -> bool:
+    # Pillow opens a 16-bit gray+alpha PNG as RGBA (it has no mode for it); its raw
+    # mode still says LA.
+    rawmode = getattr(getattr(image, "png", None), "im_rawmode", None) or ""
+    return image.mode in GRAY_MODES or rawmode.startswith("LA")
 
 
 def _png_after_image(file: BinaryIO, exif, xmp, iptc):
