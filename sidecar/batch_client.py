@@ -16,6 +16,7 @@ from aiohttp import web
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeRemainingColumn
 
+from .api.protocol import JsonErrorRunner
 from .settings import LOOPBACK
 
 HEALTH_TIMEOUT_S = 2.0
@@ -158,7 +159,7 @@ async def connect(
             await client.check_token()
             yield client, False
             return
-        runner = web.AppRunner(start_app(), access_log=None, shutdown_timeout=10)
+        runner = JsonErrorRunner(start_app(), access_log=None, shutdown_timeout=10)
         await runner.setup()
         try:
             site = web.TCPSite(runner, LOOPBACK, 0)
