@@ -15,6 +15,7 @@ import tifffile
 from PIL import Image, ImageCms, PngImagePlugin
 
 from sidecar.cli import main
+from sidecar.errors import ApiError
 from sidecar.imaging import png
 from sidecar.imaging.decode import decode_image, read_header
 from sidecar.imaging.files import encode_output
@@ -348,3 +349,31 @@ def test_apply_keeps_a_16_bit_gray_alpha_tiff_gray_alpha_and_its_profile(tmp_pat
         assert np.array_equal(pixels[..., 1], alpha)
         # the retouch touches a gray picture lightly all over; off by far more if lost
         assert np.abs(pixels[..., 0] / 257 - gray / 257).mean() < 2
+
+
+@pytest.mark.parametrize(
+    ("compression", "depth"),
+    [("packbits", 8), ("lzma", 8), ("lzma", 16), ("zlib", 8), ("zlib", 16)],
+)
+def test_compressed_gray_alpha_tiff_keeps_its_alpha(compression, depth):
+    pixels = gray_alpha(depth)
+    out = io.BytesIO()
+    if compression == "packbits":  # tifffile reads PackBits, but writes it with imagecodecs
+        Image.fromarray(pixels, "LA").save(out, "TIFF", compression="packbits")
+    else:
+        tifffile.imwrite(
+            out, pixels, photometric="minisblack", extrasamples=(2,), compression=compression
+        )
+    data = out.getvalue()
+    decoded = decode_image(data, read_header(data, "tiff", complete=True), Limits())
+    gray, alpha = pixels[..., 0], pixels[..., 1]
+    np.testing.assert_array_equal(decoded, np.dstack([gray, gray, gray, alpha]))
+
+
+def test_an_lzw_gray_alpha_tiff_is_refused_rather_than_read_without_its_alpha():
+    out = io.BytesIO()  # tifffile writes LZW only with imagecodecs; Pillow writes it
+    Image.fromarray(gray_alpha(8), "LA").save(out, "TIFF", compression="tiff_lzw")
+    data = out.getvalue()
+    with pytest.raises(ApiError) as refused:
+        decode_image(data, read_header(data, "tiff", complete=True), Limits())
+    assert refused.value.code == "invalid_image" and "alpha" in refused.value.message

@@ -188,7 +188,9 @@ def _decode_with_opencv(data, fmt: Format) -> np.ndarray:
 
 
 _DECODE_THREADS = min(4, os.cpu_count() or 1)
-_PLAIN_COMPRESSION = {1, 8, 32946}  # none, deflate (zlib is built into tifffile)
+# none, deflate, PackBits, LZMA: the codecs tifffile has built in (LZW needs imagecodecs)
+_PLAIN_COMPRESSION = {1, 8, 32946, 32773, 34925}
+_LZW = 5
 _PHOTOMETRIC_GRAY_RGB = {1, 2}  # min-is-black, RGB
 
 
@@ -199,6 +201,13 @@ def _decode_plain_tiff(data) -> np.ndarray | None:
     try:
         with tifffile.TiffFile(_open(data)) as tif:
             page = tif.pages.first
+            if int(page.compression) == _LZW and page.samplesperpixel == 2:
+                # OpenCV (libtiff) would read it as gray and drop the alpha unsaid
+                raise InvalidImage(
+                    "a gray TIFF with alpha compressed with LZW cannot be read without "
+                    "losing its alpha: save it uncompressed or with ZIP compression",
+                    details={"compression": "lzw", "samples": 2},
+                )
             if (
                 int(page.compression) not in _PLAIN_COMPRESSION
                 or int(page.photometric) not in _PHOTOMETRIC_GRAY_RGB
