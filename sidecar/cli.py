@@ -244,7 +244,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         return run_service(args, settings.port)
     if args.command == "cache":
-        from .cache.command import run_cache
+        from .cache_command import run_cache
 
         return run_cache(args, settings)
     logging.basicConfig(level=args.log_level, format=LOG_FORMAT, handlers=log_handlers(args))

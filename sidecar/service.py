@@ -90,7 +90,7 @@ def install(target: Plan, port: int, *, dry_run: bool = False, out: TextIO) -> i
         _show_steps(target, steps, out)
         print(f"logs would go to {target.log_file} (rotated)", file=out)
         return 0
-    if not replacing and _health(port) is not None:
+    if not replacing and running_health(port) is not None:
         print(
             f"note: a sidecar already answers on {LOOPBACK}:{port}; the service takes "
             "over once that one stops",
@@ -151,7 +151,7 @@ def status(target: Plan, port: int, *, dry_run: bool = False, out: TextIO) -> in
         print(f"service: not installed (it would be at {path})", file=out)
     if target.query is not None:
         print(f"{target.query.argv[0]}: {_query(target.query)}", file=out)
-    health = _health(port)
+    health = running_health(port)
     if health is None:
         print(f"sidecar: nothing answers on {LOOPBACK}:{port}", file=out)
     else:
@@ -234,7 +234,7 @@ def _query(step: Step) -> str:
     return f"registered ({line.split(':', 1)[1].strip()})" if line else "registered"
 
 
-def _health(port: int) -> dict | None:
+def running_health(port: int) -> dict | None:
     """The sidecar's /v1/health answer on loopback (public route, no token), or None."""
     url = f"http://{LOOPBACK}:{port}/v1/health"
     opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # never a proxy

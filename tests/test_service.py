@@ -145,7 +145,7 @@ def test_install_writes_the_file_and_registers_it_then_uninstall_removes_it(
         pytest.skip(f"no service support on {sys.platform}")
     ran: list[tuple[str, ...]] = []
     monkeypatch.setattr(service, "_run", lambda argv: (ran.append(argv), (0, ""))[1])
-    monkeypatch.setattr(service, "_health", lambda port: None)
+    monkeypatch.setattr(service, "running_health", lambda port: None)
     target = plan(this_platform(), 7500)
     path = Path(target.service_file)
     assert cli.main(["service", "install", "--port", "7500"]) == 0
@@ -245,7 +245,7 @@ def test_real_install_status_uninstall_as_a_user_unit(capsys):
         assert cli.main(["service", "install", "--port", port]) == 0
         assert path.exists()
         deadline = time.monotonic() + 90
-        while service._health(int(port)) is None and time.monotonic() < deadline:
+        while service.running_health(int(port)) is None and time.monotonic() < deadline:
             time.sleep(0.5)
         assert cli.main(["service", "status", "--port", port]) == 0
         assert "systemctl: active" in capsys.readouterr().out

@@ -10,8 +10,8 @@ from __future__ import annotations
 import sys
 from typing import TextIO
 
-from ..settings import Settings
-from .usage import DEFAULT_LIMIT_TEXT, clear, default_limit, human, stored_files
+from .cache.usage import DEFAULT_LIMIT_TEXT, clear, default_limit, human, stored_files
+from .settings import Settings
 
 
 def run_cache(args, settings: Settings, *, out: TextIO | None = None) -> int:
@@ -19,9 +19,9 @@ def run_cache(args, settings: Settings, *, out: TextIO | None = None) -> int:
     root = settings.images_dir
     if args.action == "info":
         return info(settings, out)
-    from ..service import _health
+    from .service import running_health
 
-    if settings.port and _health(settings.port) is not None:
+    if settings.port and running_health(settings.port) is not None:
         print(
             f"retouch-sidecar: a sidecar answers on port {settings.port}; stop it first "
             "(its jobs may need the stored images), then run cache clear again",
