@@ -164,6 +164,7 @@ def test(args: list[str]) -> int:
     try:
         step("ruff", python, "-m", "ruff", "check", ".")
         step("ruff format", python, "-m", "ruff", "format", "--check", "--quiet", ".")
+        step("rooms (import-linter contracts in pyproject.toml)", venv_bin("lint-imports"))
         with tempfile.TemporaryDirectory(prefix="bench-quick-") as out:
             step("benchmarks, quick mode", python, "-m", "bench", "--quick", "--out", out)
         step("soak, quick", python, "tests/reliability/soak.py", "--quick")
