@@ -1,6 +1,10 @@
 // Which sidecar image each open document is, and its background precompute: one upload
 // per layer-stack state, shared by everyone who asks while it is under way, and none
 // for a state the sidecar already holds.
+//
+// Reading a document's pixels takes Photoshop's modal state (and, on a big file, its
+// progress dialog): a select or a brush stroke only notes the document; its pixels are
+// read when the user is idle (idle()) or on Apply (imageFor()).
 'use strict';
 
 const STATES_REMEMBERED = 64;
@@ -15,6 +19,7 @@ class DocumentImages {
     this.images = new Map(); // docId → { layerStackHash, imageId: Promise<string> }
     this.precomputes = new Map(); // docId → { next, done }
     this.seen = new Map(); // `${docId}|${layerStackHash}` → imageId, oldest first
+    this.nextIdle = null; // the document to precompute when the user pauses
   }
 
   /** True when the document's pixels as they are now are already uploaded (or uploading). */
@@ -30,6 +35,29 @@ class DocumentImages {
   closed(docId) {
     this.images.delete(docId);
     for (const key of [...this.seen.keys()]) if (key.startsWith(`${docId}|`)) this.seen.delete(key);
+    if (this.nextIdle?.id === docId) this.nextIdle = null;
+  }
+
+  /** A document opened or brought to the front: precomputed when the user pauses. */
+  selected(doc) {
+    this.nextIdle = doc;
+  }
+
+  /** A document's history changed: when its pixels did, it is read again at the next pause. */
+  historyChanged(doc) {
+    if (this.isCurrent(doc)) return;
+    this.forget(doc.id);
+    const front = this.frontId();
+    if (front == null || doc.id === front) this.nextIdle = doc;
+  }
+
+  /** The user has been idle: precompute the document in front, if it changed. */
+  async idle() {
+    const doc = this.nextIdle;
+    this.nextIdle = null;
+    const front = this.frontId();
+    if (!doc || doc.unsupported || (front != null && doc.id !== front)) return;
+    await this.precompute(doc);
   }
 
   // The sidecar's image id for the document as it is; the upload is shared by everyone

@@ -1,12 +1,14 @@
 // The sidecar's live events over WebSocket: JSON text events and binary preview frames.
-// Plain JavaScript with the WebSocket constructor and timers injected, so it runs under
-// Node with fakes as well as in a browser or UXP.
+// Plain JavaScript with the WebSocket constructor injected, so it runs under Node with
+// fakes (and node's mock timers) as well as in a browser or UXP. Reconnects wait by the
+// Backoff of connection.js.
 'use strict';
 
+const { Backoff } = require('./connection.js');
+
 const DEFAULT_WS_URL = 'ws://127.0.0.1:7431';
-const DEFAULT_BACKOFF = { initialMs: 500, maxMs: 10000, factor: 2 };
+const DEFAULT_BACKOFF = Object.freeze({ initialMs: 500, maxMs: 10000, factor: 2 });
 const TRY_AGAIN_LATER = 1013; // the sidecar closes a client that reads too slowly
-const TERMINAL = new Set(['done', 'failed', 'cancelled']);
 
 function utf8(bytes) {
   if (typeof TextDecoder === 'function') return new TextDecoder('utf-8', { fatal: true }).decode(bytes);
@@ -53,22 +55,17 @@ class EventStream {
     onState = () => {},
     onError = () => {},
     backoff = {},
-    setTimeout: setTimer = (fn, ms) => setTimeout(fn, ms),
-    clearTimeout: clearTimer = (handle) => clearTimeout(handle),
   }) {
     this.WebSocket = WebSocket;
     this.url = socketUrl(url, token);
     this.onState = onState;
     this.onError = onError;
-    this.backoff = { ...DEFAULT_BACKOFF, ...backoff };
-    this.setTimer = setTimer;
-    this.clearTimer = clearTimer;
+    this.backoff = new Backoff({ ...DEFAULT_BACKOFF, ...backoff });
     this.listeners = new Set([{ onEvent, onPreview }]);
     this.socket = null;
     this.isOpen = false;
     this.stopped = true;
     this.timer = null;
-    this.delayMs = this.backoff.initialMs;
     this.attempt = 0;
     this.subscription = null; // null: never subscribed, the sidecar sends every job
     this.outbox = [];
@@ -83,7 +80,7 @@ class EventStream {
 
   close() {
     this.stopped = true;
-    if (this.timer !== null) this.clearTimer(this.timer);
+    if (this.timer !== null) clearTimeout(this.timer);
     this.timer = null;
     const socket = this.socket;
     this.socket = null;
@@ -116,12 +113,6 @@ class EventStream {
     this.sendOrQueue({ type: 'cancel', job_id: jobId });
   }
 
-  // After the sidecar restarts, a job restored from disk counts its seq from 0 again.
-  forgetSeq(jobId) {
-    if (jobId === undefined) this.lastSeq.clear();
-    else this.lastSeq.delete(jobId);
-  }
-
   open() {
     this.timer = null;
     this.attempt += 1;
@@ -145,7 +136,7 @@ class EventStream {
   opened(socket) {
     if (socket !== this.socket) return;
     this.isOpen = true;
-    this.delayMs = this.backoff.initialMs;
+    this.backoff.reset();
     this.attempt = 0;
     this.onState('open', {});
     if (this.subscription !== null) this.send({ type: 'subscribe', job_ids: this.subscription });
@@ -225,68 +216,10 @@ class EventStream {
       this.open();
       return;
     }
-    const delayMs = this.delayMs;
-    this.delayMs = Math.min(this.delayMs * this.backoff.factor, this.backoff.maxMs);
+    const delayMs = this.backoff.next();
     this.onState('retrying', { code, reason, delayMs });
-    this.timer = this.setTimer(() => this.open(), delayMs);
+    this.timer = setTimeout(() => this.open(), delayMs);
   }
 }
 
-// Follows one job on an EventStream: `done` resolves with its terminal event
-// (done, failed or cancelled; check `.type`).
-class JobWatch {
-  constructor(stream, jobId, { onProgress = () => {}, onPreview = () => {}, onEvent = () => {} } = {}) {
-    this.jobId = jobId;
-    this.onProgress = onProgress;
-    this.onPreviewLevel = onPreview;
-    this.onAnyEvent = onEvent;
-    this.finished = false;
-    this.done = new Promise((resolve) => {
-      this.resolve = resolve;
-    });
-    this.remove = stream.listen({
-      onEvent: (event) => this.event(event),
-      onPreview: (header, jpeg) => this.preview(header, jpeg),
-    });
-  }
-
-  event(event) {
-    if (this.finished || event.job_id !== this.jobId) return;
-    this.onAnyEvent(event);
-    if (event.seq === undefined) return; // a reply (cancel_accepted, error), not the job's own
-    if (event.type === 'progress') {
-      this.onProgress({ progress: event.progress, stage: event.stage, eta_s: event.eta_s });
-    }
-    if (TERMINAL.has(event.type)) this.finish(event);
-  }
-
-  preview(header, jpeg) {
-    if (this.finished || header.job_id !== this.jobId) return;
-    this.onPreviewLevel(header.level, header, jpeg);
-  }
-
-  // A job status from GET /v1/jobs/{id}: catches a terminal state whose event went by
-  // before the watch began (a cached result's single `done`, say).
-  status(status) {
-    if (this.finished || status.job_id !== this.jobId) return;
-    if (TERMINAL.has(status.state)) {
-      const event = { type: status.state, job_id: status.job_id, cached: status.cached };
-      if (status.error) event.error = status.error;
-      this.finish(event);
-    } else {
-      this.onProgress({ progress: status.progress, stage: status.stage, eta_s: status.eta_s });
-    }
-  }
-
-  stop() {
-    this.finished = true;
-    this.remove();
-  }
-
-  finish(event) {
-    this.stop();
-    this.resolve(event);
-  }
-}
-
-module.exports = { DEFAULT_WS_URL, DEFAULT_BACKOFF, decodeFrame, EventStream, JobWatch };
+module.exports = { DEFAULT_WS_URL, DEFAULT_BACKOFF, decodeFrame, EventStream };

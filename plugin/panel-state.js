@@ -1,43 +1,27 @@
-// The panel's state and flows (Apply, slider, Refine, the batch queue, document events),
-// written against the adapter contract and the sidecar client, so it runs under Node
-// with fakes and in a browser with the canvas adapter.
+// The panel's flows (Apply, slider, Refine, the batch queue, document events), written
+// against the adapter contract and the sidecar client, so it runs under Node with fakes
+// and in a browser with the canvas adapter.
 //
-// Draft → final: the first progressive level of an Apply (the draft, or the next level
-// when the draft went by before the job was known) goes into the document at once as the
-// Apply's layer; the full-resolution result replaces it when the job is done. The
-// adapter keeps that to one history step (adapter-contract.js). Later levels, and step
-// previews when streamSteps is on, only reach the panel's thumbnail.
+// The pieces: `jobs` (job-tracking.js) the submitted jobs, their queue rows and their
+// ends; `layers` (result-layers.js) their pixels into the documents, draft then final,
+// waiting while Photoshop is busy; `uploads` (document-images.js) the documents' images
+// on the sidecar and their background precompute. Kept here: the panel's visible state
+// (`state`, for the latest Apply or Refine only), the layer the slider acts on
+// (`result`) and the document in front.
 //
 // Events: `events` is the ui's relay over an EventStream (events.js), or anything with
 // listen({ onEvent(event), onPreview(header, jpeg) }) → remover and follow(jobId) /
-// unfollow(jobId). A job's first events can go by before the answer to its POST
-// /v1/jobs: the panel follows the job once it knows it, and the sidecar then replays the
-// job's history (its state events and latest preview), so the panel keeps no buffer of
-// events for jobs it does not know.
-//
-// Finished results that Photoshop cannot take yet (a dialog is open, another plugin is
-// busy) wait in `placements` and go in when it is free; they are never dropped.
+// unfollow(jobId). Previews after the draft, and step previews when streamSteps is on,
+// only reach the panel's thumbnail.
 'use strict';
 
 const { checkAdapter } = require('./adapter-contract.js');
-const queue = require('./queue.js');
 const { DocumentImages } = require('./document-images.js');
-const { Placements, isModalBusy } = require('./placements.js');
+const { JobTracking } = require('./job-tracking.js');
+const { ResultLayers } = require('./result-layers.js');
+const { DRAFT_LEVELS, isTerminal, opName } = require('./contract.js');
 
-const OP_NAMES = {
-  beauty: 'Beauty',
-  dodge_burn: 'Dodge & Burn',
-  volume: 'Volume',
-  color: 'Color',
-  generate: 'Generate',
-};
-const TERMINAL_EVENTS = new Set(['done', 'failed', 'cancelled']);
-const DRAFT_LEVELS = new Set(['draft', 'preview', 'refine']);
 const BUSY_MESSAGE = 'Photoshop is busy (a dialog or another plugin); the result goes in when it is free.';
-
-function opName(op) {
-  return OP_NAMES[op] ?? op;
-}
 
 // The sidecar's message, or a plain sentence; never a stack trace.
 function messageOf(error) {
@@ -53,25 +37,19 @@ async function quietly(fn) {
   }
 }
 
-function pixelsOf({ bytes, width, height, channels, depth }) {
-  return { bytes, width, height, channels, depth };
-}
-
 class Panel {
-  constructor({ adapter, client, events, onChange = () => {}, precomputeOps, precompute = true, placeRetryMs } = {}) {
+  constructor({ adapter, client, events, onChange = () => {}, precomputeOps, precompute = true } = {}) {
     this.adapter = checkAdapter(adapter);
     this.client = client;
     this.onChange = onChange;
     this.streamSteps = false;
     this.state = { phase: 'idle', progress: 0, stage: null, etaS: null, message: '', draft: false };
-    this.rows = [];
     this.activeDocId = null;
     this.result = null; // the layer the slider and Refine act on, with the job that made it
     this.attempt = 0; // the latest Apply/Refine: only it drives `state`
     this.currentJobId = null;
-    this.jobs = new Map(); // jobId → { docId, op, wantsDraft, draft: Promise<Draft|null>, closed, finished }
-    this.events = events;
-    this.placements = new Placements({ delaysMs: placeRetryMs });
+    this.jobs = new JobTracking({ client, events });
+    this.layers = new ResultLayers({ adapter, client });
     this.uploads = new DocumentImages({
       adapter,
       client,
@@ -79,7 +57,6 @@ class Panel {
       ops: precomputeOps,
       frontId: () => this.activeDocId,
     });
-    this.watches = new Map(); // jobId → resolve(terminal event)
     this.stopListening = events
       ? events.listen({
           onEvent: (event) => this.handleJobEvent(event),
@@ -88,9 +65,14 @@ class Panel {
       : () => {};
   }
 
+  /** The queue rows, in submit order. */
+  get rows() {
+    return this.jobs.rows;
+  }
+
   /** The queue rows in view order. */
   queueView() {
-    return queue.order(this.rows, this.activeDocId);
+    return this.jobs.view(this.activeDocId);
   }
 
   /** Apply on the document in front: draft layer at once, final in its place. */
@@ -124,11 +106,7 @@ class Panel {
       const placed = await this.perform(attempt, job, {
         priority: 'active',
         wantsDraft: false,
-        place: async (pixels) => {
-          const historyName = `ML Retouch: Refine ${opName(job.op)} at ${Math.round(percent)} %`;
-          await this.adapter.replaceResult(job.docId, job.layerId, { historyName, pixels });
-          return job.layerId;
-        },
+        place: (jobId) => this.layers.replaceLayer(job, jobId, percent),
       });
       if (!placed) return null;
       this.result = { ...job, opacity: 100 };
@@ -190,31 +168,16 @@ class Panel {
   }
 
   async star(jobId) {
-    const row = this.rows.find((candidate) => candidate.jobId === jobId);
-    const request = row && queue.star(row);
-    if (!request) return;
-    await this.client.patch(request.jobId, request.body.priority);
-    this.rows = this.rows.map((each) => (each.jobId === jobId ? { ...each, priority: 'hero' } : each));
-    this.changed();
+    if (await this.jobs.star(jobId)) this.changed();
   }
 
   async cancelJob(jobId = this.currentJobId) {
-    const row = this.rows.find((candidate) => candidate.jobId === jobId);
-    const request = row && queue.cancel(row);
-    if (request) await this.client.cancel(request.jobId);
+    await this.jobs.cancel(jobId);
   }
 
   /** After the event stream reconnects: what happened to each unfinished job meanwhile. */
   async resync() {
-    const open = this.rows.filter((row) => !queue.isFinished(row));
-    for (const row of open) {
-      const status = await quietly(() => this.client.job(row.jobId));
-      if (!status || this.settled(row.jobId)) continue; // its end came by event meanwhile
-      this.rows = queue.applyStatus(this.rows, status);
-      if (TERMINAL_EVENTS.has(status.state)) {
-        this.finishWatch({ type: status.state, job_id: row.jobId, error: status.error });
-      }
-    }
+    await this.jobs.resync();
     this.changed();
   }
 
@@ -222,20 +185,18 @@ class Panel {
     await this.documentSelected(doc);
   }
 
-  // Reading a document's pixels takes Photoshop's modal state (and, on a big file, its
-  // progress dialog): a select or a brush stroke only notes the document; its pixels are
-  // read when the user is idle (userIdle) or on Apply.
+  // A select or a brush stroke only notes the document: its pixels are read when the
+  // user is idle (userIdle) or on Apply (document-images.js).
   async documentSelected(doc) {
     this.activeDocId = doc.id;
-    this.idleTarget = doc;
+    this.uploads.selected(doc);
     this.changed();
-    this.placements.retryNow();
+    this.layers.retryNow();
   }
 
   async documentClosed(docId) {
     this.uploads.closed(docId);
-    this.placements.dropDocument(docId);
-    if (this.idleTarget?.id === docId) this.idleTarget = null;
+    this.layers.dropDocument(docId);
     if (this.activeDocId === docId) this.activeDocId = null;
     if (this.result?.docId === docId) this.result = null;
     this.changed();
@@ -243,19 +204,14 @@ class Panel {
   }
 
   async historyChanged(doc) {
-    this.placements.retryNow();
-    if (this.uploads.isCurrent(doc)) return;
-    this.uploads.forget(doc.id);
-    if (doc.id === this.activeDocId || this.activeDocId === null) this.idleTarget = doc;
+    this.layers.retryNow();
+    this.uploads.historyChanged(doc);
   }
 
   /** The user has been idle: precompute the document in front, if it changed. */
   async userIdle() {
-    this.placements.retryNow();
-    const doc = this.idleTarget;
-    this.idleTarget = null;
-    if (!doc || doc.unsupported || (this.activeDocId !== null && doc.id !== this.activeDocId)) return;
-    await this.uploads.precompute(doc);
+    this.layers.retryNow();
+    await this.uploads.idle();
   }
 
   /** Hooks the panel to the adapter's document events; returns the remover. */
@@ -270,14 +226,10 @@ class Panel {
   }
 
   handleJobEvent(event) {
-    if (this.settled(event.job_id)) return; // not ours, replayed once followed, or finished
-    const rows = queue.applyEvent(this.rows, event);
-    if (rows === this.rows) return; // stale seq
-    this.rows = rows;
-    if (TERMINAL_EVENTS.has(event.type)) {
-      this.finishWatch(event);
-    } else if (event.job_id === this.currentJobId) {
-      const row = rows.find((candidate) => candidate.jobId === event.job_id);
+    // Nothing for a job not ours or settled (replayed once followed, finished), or a stale seq.
+    const row = this.jobs.event(event);
+    if (!row) return;
+    if (!isTerminal(event.type) && event.job_id === this.currentJobId) {
       this.setState({ progress: row.progress, stage: row.stage, etaS: row.etaS });
       return;
     }
@@ -286,10 +238,8 @@ class Panel {
 
   handlePreview(header, jpeg) {
     if (header.level === 'step' && !this.streamSteps) return;
-    const rows = queue.applyPreview(this.rows, header, jpeg);
-    if (rows === this.rows) return; // unknown job (replayed once followed) or stale seq
-    this.rows = rows;
-    const job = this.jobs.get(header.job_id);
+    if (!this.jobs.preview(header, jpeg)) return; // unknown job (replayed once followed) or stale seq
+    const job = this.jobs.job(header.job_id);
     if (job?.wantsDraft && !job.draft && !job.closed && DRAFT_LEVELS.has(header.level)) {
       job.draft = this.placeDraft(job, header);
     }
@@ -338,175 +288,69 @@ class Panel {
     };
   }
 
-  // The draft's pixels, fetched raw (the host may not decode JPEG), into the document as
-  // the Apply's layer. A draft that cannot be placed is skipped: the final still comes.
+  // The draft layer (result-layers.js); the state says so while its Apply is the latest.
   async placeDraft(job, header) {
-    try {
-      const raw = await this.client.preview(header.job_id, header.seq, { format: 'raw' });
-      if (job.closed) return null;
-      const draft = await this.adapter.placeDraft(job.docId, {
-        name: opName(job.op),
-        historyName: `ML Retouch: ${opName(job.op)}`,
-        pixels: pixelsOf(raw),
-      });
-      if (header.job_id === this.currentJobId) this.setState({ draft: true });
-      return draft;
-    } catch {
-      return null;
-    }
+    const draft = await this.layers.placeDraft(job, header);
+    if (draft && header.job_id === this.currentJobId) this.setState({ draft: true });
+    return draft;
   }
 
-  // Runs the job and, when it is done, places its pixels: in place of its draft, or as a
-  // new layer, or with `place` (Refine). Resolves with { jobId, layerId }, or null when
-  // the job was cancelled; throws when it failed or its result could not be placed (the
-  // draft is then removed: a blurry draft must never stay behind as the result).
+  // Runs the job and, when it is done, places its pixels (result-layers.js): in place of
+  // its draft, or as a new layer, or with `place` (Refine). Resolves with { jobId,
+  // layerId }, or null when the job was cancelled; throws when it failed or its result
+  // could not be placed (its draft is removed then, as when it is cancelled).
   async perform(attempt, job, { priority, wantsDraft, place }) {
     const { jobId, done } = await this.submit(attempt, job, { priority, wantsDraft });
-    const finished = done ? { type: 'done' } : await this.waitFor(jobId);
-    const entry = this.jobs.get(jobId);
+    const finished = done ? { type: 'done' } : await this.jobs.waitFor(jobId);
+    const entry = this.jobs.job(jobId);
     entry.closed = true;
     const draft = entry.draft ? await entry.draft : null;
     try {
       if (finished.type !== 'done') {
-        if (draft) await this.removeDraft(job.docId, jobId, draft);
+        if (draft) await this.layers.removeDraft(job.docId, jobId, draft);
         if (finished.type === 'failed') throw new Error(finished.error?.message || 'The job failed.');
         this.show(attempt, { phase: 'idle', etaS: null, message: 'Cancelled.', draft: false });
         return null;
       }
       this.show(attempt, { phase: 'placing', progress: 1, etaS: 0 });
-      const commit = place
-        ? async () => place(await this.resultPixels(jobId))
-        : () => this.commitFinal(job, jobId, draft ?? undefined);
-      let layerId;
-      try {
-        layerId = await this.placeOrWait(jobId, job.docId, commit, () =>
-          this.show(attempt, { phase: 'placing', message: BUSY_MESSAGE }),
-        );
-      } catch (error) {
-        if (draft) await this.removeDraft(job.docId, jobId, draft);
-        throw error;
-      }
+      const layerId = await this.layers.placeResult(job, jobId, {
+        draft,
+        place,
+        waiting: () => this.show(attempt, { phase: 'placing', message: BUSY_MESSAGE }),
+      });
       this.show(attempt, { phase: 'done', progress: 1, stage: null, etaS: 0, message: '', draft: false });
       return { jobId, layerId };
     } finally {
-      this.forgetJob(jobId);
+      this.jobs.forget(jobId);
     }
   }
 
   // A queued document's job: placed in its document when done, reported on its row.
   async finishQueued(job, jobId, done) {
-    const finished = done ? { type: 'done' } : await this.waitFor(jobId);
-    this.forgetJob(jobId);
+    const finished = done ? { type: 'done' } : await this.jobs.waitFor(jobId);
+    this.jobs.forget(jobId);
     if (finished.type !== 'done') return;
-    const commit = () => this.commitFinal(job, jobId);
     try {
-      await this.placeOrWait(jobId, job.docId, commit, () => this.markPlacement(jobId, 'waiting'));
+      await this.layers.placeResult(job, jobId, { waiting: () => this.markPlacement(jobId, 'waiting') });
       this.markPlacement(jobId, 'placed');
     } catch (error) {
-      this.rows = queue.setPlacement(this.rows, jobId, 'failed', messageOf(error));
-      this.changed();
+      this.markPlacement(jobId, 'failed', messageOf(error));
     }
   }
 
-  async resultPixels(jobId) {
-    return pixelsOf(await this.client.result(jobId, { format: 'raw' }));
-  }
-
-  // The job's full-resolution result into its document, in place of `draft` if given.
-  async commitFinal(job, jobId, draft) {
-    return this.adapter.commitResult(job.docId, {
-      name: opName(job.op),
-      historyName: `ML Retouch: ${opName(job.op)}`,
-      pixels: await this.resultPixels(jobId),
-      draft,
-    });
-  }
-
-  // `commit` now; when Photoshop is modal, the result waits in `placements` (waiting()
-  // says so) and goes in when Photoshop is free. Rejects when it cannot be placed at all.
-  async placeOrWait(jobId, docId, commit, waiting) {
-    try {
-      return await commit();
-    } catch (error) {
-      if (!isModalBusy(error)) throw error;
-      waiting();
-      return this.placements.add({ key: jobId, docId, attempt: commit });
-    }
-  }
-
-  // A draft whose job failed, was cancelled or whose final cannot go in. If Photoshop is
-  // modal, the removal waits like a result would.
-  async removeDraft(docId, jobId, draft) {
-    const discard = () => this.adapter.discardDraft(docId, draft);
-    await quietly(() => this.placeOrWait(`${jobId}:draft`, docId, discard, () => {}));
-  }
-
-  markPlacement(jobId, placement) {
-    this.rows = queue.setPlacement(this.rows, jobId, placement);
+  markPlacement(jobId, placement, error) {
+    this.jobs.setPlacement(jobId, placement, error);
     this.changed();
   }
 
   async submit(attempt, job, { priority, wantsDraft }) {
     if (attempt !== null) this.show(attempt, { phase: 'running' });
-    const answer = await this.client.submit({
-      op: job.op,
-      image_id: job.imageId,
-      intensity: job.intensity,
-      params: job.params,
-      priority,
-      document_id: job.docId,
-      layer_stack_hash: job.layerStackHash,
-      preview: { progressive: true, stream_steps: this.streamSteps },
-    });
-    const jobId = answer.job_id;
-    const done = answer.cached || answer.state === 'done';
-    this.jobs.set(jobId, { docId: job.docId, op: job.op, wantsDraft, draft: null, closed: false, finished: null });
-    const row = queue.createRow({
-      jobId,
-      docId: job.docId,
-      name: `${opName(job.op)} · ${job.docName}`,
-      priority,
-      state: answer.state,
-    });
-    this.rows = [...this.rows, row];
+    const streamSteps = this.streamSteps;
+    const { jobId, done } = await this.jobs.submit(job, { priority, wantsDraft, streamSteps });
     if (attempt !== null && attempt === this.attempt) this.currentJobId = jobId;
-    // The sidecar replays what went by before now (state events, the latest preview).
-    if (!done) this.events?.follow?.(jobId);
     this.changed();
     return { jobId, done };
   }
-
-  // Not ours, or ended and taken: its row is finished and nothing waits on it. A second
-  // `done` (after a restart, a reconnect, a resync) must not place or remove a layer again.
-  settled(jobId) {
-    const row = this.rows.find((candidate) => candidate.jobId === jobId);
-    return !row || (queue.isFinished(row) && !this.watches.has(jobId));
-  }
-
-  forgetJob(jobId) {
-    this.jobs.delete(jobId);
-    this.events?.unfollow?.(jobId);
-  }
-
-  waitFor(jobId) {
-    const finished = this.jobs.get(jobId)?.finished;
-    if (finished) return Promise.resolve(finished);
-    return new Promise((resolve) => {
-      this.watches.set(jobId, (event) => {
-        this.watches.delete(jobId);
-        resolve(event);
-      });
-    });
-  }
-
-  finishWatch(event) {
-    const watch = this.watches.get(event.job_id);
-    if (watch) watch(event);
-    else {
-      const entry = this.jobs.get(event.job_id);
-      if (entry) entry.finished = event;
-    }
-  }
 }
 
-module.exports = { Panel, OP_NAMES, messageOf, opName };
+module.exports = { Panel, messageOf };

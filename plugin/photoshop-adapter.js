@@ -6,89 +6,31 @@
 // Every document change runs inside core.executeAsModal (one at a time, tried again
 // while another plugin or a dialog holds Photoshop: modal.js) and inside one
 // suspendHistory/resumeHistory pair, which makes it exactly one history step or, when
-// the change throws, rolls it back.
+// the change throws, rolls it back. Its helpers: opacity-drag.js (the slider's drag),
+// pixels.js (16-bit range, padding, the draft's resize), host-support.js (version and
+// document checks), layer-stack.js (the layer tree and its hash), document-watch.js
+// (Photoshop's notifications as document events).
 'use strict';
 
 const { dataUrl } = require('./ui-parts.js');
 const { createModalRunner, inOneStep } = require('./modal.js');
-const { startOpacityDrag, DRAG_IDLE_MS } = require('./opacity-drag.js');
+const { startOpacityDrag } = require('./opacity-drag.js');
 const { hostProblem, takesModalTimeOut, documentProblem, plainProfileName } = require('./host-support.js');
 const { asBytes, hostSamples, padToDocument, coversDocument, resizePixels } = require('./pixels.js');
+const { list, sameId, findLayer, documentInfo, stepBackOver } = require('./layer-stack.js');
+const { watchDocuments } = require('./document-watch.js');
 
 const GROUP_NAME = 'ML Retouch';
 const TOKEN_FILE = 'token.txt';
-const NOTIFICATIONS = ['open', 'select', 'close', 'historyStateChanged'];
-const IDLE_SECONDS = 3; // the user idle this long: time to read a changed document
 
 function hostModules() {
   return { photoshop: require('photoshop'), uxp: require('uxp') };
 }
 
-// FNV-1a, 32 bit: a short key, not a security measure.
-function fnv1a(text) {
-  let hash = 0x811c9dc5;
-  for (let i = 0; i < text.length; i++) {
-    hash ^= text.charCodeAt(i);
-    hash = Math.imul(hash, 0x01000193) >>> 0;
-  }
-  return hash.toString(16).padStart(8, '0');
-}
-
-function list(collection) {
-  return collection ? Array.from(collection) : [];
-}
-
-function sameId(a, b) {
-  return a != null && b != null && String(a) === String(b);
-}
-
-function findLayer(layers, layerId) {
-  for (const layer of list(layers)) {
-    if (sameId(layer.id, layerId)) return layer;
-    const inner = layer.layers ? findLayer(layer.layers, layerId) : null;
-    if (inner) return inner;
-  }
-  return null;
-}
-
-function describeLayers(layers, parts) {
-  for (const layer of list(layers)) {
-    parts.push(`${layer.id}|${layer.name}|${layer.visible}|${layer.opacity}|${layer.blendMode}`);
-    if (layer.layers) {
-      parts.push('[');
-      describeLayers(layer.layers, parts);
-      parts.push(']');
-    }
-  }
-}
-
-// Any pixel edit makes a new history state, so the state's id stands in for the pixels.
-function layerStackHash(doc) {
-  const parts = [String(doc.id), String(doc.activeHistoryState?.id)];
-  describeLayers(doc.layers, parts);
-  return fnv1a(parts.join('\n'));
-}
-
-function documentInfo(doc, constants) {
-  return {
-    id: doc.id,
-    name: doc.name ?? doc.title,
-    width: doc.width,
-    height: doc.height,
-    layerStackHash: layerStackHash(doc),
-    unsupported: documentProblem(doc, constants),
-  };
-}
-
 function createPhotoshopAdapter(deps = hostModules()) {
   const { app, action, core, imaging, constants } = deps.photoshop;
   const page = deps.document ?? globalThis.document;
-  const dragIdleMs = deps.dragIdleMs ?? DRAG_IDLE_MS;
-  const modal = createModalRunner(core, {
-    takesTimeOut: takesModalTimeOut(deps.uxp),
-    delaysMs: deps.modalDelaysMs,
-    wait: deps.wait,
-  });
+  const modal = createModalRunner(core, { takesTimeOut: takesModalTimeOut(deps.uxp) });
   const profiles = new Map(); // document id → the colour profile its pixels were read in
   let drag = null;
 
@@ -207,21 +149,8 @@ function createPhotoshopAdapter(deps = hostModules()) {
     return layer;
   }
 
-  // When the document's history still ends at `stateId`, makes the state before it the
-  // active one (an undo, not a new step) and returns the undone state, else null. With
-  // linear history the undone state disappears at the next step; with non-linear history
-  // it stays listed.
-  function stepBackOver(doc, stateId) {
-    if (!sameId(doc.activeHistoryState?.id, stateId)) return null;
-    const states = list(doc.historyStates).filter((state) => !state.snapshot);
-    const index = states.findIndex((state) => sameId(state.id, stateId));
-    if (index < 1) return null;
-    doc.activeHistoryState = states[index - 1];
-    return states[index];
-  }
-
   function startDrag(docId, layerId) {
-    return startOpacityDrag({ docId, layerId, modal, requireDocument, setOpacity, idleMs: dragIdleMs });
+    return startOpacityDrag({ docId, layerId, modal, requireDocument, setOpacity });
   }
 
   function dragOf(docId, layerId) {
@@ -364,60 +293,9 @@ function createPhotoshopAdapter(deps = hostModules()) {
       image.className = jpeg && jpeg.length ? '' : 'empty';
     },
 
-    // What a notification's descriptor holds is not documented event by event, so the
-    // document is read from the DOM after it (the one in front, or the descriptor's
-    // documentID when it has one), and closes are found by which documents are gone.
-    // The user going idle is core's UI notification userIdle (23.3), after
-    // setUserIdleTime seconds; it fires again with idleEnd when they come back.
+    // Photoshop's notifications as document events (document-watch.js).
     watchDocuments(listener) {
-      const known = new Set(list(app.documents).map((doc) => doc.id));
-      const call = (name, value) => {
-        if (typeof listener[name] !== 'function') return;
-        Promise.resolve()
-          .then(() => listener[name](value))
-          .catch(() => {});
-      };
-      const onClose = (descriptor) => {
-        const open = new Set(list(app.documents).map((doc) => doc.id));
-        const closed = [...known].filter((id) => !open.has(id) || sameId(id, descriptor?.documentID));
-        for (const id of closed) {
-          known.delete(id);
-          call('closed', id);
-        }
-      };
-      const handler = (event, descriptor) => {
-        if (event === 'close') return onClose(descriptor);
-        if (event === 'select' && descriptor?._target?.[0]?._ref !== 'document') return;
-        const byId = event === 'historyStateChanged' ? openDocument(descriptor?.documentID) : null;
-        const doc = byId ?? (list(app.documents).length ? app.activeDocument : null);
-        if (!doc) return;
-        const info = documentInfo(doc, constants);
-        if (!known.has(doc.id)) {
-          known.add(doc.id);
-          call('opened', info);
-        } else if (event === 'select') call('selected', info);
-        else if (event === 'historyStateChanged') call('historyChanged', info);
-      };
-      const onIdle = (event, descriptor) => {
-        if (!descriptor?.idleEnd) call('idle');
-      };
-      const watchesIdle = typeof core.addNotificationListener === 'function';
-      const quiet = (fn) => {
-        try {
-          Promise.resolve(fn()).catch(() => {});
-        } catch {
-          // a listener Photoshop refuses leaves the panel without that event, nothing more
-        }
-      };
-      quiet(() => action.addNotificationListener(NOTIFICATIONS, handler));
-      if (watchesIdle) {
-        quiet(() => core.setUserIdleTime?.(IDLE_SECONDS));
-        quiet(() => core.addNotificationListener('UI', ['userIdle'], onIdle));
-      }
-      return () => {
-        quiet(() => action.removeNotificationListener(NOTIFICATIONS, handler));
-        if (watchesIdle) quiet(() => core.removeNotificationListener('UI', ['userIdle'], onIdle));
-      };
+      return watchDocuments({ app, action, core, constants }, listener);
     },
   };
 }

@@ -10,10 +10,8 @@ const { isModalBusy } = require('./modal.js');
 const RETRY_DELAYS_MS = [2000, 5000, 10000, 30000];
 
 class Placements {
-  constructor({ delaysMs = RETRY_DELAYS_MS, setTimer = setTimeout, clearTimer = clearTimeout } = {}) {
+  constructor({ delaysMs = RETRY_DELAYS_MS } = {}) {
     this.delaysMs = delaysMs;
-    this.setTimer = setTimer;
-    this.clearTimer = clearTimer;
     this.waiting = new Map(); // key → { docId, attempt, resolve, reject, tries, timer, running }
   }
 
@@ -50,11 +48,11 @@ class Placements {
 
   schedule(entry) {
     const delay = this.delaysMs[Math.min(entry.tries, this.delaysMs.length - 1)];
-    entry.timer = this.setTimer(() => this.tryOne(entry), delay);
+    entry.timer = setTimeout(() => this.tryOne(entry), delay);
   }
 
   finish(entry) {
-    if (entry.timer !== null) this.clearTimer(entry.timer);
+    if (entry.timer !== null) clearTimeout(entry.timer);
     entry.timer = null;
     this.waiting.delete(entry.key);
   }
@@ -62,7 +60,7 @@ class Placements {
   async tryOne(entry) {
     if (entry.running || this.waiting.get(entry.key) !== entry) return;
     entry.running = true;
-    if (entry.timer !== null) this.clearTimer(entry.timer);
+    if (entry.timer !== null) clearTimeout(entry.timer);
     entry.timer = null;
     try {
       const value = await entry.attempt();

@@ -2,10 +2,10 @@
 // talks to the sidecar; star() and cancel() say which request to send.
 'use strict';
 
-const FINISHED_STATES = new Set(['done', 'failed', 'cancelled']);
+const { PRIORITIES, isTerminal } = require('./contract.js');
 
-// The sidecar's service order. The active document's rows come before all of these.
-const PRIORITY_RANK = { active: 1, hero: 2, normal: 3, background: 4 };
+// The sidecar's service order, 1 first. The active document's rows come before all of these.
+const PRIORITY_RANK = Object.fromEntries(PRIORITIES.map((priority, index) => [priority, index + 1]));
 
 function createRow({ jobId, docId, name, priority = 'normal', state = 'queued', submittedAt = Date.now() }) {
   return {
@@ -27,7 +27,7 @@ function createRow({ jobId, docId, name, priority = 'normal', state = 'queued', 
 }
 
 function isFinished(row) {
-  return FINISHED_STATES.has(row.state);
+  return isTerminal(row.state);
 }
 
 // Background work never delays anything, so it stays last even for the document in front.

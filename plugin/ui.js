@@ -1,18 +1,18 @@
 // The panel's face: builds its widgets (Spectrum UXP: sp-button, sp-slider,
 // sp-progressbar, sp-checkbox, sp-textfield) and wires them to the Panel, the client and
-// the event stream. The same code runs in Photoshop (main.js, photoshop-adapter.js) and
-// in a browser (browser/start.js, browser/canvas-adapter.js).
+// the connection (connection.js: the token probe, its retries and the event stream).
+// The same code runs in Photoshop (main.js, photoshop-adapter.js) and in a browser
+// (browser/start.js, browser/canvas-adapter.js).
 'use strict';
 
 const { DEFAULT_BASE_URL, SidecarClient, checkConnection } = require('./client.js');
+const { Connection, RETRY } = require('./connection.js');
 const { EventStream } = require('./events.js');
-const { Panel, OP_NAMES, opName } = require('./panel-state.js');
+const { Panel, messageOf } = require('./panel-state.js');
+const { APPLY_OPS, OP_NAMES, opName, isTerminal } = require('./contract.js');
 const { el, setChildren, dataUrl, formatEta } = require('./ui-parts.js');
-const { messageOf } = require('./panel-state.js');
 const { detectPlatform, startHint, tokenCommand } = require('./start-hint.js');
 
-const APPLY_OPS = ['beauty', 'dodge_burn', 'volume', 'color'];
-const RETRY_MS = { initial: 1000, max: 10000 };
 const PHASE_TEXT = {
   idle: 'Ready.',
   uploading: 'Sending pixels…',
@@ -129,7 +129,7 @@ function renderRow(row, panel, activeDocId) {
   if (row.thumbnail) thumb.src = dataUrl(row.thumbnail);
   const bar = el('sp-progressbar', { className: 'row-progress', max: '100', value: String(Math.round(row.progress * 100)) });
   const state = rowStateText(row);
-  const finished = ['done', 'failed', 'cancelled'].includes(row.state);
+  const finished = isTerminal(row.state);
   const star = el('sp-action-button', {
     className: `star${row.priority === 'hero' ? ' starred' : ''}`,
     title: 'Star: serve this one next',
@@ -190,14 +190,13 @@ async function mountPanel({
   baseUrl = DEFAULT_BASE_URL,
   precompute = true,
   rawBody,
-  retryMs = RETRY_MS,
+  retry = RETRY,
   platform = detectPlatform(),
 }) {
   const view = buildView(root);
   view.queueOp = 'beauty';
   const relay = new Relay();
   const client = new SidecarClient({ fetch: fetchFn, baseUrl, token: await tokenStore.load(), rawBody });
-  const connection = { state: 'connecting', stream: null, timer: null, delayMs: retryMs.initial, stopped: false };
   const panel = new Panel({
     adapter,
     client,
@@ -208,7 +207,6 @@ async function mountPanel({
   let stopDocuments = () => {};
 
   const showConnection = (state, text, hint = '') => {
-    connection.state = state;
     view.light.className = `light ${state}`;
     view.status.textContent = text;
     view.hint.textContent = hint;
@@ -218,60 +216,43 @@ async function mountPanel({
     render(view, panel, connection);
   };
 
-  const openStream = () => {
-    connection.stream?.close();
-    let dropped = false;
-    connection.stream = new EventStream({
-      WebSocket: Socket,
-      url: baseUrl,
-      token: client.token,
-      onEvent: (event) => relay.event(event),
-      onPreview: (header, jpeg) => relay.preview(header, jpeg),
-      onState: (state, info) => {
-        if (state === 'open' && dropped) {
-          dropped = false;
-          showConnection('connected', 'Sidecar connected');
-          panel.resync();
-        } else if (state === 'retrying' && !connection.stopped) {
-          dropped = true;
-          const seconds = Math.ceil((info.delayMs ?? 0) / 1000);
-          const when = seconds ? ` in ${seconds} s` : '';
-          showConnection('offline', 'Sidecar not reachable', `Reconnecting${when}… ${startHint(platform)}`);
-        }
-      },
-    });
-    relay.attach(connection.stream);
-    connection.stream.connect();
+  const describe = (state, info) => {
+    if (state === 'connecting') return ['Connecting…'];
+    if (state === 'connected') return [info.reconnected ? 'Sidecar connected' : `Sidecar ${info.version} connected`];
+    if (state === 'unauthorized') {
+      return [info.message, `Run \`${tokenCommand(platform)}\` in the project folder and paste it here.`];
+    }
+    if (!info.dropped) return ['Sidecar not running', `${info.message} ${startHint(platform)} Retrying…`];
+    const seconds = Math.ceil(info.retryMs / 1000);
+    const when = seconds ? ` in ${seconds} s` : '';
+    return ['Sidecar not reachable', `Reconnecting${when}… ${startHint(platform)}`];
   };
 
-  const connect = async () => {
-    connection.timer = null;
-    if (connection.stopped) return;
-    let result;
-    try {
-      result = await checkConnection(fetchFn, { baseUrl, token: client.token });
-    } catch (error) {
-      result = { state: 'offline', message: `${messageOf(error)}` };
-    }
-    if (connection.stopped) return;
-    if (result.state === 'connected') {
-      connection.delayMs = retryMs.initial;
-      showConnection('connected', `Sidecar ${result.version} connected`);
-      openStream();
+  const connection = new Connection({
+    check: () => checkConnection(fetchFn, { baseUrl, token: client.token }),
+    messageOf,
+    retry,
+    onChange: (state, info) => showConnection(state, ...describe(state, info)),
+    openStream: (onState) => {
+      const stream = new EventStream({
+        WebSocket: Socket,
+        url: baseUrl,
+        token: client.token,
+        onEvent: (event) => relay.event(event),
+        onPreview: (header, jpeg) => relay.preview(header, jpeg),
+        onState,
+      });
+      relay.attach(stream);
+      return stream;
+    },
+    onConnected: async () => {
       stopDocuments();
       stopDocuments = panel.watchDocuments();
       const doc = await adapter.activeDocument().catch(() => null);
       if (doc) panel.documentSelected(doc);
-      return;
-    }
-    if (result.state === 'unauthorized') {
-      showConnection('unauthorized', result.message, `Run \`${tokenCommand(platform)}\` in the project folder and paste it here.`);
-      return; // waits for a token
-    }
-    showConnection('offline', 'Sidecar not running', `${result.message} ${startHint(platform)} Retrying…`);
-    connection.timer = setTimeout(connect, connection.delayMs);
-    connection.delayMs = Math.min(connection.delayMs * 2, retryMs.max);
-  };
+    },
+    onReconnected: () => panel.resync(),
+  });
 
   // A password field's value cannot be read on macOS (a UXP known issue). Adobe's
   // workaround: the field is a text field while it has the focus, a password field
@@ -294,9 +275,7 @@ async function mountPanel({
     await tokenStore.save(token);
     client.token = token;
     view.token.value = '';
-    if (connection.timer) clearTimeout(connection.timer);
-    connection.delayMs = retryMs.initial;
-    connect();
+    connection.retryNow();
   });
   for (const op of APPLY_OPS) {
     view.applyButtons[op].addEventListener('click', () => {
@@ -321,12 +300,9 @@ async function mountPanel({
   view.refine.addEventListener('click', () => panel.refine(Number(view.slider.value)));
   view.queueAll.addEventListener('click', () => panel.queueDocuments(view.queueOp));
 
-  showConnection('connecting', 'Connecting…');
-  connect();
+  connection.start();
   const stop = () => {
-    connection.stopped = true;
-    if (connection.timer) clearTimeout(connection.timer);
-    connection.stream?.close();
+    connection.stop();
     stopDocuments();
     panel.stopListening();
   };
@@ -341,4 +317,4 @@ function showUnsupported(root, problem) {
   setChildren(root, [el('section', { className: 'connection' }, [el('div', { className: 'status' }, [light, status]), hint])]);
 }
 
-module.exports = { mountPanel, showUnsupported, APPLY_OPS };
+module.exports = { mountPanel, showUnsupported };

@@ -1,7 +1,8 @@
 'use strict';
 const test = require('node:test');
 const assert = require('node:assert/strict');
-const { decodeFrame, EventStream, JobWatch } = require('../events.js');
+const { decodeFrame, EventStream, DEFAULT_BACKOFF } = require('../events.js');
+const { mockClock } = require('./clock.js');
 
 function frame(header, bytes = [], { lengthField } = {}) {
   const json = new TextEncoder().encode(typeof header === 'string' ? header : JSON.stringify(header));
@@ -41,30 +42,10 @@ function fakeWebSocket() {
   return FakeWebSocket;
 }
 
-function fakeTimers() {
-  const pending = [];
-  return {
-    pending,
-    setTimeout: (fn, ms) => {
-      const timer = { fn, ms };
-      pending.push(timer);
-      return timer;
-    },
-    clearTimeout: (timer) => {
-      const index = pending.indexOf(timer);
-      if (index >= 0) pending.splice(index, 1);
-    },
-    fire() {
-      const timer = pending.shift();
-      timer.fn();
-      return timer.ms;
-    },
-  };
-}
-
-function makeStream(options = {}) {
+// An EventStream on a fake WebSocket; with the test `t`, on node's mock timers.
+function makeStream(t, options = {}) {
   const WebSocket = fakeWebSocket();
-  const timers = fakeTimers();
+  const clock = t ? mockClock(t) : null;
   const seen = { events: [], previews: [], states: [], errors: [] };
   const stream = new EventStream({
     WebSocket,
@@ -74,12 +55,18 @@ function makeStream(options = {}) {
     onPreview: (header, jpeg) => seen.previews.push({ header, jpeg }),
     onState: (state, info) => seen.states.push({ state, info }),
     onError: (error) => seen.errors.push(error),
-    setTimeout: timers.setTimeout,
-    clearTimeout: timers.clearTimeout,
     ...options,
   });
-  const socket = () => WebSocket.sockets[WebSocket.sockets.length - 1];
-  return { stream, sockets: WebSocket.sockets, socket, timers, seen };
+  const sockets = WebSocket.sockets;
+  const socket = () => sockets[sockets.length - 1];
+  // How long until the stream makes its next socket (after a drop, say).
+  const nextSocketMs = async (made = () => sockets.length) => {
+    const before = made();
+    const start = clock.now();
+    await clock.until(() => made() > before, 'a new socket', { stepMs: 50 });
+    return clock.now() - start;
+  };
+  return { stream, sockets, socket, clock, seen, nextSocketMs };
 }
 
 test('a frame decodes into its header and a view of the JPEG bytes, without a copy', () => {
@@ -158,75 +145,76 @@ test('a malformed text event or frame goes to onError and nowhere else', () => {
   assert.equal(seen.errors.length, 2);
 });
 
-test('reconnects back off 500, 1000, 2000 ms and so on, capped at 10 s, and reset after an open', () => {
-  const { stream, sockets, socket, timers, seen } = makeStream();
+test('reconnects back off 500, 1000, 2000 ms and so on, capped at 10 s, and reset after an open', async (t) => {
+  assert.deepEqual(DEFAULT_BACKOFF, { initialMs: 500, maxMs: 10000, factor: 2 });
+  const { stream, sockets, socket, seen, nextSocketMs } = makeStream(t);
   stream.connect();
   const delays = [];
   for (let i = 0; i < 8; i += 1) {
     socket().drop();
-    delays.push(timers.fire());
+    delays.push(await nextSocketMs());
   }
   assert.deepEqual(delays, [500, 1000, 2000, 4000, 8000, 10000, 10000, 10000]);
   assert.equal(sockets.length, 9);
   socket().open();
   socket().drop();
-  assert.equal(timers.fire(), 500);
+  assert.equal(await nextSocketMs(), 500);
   const retrying = seen.states.filter((s) => s.state === 'retrying').map((s) => s.info.delayMs);
   assert.deepEqual(retrying.slice(0, 3), [500, 1000, 2000]);
 });
 
-test('backoff settings can be changed', () => {
-  const { stream, socket, timers } = makeStream({ backoff: { initialMs: 100, maxMs: 250, factor: 3 } });
+test('backoff settings can be changed', async (t) => {
+  const { stream, socket, nextSocketMs } = makeStream(t, { backoff: { initialMs: 100, maxMs: 250, factor: 3 } });
   stream.connect();
   const delays = [];
   for (let i = 0; i < 3; i += 1) {
     socket().drop();
-    delays.push(timers.fire());
+    delays.push(await nextSocketMs());
   }
   assert.deepEqual(delays, [100, 250, 250]);
 });
 
-test('after close() by the caller there is no reconnect', () => {
-  const { stream, sockets, socket, timers, seen } = makeStream();
+test('after close() by the caller there is no reconnect', async (t) => {
+  const { stream, sockets, socket, clock, seen } = makeStream(t);
   stream.connect();
   socket().open();
   const first = socket();
   stream.close();
   assert.equal(first.closedWith.code, 1000);
   first.drop(1000); // the close handshake finishing must not bring it back
-  assert.equal(timers.pending.length, 0);
+  await clock.advance(60000, 500);
   assert.equal(sockets.length, 1);
   assert.equal(seen.states.at(-1).state, 'closed');
 });
 
-test('close() while waiting to retry cancels the retry', () => {
-  const { stream, sockets, socket, timers } = makeStream();
+test('close() while waiting to retry cancels the retry', async (t) => {
+  const { stream, sockets, socket, clock } = makeStream(t);
   stream.connect();
   socket().drop();
-  assert.equal(timers.pending.length, 1);
   stream.close();
-  assert.equal(timers.pending.length, 0);
+  await clock.advance(60000, 500);
   assert.equal(sockets.length, 1);
 });
 
-test('a 1013 close (too slow: reconnect) reconnects at once, with no timer', () => {
-  const { stream, sockets, socket, timers, seen } = makeStream();
+test('a 1013 close (too slow: reconnect) reconnects at once, with no timer', async (t) => {
+  const { stream, sockets, socket, clock, seen } = makeStream(t);
   stream.connect();
   socket().open();
   socket().drop(1013, 'too slow: reconnect');
   assert.equal(sockets.length, 2);
-  assert.equal(timers.pending.length, 0);
+  await clock.advance(60000, 500);
+  assert.equal(sockets.length, 2, 'no second reconnect');
   const retry = seen.states.find((s) => s.state === 'retrying');
   assert.deepEqual(retry.info, { code: 1013, reason: 'too slow: reconnect', delayMs: 0 });
 });
 
-test('the subscription is sent on open and sent again after a reconnect', () => {
-  const { stream, sockets, socket, timers } = makeStream();
+test('the subscription is sent on open and sent again after a reconnect', async (t) => {
+  const { stream, sockets, socket, nextSocketMs } = makeStream(t);
   stream.subscribe(['j1', 'j2']);
   stream.connect();
   socket().open();
   socket().drop();
-  timers.fire();
+  await nextSocketMs();
   socket().open();
   for (const s of sockets) assert.deepEqual(s.sent, [{ type: 'subscribe', job_ids: ['j1', 'j2'] }]);
 });
@@ -240,8 +228,8 @@ test('subscribe() on an open socket sends at once; an empty list asks for every 
   assert.deepEqual(socket().sent, [{ type: 'subscribe', job_ids: [] }]);
 });
 
-test('a cancel made while offline is queued, sent on open, and not sent twice', () => {
-  const { stream, sockets, socket, timers } = makeStream();
+test('a cancel made while offline is queued, sent on open, and not sent twice', async (t) => {
+  const { stream, sockets, socket, nextSocketMs } = makeStream(t);
   stream.connect();
   stream.cancel('j9');
   assert.deepEqual(socket().sent, []);
@@ -250,30 +238,30 @@ test('a cancel made while offline is queued, sent on open, and not sent twice', 
   stream.cancel('j10');
   assert.deepEqual(socket().sent.at(-1), { type: 'cancel', job_id: 'j10' });
   socket().drop();
-  timers.fire();
+  await nextSocketMs();
   socket().open();
   assert.deepEqual(sockets[1].sent, []);
 });
 
-test('a cancel queued before the first connect survives a failed attempt', () => {
-  const { stream, socket, timers } = makeStream();
+test('a cancel queued before the first connect survives a failed attempt', async (t) => {
+  const { stream, socket, nextSocketMs } = makeStream(t);
   stream.cancel('j1');
   stream.connect();
   socket().drop();
-  timers.fire();
+  await nextSocketMs();
   socket().open();
   assert.deepEqual(socket().sent, [{ type: 'cancel', job_id: 'j1' }]);
 });
 
-test('after a reconnect an event with an old seq is dropped and a newer one passes', () => {
-  const { stream, socket, timers, seen } = makeStream();
+test('after a reconnect an event with an old seq is dropped and a newer one passes', async (t) => {
+  const { stream, socket, seen, nextSocketMs } = makeStream(t);
   stream.connect();
   socket().open();
   const send = (type, jobId, seq) => socket().message(JSON.stringify({ type, job_id: jobId, seq }));
   send('queued', 'j1', 0);
   send('started', 'j1', 1);
   socket().drop();
-  timers.fire();
+  await nextSocketMs();
   socket().open();
   send('started', 'j1', 1); // duplicate
   send('queued', 'j2', 0); // another job counts on its own
@@ -287,18 +275,8 @@ test('after a reconnect an event with an old seq is dropped and a newer one pass
   assert.deepEqual(seen.previews.map((p) => p.header.seq), [3]);
 });
 
-test('forgetSeq lets a restarted sidecar count a job from 0 again', () => {
-  const { stream, socket, seen } = makeStream();
-  stream.connect();
-  socket().open();
-  socket().message(JSON.stringify({ type: 'started', job_id: 'j1', seq: 4 }));
-  stream.forgetSeq('j1');
-  socket().message(JSON.stringify({ type: 'queued', job_id: 'j1', seq: 0 }));
-  assert.deepEqual(seen.events.map((e) => e.seq), [4, 0]);
-});
-
-test('messages from a socket that was replaced are ignored', () => {
-  const { stream, sockets, socket, timers, seen } = makeStream();
+test('messages from a socket that was replaced are ignored', async (t) => {
+  const { stream, sockets, socket, clock, seen } = makeStream(t);
   stream.connect();
   socket().open();
   const old = socket();
@@ -306,12 +284,12 @@ test('messages from a socket that was replaced are ignored', () => {
   socket().open();
   old.message(JSON.stringify({ type: 'queued', job_id: 'j1', seq: 0 }));
   old.drop();
+  await clock.advance(60000, 500);
   assert.equal(seen.events.length, 0);
-  assert.equal(timers.pending.length, 0);
-  assert.equal(sockets.length, 2);
+  assert.equal(sockets.length, 2, 'the old socket’s close brings no reconnect');
 });
 
-test('a WebSocket constructor that throws is retried with backoff', () => {
+test('a WebSocket constructor that throws is retried with backoff', async (t) => {
   let calls = 0;
   class Refusing {
     constructor() {
@@ -319,54 +297,12 @@ test('a WebSocket constructor that throws is retried with backoff', () => {
       throw new Error('blocked');
     }
   }
-  const { stream, timers, seen } = makeStream({ WebSocket: Refusing });
+  const { stream, seen, nextSocketMs } = makeStream(t, { WebSocket: Refusing });
   stream.connect();
-  assert.equal(timers.fire(), 500);
-  assert.equal(timers.fire(), 1000);
+  assert.equal(await nextSocketMs(() => calls), 500);
+  assert.equal(await nextSocketMs(() => calls), 1000);
   assert.equal(calls, 3);
   assert.equal(seen.errors.length, 3);
-});
-
-test('a JobWatch reports progress and previews of its job and resolves on its terminal event', async () => {
-  const { stream, socket } = makeStream();
-  stream.connect();
-  socket().open();
-  const progress = [];
-  const previews = [];
-  const watch = new JobWatch(stream, 'j1', {
-    onProgress: (p) => progress.push(p),
-    onPreview: (level, header, jpeg) => previews.push([level, header.seq, jpeg.length]),
-  });
-  const send = (event) => socket().message(JSON.stringify(event));
-  send({ type: 'progress', job_id: 'j2', seq: 1, progress: 0.9, stage: 'final', eta_s: 1 });
-  send({ type: 'progress', job_id: 'j1', seq: 1, progress: 0.25, stage: 'draft', eta_s: 3 });
-  socket().message(frame({ type: 'preview', job_id: 'j1', seq: 2, level: 'draft' }, [1, 2]));
-  socket().message(frame({ type: 'preview', job_id: 'j2', seq: 2, level: 'final' }, [1]));
-  send({ type: 'failed', job_id: 'j2', seq: 3, error: { code: 'x' } });
-  send({ type: 'done', job_id: 'j1', seq: 3, cached: false, result_url: '/v1/jobs/j1/result' });
-  const terminal = await watch.done;
-  assert.equal(terminal.type, 'done');
-  assert.deepEqual(progress, [{ progress: 0.25, stage: 'draft', eta_s: 3 }]);
-  assert.deepEqual(previews, [['draft', 2, 2]]);
-  send({ type: 'progress', job_id: 'j1', seq: 4, progress: 1 });
-  assert.equal(progress.length, 1); // it stopped listening
-});
-
-test('a JobWatch resolves on failed and cancelled too, and from a job status it missed', async () => {
-  const { stream, socket } = makeStream();
-  stream.connect();
-  socket().open();
-  const failed = new JobWatch(stream, 'a');
-  const cancelled = new JobWatch(stream, 'b');
-  const cached = new JobWatch(stream, 'c');
-  socket().message(JSON.stringify({ type: 'failed', job_id: 'a', seq: 2, error: { code: 'e' } }));
-  socket().message(JSON.stringify({ type: 'cancel_accepted', job_id: 'b', state: 'running' }));
-  socket().message(JSON.stringify({ type: 'cancelled', job_id: 'b', seq: 5 }));
-  cached.status({ job_id: 'c', state: 'done', cached: true, progress: 1 });
-  assert.equal((await failed.done).type, 'failed');
-  assert.equal((await cancelled.done).type, 'cancelled');
-  assert.deepEqual(await cached.done, { type: 'done', job_id: 'c', cached: true });
-  assert.equal(stream.listeners.size, 1);
 });
 
 test('subscribing to a job lets the sidecar’s replay of what went by unasked through, once', () => {

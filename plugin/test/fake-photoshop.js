@@ -315,12 +315,14 @@ function createFakeHost({ version = '26.0.0' } = {}) {
     };
   }
 
+  // From 25.10 Photoshop waits up to `timeOut` seconds for the other modal scope to end
+  // (looked at every 10 ms here; tests run it on node's mock timers).
   const waitForModal = (seconds) =>
     new Promise((resolve) => {
       const started = Date.now();
       const poll = () => {
-        if (!host.otherModal || Date.now() - started >= seconds * (host.secondMs ?? 1000)) resolve();
-        else setTimeout(poll, 1);
+        if (!host.otherModal || Date.now() - started >= seconds * 1000) resolve();
+        else setTimeout(poll, 10);
       };
       poll();
     });

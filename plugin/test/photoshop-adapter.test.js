@@ -11,6 +11,8 @@ const {
   GROUP_NAME,
 } = require('../photoshop-adapter.js');
 const { checkAdapter } = require('../adapter-contract.js');
+const { DRAG_IDLE_MS } = require('../opacity-drag.js');
+const { mockClock } = require('./clock.js');
 
 const { constants, pixelNode, createFakeHost, createFakeFolder, fakeUxp } = require('./fake-photoshop.js');
 
@@ -18,7 +20,7 @@ function rgbPixels(width, height, fill = 7) {
   return { bytes: new Uint8Array(width * height * 3).fill(fill), width, height, channels: 3, depth: 8 };
 }
 
-function setup({ width = 16, height = 8, bits, composite, dragIdleMs = 1000, version, mode, resolution } = {}) {
+function setup({ width = 16, height = 8, bits, composite, version, mode, resolution } = {}) {
   const host = createFakeHost({ version });
   const doc = host.open({
     mode,
@@ -35,8 +37,6 @@ function setup({ width = 16, height = 8, bits, composite, dragIdleMs = 1000, ver
     photoshop: host.photoshop,
     uxp: fakeUxp(undefined, host.version),
     document: page,
-    dragIdleMs,
-    modalDelaysMs: [1, 2, 4],
   });
   return { host, doc, adapter, elements };
 }
@@ -316,7 +316,8 @@ test('commitOpacity alone is one named step', async () => {
   assert.deepEqual(stepNames(doc), ['Open', 'ML Retouch: Beauty', 'ML Retouch: Beauty opacity']);
 });
 
-test('a slider drag changes opacity live with no step, and its release is one step', async () => {
+test('a slider drag changes opacity live with no step, and its release is one step', async (t) => {
+  mockClock(t); // no drag ends by idling here: time stands still
   const { adapter, doc, host } = setup();
   const layerId = await commitBeauty(adapter, doc);
   const states = doc.states.length;
@@ -342,13 +343,17 @@ test('a slider drag changes opacity live with no step, and its release is one st
   assert.equal(dragScopes.length, 1, 'one modal scope for the drag');
 });
 
-test('a drag that is never released is rolled back after the idle time, leaving no step', async () => {
-  const { adapter, doc, host } = setup({ dragIdleMs: 20 });
+test('a drag that is never released is rolled back after the idle time, leaving no step', async (t) => {
+  const clock = mockClock(t);
+  const { adapter, doc, host } = setup();
   const layerId = await commitBeauty(adapter, doc);
   const states = stepNames(doc);
   await adapter.setLayerOpacity(doc.id, layerId, 30);
   assert.equal(doc.node(layerId).opacity, 30);
-  await new Promise((resolve) => setTimeout(resolve, 60));
+  await clock.advance(DRAG_IDLE_MS - 1);
+  assert.equal(doc.node(layerId).opacity, 30, 'still dragging just before the idle time');
+  assert.equal(host.modalDepth, 1);
+  await clock.advance(1);
   assert.equal(doc.node(layerId).opacity, 100);
   assert.deepEqual(stepNames(doc), states);
   assert.equal(host.modalDepth, 0, 'the modal scope is closed');
@@ -358,7 +363,8 @@ test('a drag that is never released is rolled back after the idle time, leaving 
   assert.equal(stepNames(doc).at(-1), 'ML Retouch: Beauty opacity');
 });
 
-test('dragging another layer’s slider ends the first drag rolled back', async () => {
+test('dragging another layer’s slider ends the first drag rolled back', async (t) => {
+  mockClock(t); // no drag ends by idling here: time stands still
   const { adapter, doc } = setup();
   const first = await commitBeauty(adapter, doc);
   const second = await commitBeauty(adapter, doc, { name: 'Color', historyName: 'ML Retouch: Color' });

@@ -6,7 +6,9 @@ const assert = require('node:assert/strict');
 
 const { createPhotoshopAdapter, GROUP_NAME } = require('../photoshop-adapter.js');
 const { hostProblem, plainProfileName } = require('../host-support.js');
+const { RETRY_DELAYS_MS, MODAL_TIMEOUT_S } = require('../modal.js');
 const { constants, createFakeHost, fakeUxp } = require('./fake-photoshop.js');
+const { mockClock } = require('./clock.js');
 
 function rgbPixels(width, height, fill = 7) {
   return { bytes: new Uint8Array(width * height * 3).fill(fill), width, height, channels: 3, depth: 8 };
@@ -28,8 +30,6 @@ function setup({ width = 16, height = 8, version, bits, mode, resolution, compos
     photoshop: host.photoshop,
     uxp: fakeUxp(undefined, host.version),
     document: { getElementById: () => null },
-    dragIdleMs: 1000,
-    modalDelaysMs: [1, 2, 4],
   });
   return { host, doc, adapter };
 }
@@ -68,34 +68,46 @@ test('layers are made with createPixelLayer, never createLayer with options wher
   assert.equal(host.refusedModal, 0);
 });
 
-test('a change refused while another plugin is modal is tried again and goes in once it is free', async () => {
+test('a change refused while another plugin is modal is tried again and goes in once it is free', async (t) => {
+  const clock = mockClock(t);
   const { host, doc, adapter } = setup({ version: '25.0.0' });
   host.otherModal = true;
   const committing = adapter.commitResult(doc.id, { ...BEAUTY, pixels: rgbPixels(16, 8) });
-  while (host.refusedModal < 2) await new Promise((resolve) => setImmediate(resolve));
+  await clock.until(() => host.refusedModal === 2, 'refused twice');
+  assert.equal(clock.now(), RETRY_DELAYS_MS[0], 'the second try after the first wait');
   host.otherModal = false;
+  await clock.advance(RETRY_DELAYS_MS[1]);
   await committing;
   assert.deepEqual(stepNames(doc), ['Open', 'ML Retouch: Beauty']);
   assert.ok(host.modalOptions.every((options) => options.timeOut === undefined), 'no timeOut before 25.10');
 });
 
-test('from Photoshop 25.10 each try passes timeOut, in seconds', async () => {
+test('from Photoshop 25.10 each try passes timeOut, in seconds, and Photoshop waits that long', async (t) => {
+  const clock = mockClock(t);
   const { host, doc, adapter } = setup({ version: '25.10.0' });
-  host.secondMs = 1;
   host.otherModal = true;
   const committing = adapter.commitResult(doc.id, { ...BEAUTY, pixels: rgbPixels(16, 8) });
-  while (host.refusedModal < 1) await new Promise((resolve) => setImmediate(resolve));
+  await clock.until(() => host.refusedModal === 1, 'refused once');
+  assert.equal(clock.now(), MODAL_TIMEOUT_S * 1000, 'refused after the timeOut');
   host.otherModal = false;
+  await clock.advance(RETRY_DELAYS_MS[0]);
   await committing;
   const timeOuts = host.modalOptions.map((options) => options.timeOut);
-  assert.ok(timeOuts.every((value) => value > 0 && value <= 10), `timeOut in seconds: ${timeOuts}`);
+  assert.deepEqual(timeOuts, [MODAL_TIMEOUT_S, MODAL_TIMEOUT_S]);
+  assert.ok(MODAL_TIMEOUT_S > 0 && MODAL_TIMEOUT_S <= 10, 'timeOut is in seconds');
 });
 
-test('a Photoshop that stays modal ends in a modal_busy error; a draft is not retried', async () => {
+test('a Photoshop that stays modal ends in a modal_busy error after about 15 s; a draft is not retried', async (t) => {
+  const clock = mockClock(t);
   const { host, doc, adapter } = setup({ version: '25.0.0' });
   host.otherModal = true;
-  await assert.rejects(adapter.commitResult(doc.id, { ...BEAUTY, pixels: rgbPixels(16, 8) }), { code: 'modal_busy' });
-  assert.equal(host.refusedModal, 4, 'the first try and three more');
+  let error = null;
+  adapter.commitResult(doc.id, { ...BEAUTY, pixels: rgbPixels(16, 8) }).catch((caught) => (error = caught));
+  await clock.until(() => error !== null, 'given up', { stepMs: 250 });
+  assert.equal(error.code, 'modal_busy');
+  assert.equal(host.refusedModal, RETRY_DELAYS_MS.length + 1, 'the first try and one after each wait');
+  assert.equal(clock.now(), RETRY_DELAYS_MS.reduce((sum, ms) => sum + ms, 0));
+  assert.ok(clock.now() >= 15000 && clock.now() < 16000, `about 15 s: ${clock.now()} ms`);
   host.refusedModal = 0;
   await assert.rejects(adapter.placeDraft(doc.id, { ...BEAUTY, pixels: rgbPixels(2, 1) }), { code: 'modal_busy' });
   assert.equal(host.refusedModal, 1, 'a draft is only worth placing at once');
@@ -162,7 +174,8 @@ test('CMYK, Indexed, Bitmap, Lab, Grayscale documents get a plain message up fro
   assert.equal((await adapter.activeDocument()).unsupported, null);
 });
 
-test('"Cancel Plugin Command" during a slider drag ends it rolled back, with no step', async () => {
+test('"Cancel Plugin Command" during a slider drag ends it rolled back, with no step', async (t) => {
+  mockClock(t); // no drag ends by idling here: time stands still
   const { host, doc, adapter } = setup();
   const layerId = await adapter.commitResult(doc.id, { ...BEAUTY, pixels: rgbPixels(16, 8) });
   const steps = stepNames(doc);

@@ -12,6 +12,7 @@ const { createFakeHost, fakeUxp } = require('./fake-photoshop.js');
 const { createPhotoshopAdapter } = require('../photoshop-adapter.js');
 const { DEFAULT_BASE_URL } = require('../client.js');
 const { MIN_VERSION } = require('../host-support.js');
+const { mockClock } = require('./clock.js');
 
 const ROOT = path.join(__dirname, '..', '..');
 const TOKEN = 'the-right-token';
@@ -36,9 +37,13 @@ function fakeSidecar({ probeFails = 0 } = {}) {
 }
 
 class QuietSocket {
+  constructor() {
+    QuietSocket.made.push(this);
+  }
   send() {}
   close() {}
 }
+QuietSocket.made = [];
 
 function mount({ platform = 'darwin', token = '', probeFails = 0, fetch } = {}) {
   const dom = createFakeDom({ platform });
@@ -60,36 +65,29 @@ function mount({ platform = 'darwin', token = '', probeFails = 0, fetch } = {}) 
     tokenStore,
     fetch: fetch ?? sidecar.fetch,
     WebSocket: QuietSocket,
-    retryMs: { initial: 1, max: 4 },
     platform,
   }).then((mounted) => ({ ...mounted, dom, saved, sidecar }));
 }
 
-async function until(condition, what) {
-  for (let i = 0; i < 500; i += 1) {
-    if (condition()) return;
-    await new Promise((resolve) => setTimeout(resolve, 1));
-  }
-  assert.fail(`never happened: ${what}`);
-}
-
 const statusText = (dom) => dom.document.getElementById('connection-status').textContent;
 
-test('on macOS the token pasted into the password field is saved and used', async () => {
+test('on macOS the token pasted into the password field is saved and used', async (t) => {
+  const clock = mockClock(t);
   const m = await mount({ platform: 'darwin' });
-  await until(() => statusText(m.dom) === 'Enter the token.', 'the panel asks for the token');
+  await clock.until(() => statusText(m.dom) === 'Enter the token.', 'the panel asks for the token');
   const field = m.dom.document.getElementById('token');
   assert.equal(field.type, 'password', 'shown as a password field');
   m.dom.type(field, TOKEN);
   assert.equal(field.type, 'password', 'a password field again once the focus leaves');
   assert.equal(field.value, '', 'UXP on macOS cannot read it now');
   m.dom.document.getElementById('save-token').click();
-  await until(() => statusText(m.dom).endsWith('connected'), 'connected with the typed token');
+  await clock.until(() => statusText(m.dom).endsWith('connected'), 'connected with the typed token');
   assert.deepEqual(m.saved, [TOKEN]);
   m.stop();
 });
 
-test('with no sidecar the panel names the command that installs it on this platform', async () => {
+test('with no sidecar the panel names the command that installs it on this platform', async (t) => {
+  const clock = mockClock(t);
   const refused = async () => {
     throw new TypeError('Network request failed');
   };
@@ -99,7 +97,7 @@ test('with no sidecar the panel names the command that installs it on this platf
   };
   for (const [platform, [command, run]] of Object.entries(hints)) {
     const m = await mount({ platform, fetch: refused });
-    await until(() => statusText(m.dom) === 'Sidecar not running', 'the panel says the sidecar is not running');
+    await clock.until(() => statusText(m.dom) === 'Sidecar not running', 'the panel says the sidecar is not running');
     const hint = m.dom.document.getElementById('connection-hint').textContent;
     assert.ok(hint.includes(command), hint);
     assert.match(hint, /project folder/);
@@ -109,13 +107,15 @@ test('with no sidecar the panel names the command that installs it on this platf
   }
 });
 
-test('a network error while the token is checked keeps the panel retrying until it connects', async () => {
+test('a network error while the token is checked keeps the panel retrying until it connects', async (t) => {
+  const clock = mockClock(t);
   const failures = [];
   const onRejection = (reason) => failures.push(reason);
   process.on('unhandledRejection', onRejection);
   try {
     const m = await mount({ token: TOKEN, probeFails: 2 });
-    await until(() => statusText(m.dom).endsWith('connected'), 'connected after the probe failed twice');
+    await clock.until(() => statusText(m.dom).endsWith('connected'), 'connected after the probe failed twice');
+    assert.equal(clock.now(), 3000, 'retried after 1 s, then after 2 s');
     const probes = m.sidecar.seen.filter(([method]) => method === 'HEAD');
     assert.equal(probes.length, 3);
     m.stop();
@@ -123,6 +123,30 @@ test('a network error while the token is checked keeps the panel retrying until 
     process.off('unhandledRejection', onRejection);
   }
   assert.deepEqual(failures, [], 'nothing rejected unhandled');
+});
+
+test('a dropped event stream is shown with its reconnect, and the panel asks after its jobs on return', async (t) => {
+  const clock = mockClock(t);
+  const m = await mount({ token: TOKEN });
+  await clock.until(() => statusText(m.dom) === 'Sidecar 0.1.0 connected', 'connected');
+  const socket = QuietSocket.made.at(-1);
+  socket.onopen({});
+  let resyncs = 0;
+  const resync = m.panel.resync.bind(m.panel);
+  m.panel.resync = () => {
+    resyncs += 1;
+    return resync();
+  };
+  socket.onclose({ code: 1006 });
+  assert.equal(statusText(m.dom), 'Sidecar not reachable');
+  const hint = m.dom.document.getElementById('connection-hint').textContent;
+  assert.match(hint, /^Reconnecting in 1 s… /, 'the stream’s first wait, 500 ms, in whole seconds');
+  assert.equal(m.dom.document.getElementById('connection-light').className, 'light offline');
+  await clock.advance(500);
+  QuietSocket.made.at(-1).onopen({});
+  assert.equal(statusText(m.dom), 'Sidecar connected');
+  assert.equal(resyncs, 1);
+  m.stop();
 });
 
 test('in a Photoshop older than 24.4 the panel says which version it needs, with no TypeError', () => {
