@@ -17,10 +17,9 @@ from sidecar.cache.stages import StageCache
 from sidecar.engines.base import RunInput
 from sidecar.engines.retouch import RetouchEngine
 from sidecar.engines.retouch.tiles import Box, sample
-from sidecar.schema import JobRequest
+from sidecar.schema import RETOUCH_OPS, JobRequest
 
 OUT = Path(__file__).parent.parent / "docs" / "images"
-OPS = ("beauty", "dodge_burn", "volume", "color")
 
 
 class _Quiet:
@@ -62,9 +61,9 @@ def main(argv: list[str] | None = None) -> int:
     pixels = sample_portrait()
     engine = RetouchEngine(StageCache())
     rows, cols = crop_face(engine, pixels)
-    for op in OPS:
+    for op in RETOUCH_OPS:
         request = JobRequest(op=op, image_id="ab" * 32)
-        after = engine.run(RunInput(request, pixels, 0, {}), _Quiet())
+        after = engine.run(RunInput(request=request, seed=0, pixels=pixels), _Quiet())
         image = side_by_side(pixels[rows, cols], after[rows, cols], zoom=2)
         path = args.out / f"{op}.jpg"
         cv2.imwrite(

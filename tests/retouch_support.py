@@ -9,7 +9,7 @@ import numpy as np
 
 from sidecar.cache.stages import StageCache
 from sidecar.engines import Preempted, RunInput
-from sidecar.engines.retouch import RetouchEngine
+from sidecar.engines.retouch import RetouchEngine, RetouchResume
 from sidecar.engines.retouch.analysis import Analysis
 from sidecar.engines.retouch.tiles import Box, sample
 from sidecar.schema import JobRequest
@@ -54,7 +54,7 @@ def run_op(
     intensity: float = 1.0,
     image_id: str | None = FAKE_ID,
     ctx: RecordingContext | None = None,
-    saved: dict | None = None,
+    resume: RetouchResume | None = None,
     **params,
 ) -> np.ndarray:
     request = JobRequest.model_validate(
@@ -62,7 +62,7 @@ def run_op(
     )
     if image_id is None:
         request = request.model_copy(update={"image_id": None})
-    job = RunInput(request, pixels, 0, saved if saved is not None else {})
+    job = RunInput(request=request, seed=0, pixels=pixels, resume=resume)
     return engine.run(job, ctx or RecordingContext())
 
 

@@ -56,7 +56,7 @@ class _Quiet:
 def test_naive_apply_gives_the_same_pixels_as_the_product_engine(portrait16):
     naive = apply_full(load_engine(), portrait16, "beauty")
     request = JobRequest(op="beauty", image_id=image_id(portrait16))
-    product = RetouchEngine().run(RunInput(request, portrait16, 0, {}), _Quiet())
+    product = RetouchEngine().run(RunInput(request=request, seed=0, pixels=portrait16), _Quiet())
     assert np.array_equal(naive, product)
 
 

@@ -36,7 +36,7 @@ def generate(engine, ctx=None, *, steps=6, stream=True, seed=7, size=64, decode_
         preview={"stream_steps": stream, "decode_every": decode_every},
     )
     ctx = ctx or RecordingContext()
-    return engine.run(RunInput(request, None, seed, {}), ctx), ctx
+    return engine.run(RunInput(request=request, seed=seed), ctx), ctx
 
 
 class CancelAt(RecordingContext):
@@ -136,13 +136,14 @@ def test_refine_changes_skin_only_and_keeps_the_seed(engine, portrait):
     def refine(seed):
         request = JobRequest(op="beauty", image_id=FAKE_ID, params={"refine": 0.4, "steps": 4})
         ctx = RecordingContext()
-        out = engine.run(RunInput(request, portrait, seed, {}), ctx)
+        out = engine.run(RunInput(request=request, seed=seed, pixels=portrait), ctx)
         return out, ctx
 
     out, ctx = refine(5)
     again, _ = refine(5)
     classical = engine.retouch.run(
-        RunInput(JobRequest(op="beauty", image_id=FAKE_ID), portrait, 5, {}), RecordingContext()
+        RunInput(request=JobRequest(op="beauty", image_id=FAKE_ID), seed=5, pixels=portrait),
+        RecordingContext(),
     )
     assert np.array_equal(out, again)
     assert "refine" in ctx.stages and "merge" in ctx.stages
@@ -165,7 +166,7 @@ def test_refine_reuses_the_cached_latent(engine, portrait):
     vae.encode = encode
     request = JobRequest(op="color", image_id=FAKE_ID, params={"refine": 0.3, "steps": 3})
     for _ in range(2):
-        engine.run(RunInput(request, portrait, 1, {}), RecordingContext())
+        engine.run(RunInput(request=request, seed=1, pixels=portrait), RecordingContext())
     assert calls[0] == 1
 
 
@@ -179,7 +180,7 @@ def test_each_op_gets_its_own_lora_without_a_reload(tiny_model_dir, portrait):
 
     def refine(engine, op):
         request = JobRequest(op=op, image_id=FAKE_ID, params={"refine": 0.5, "steps": 2})
-        return engine.run(RunInput(request, portrait, 9, {}), RecordingContext())
+        return engine.run(RunInput(request=request, seed=9, pixels=portrait), RecordingContext())
 
     assert not np.array_equal(refine(engines[0], "beauty"), refine(engines[1], "beauty"))
     # color has no LoRA: the adapter is switched off for it, on the same loaded UNet

@@ -8,7 +8,7 @@ import pytest
 from retouch_support import RecordingContext, new_engine, run_op, untouched_region
 
 from sidecar.engines import Preempted
-from sidecar.engines.retouch import pyramid, tiles
+from sidecar.engines.retouch import RetouchResume, pyramid, tiles
 from sidecar.engines.retouch.ops import LINEAR
 from sidecar.schema import Op
 
@@ -89,7 +89,7 @@ def test_progressive_off_sends_only_the_final(engine, portrait):
 
     request = JobRequest(op=Op.beauty, image_id=FAKE_ID, preview={"progressive": False}, params={})
     ctx = RecordingContext()
-    engine.run(RunInput(request, portrait, 0, {}), ctx)
+    engine.run(RunInput(request=request, seed=0, pixels=portrait), ctx)
     assert [p[0] for p in ctx.previews] == ["final"]
 
 
@@ -114,14 +114,14 @@ def test_a_preempted_job_resumes_where_it_stopped_with_the_same_bits(engine, por
     monkeypatch.setattr(pyramid, "TILED_FINAL_PIXELS", 100_000)
     monkeypatch.setattr(tiles, "TILE", 128)
     plain = run_op(engine, portrait, "beauty")
-    saved: dict = {}
+    resume = RetouchResume()
     ctx = RecordingContext(preempt_at=12)  # a few tiles into the final level
     with pytest.raises(Preempted):
-        run_op(engine, portrait, "beauty", ctx=ctx, saved=saved)
-    done_before = set(saved["final_tiles"])
+        run_op(engine, portrait, "beauty", ctx=ctx, resume=resume)
+    done_before = set(resume.final.tiles_done)
     assert 0 < len(done_before) < 16
     again = RecordingContext()
-    resumed = run_op(engine, portrait, "beauty", ctx=again, saved=saved)
+    resumed = run_op(engine, portrait, "beauty", ctx=again, resume=resume)
     assert np.array_equal(resumed, plain)
     # the levels and tiles already done were not sent again
     assert "draft" not in again.stages

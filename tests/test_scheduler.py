@@ -11,6 +11,7 @@ from jobs_support import EventLog, status, submit, upload, wait_for
 
 from sidecar.api.keys import BUS
 from sidecar.cli import build_app
+from sidecar.engines import Engine
 from sidecar.schema import Op
 
 
@@ -159,7 +160,7 @@ async def test_events_carry_seq_stage_progress_and_eta(client, auth, image_id, e
     assert events.of(second, "progress")[-1].eta_s == pytest.approx(0.0, abs=0.05)
 
 
-class BrokenEngine:
+class BrokenEngine(Engine):
     name = "broken"
     ops = frozenset({Op.color})
 
@@ -260,3 +261,26 @@ async def test_listing_is_in_queue_order(client, auth, image_id):
     health = await (await client.get("/v1/health")).json()
     assert health["queue"] == {"queued": 2, "running": 1}
     assert "synthetic" in health["engines"]
+
+
+def test_only_the_scheduler_changes_a_job_state_and_the_worker_does_not_know_it():
+    import ast
+    import inspect
+
+    from sidecar.jobs import precompute, queue, remake, results, steps, worker
+
+    for module in (worker, steps, queue, precompute, results, remake):
+        tree = ast.parse(inspect.getsource(module))
+        targets = [
+            target
+            for node in ast.walk(tree)
+            if isinstance(node, ast.Assign | ast.AugAssign | ast.AnnAssign)
+            for target in (node.targets if isinstance(node, ast.Assign) else [node.target])
+        ]
+        assert not [t for t in targets if isinstance(t, ast.Attribute) and t.attr == "state"]
+    imported = [
+        node.module or ""
+        for node in ast.walk(ast.parse(inspect.getsource(worker)))
+        if isinstance(node, ast.ImportFrom)
+    ]
+    assert not [name for name in imported if "scheduler" in name]

@@ -56,7 +56,7 @@ def apply_full(
         params=params or {},
         preview={"progressive": False},
     )
-    return engine.run(RunInput(request, pixels, 0, {}), _Nothing())
+    return engine.run(RunInput(request=request, seed=0, pixels=pixels), _Nothing())
 
 
 def batch(in_dir: Path, out_dir: Path, op: str, params: dict | None = None) -> int:

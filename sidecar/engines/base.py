@@ -3,13 +3,17 @@
 The context is the engine's only way out: it names stages, reports progress, hands
 over previews and, at each of those step boundaries, raises `Cancelled` or
 `Preempted` when the scheduler asks. An engine never looks at queues or sockets.
+
+`Engine` names everything the rest of the sidecar reads of an engine; an engine
+subclasses it and sets `name`, `version` and `ops` and defines `run`, and whatever else
+it offers (`validate`, `close`, `describe`, `skin_tone`) over the defaults.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol
+from dataclasses import dataclass
+from typing import Literal, Protocol, TypeVar
 
 import numpy as np
 from pydantic import BaseModel, ValidationError
@@ -18,6 +22,8 @@ from ..errors import InvalidRequest
 from ..schema import JobRequest, Op
 
 PreviewLevel = Literal["draft", "preview", "refine", "final", "step"]
+Loader = Callable[[], np.ndarray | None]
+Resume = TypeVar("Resume")
 
 
 class Cancelled(Exception):
@@ -32,18 +38,21 @@ class ImageGone(Exception):
     """The job's image was removed from the store before the engine read it."""
 
 
-@dataclass
+@dataclass(kw_only=True)
 class RunInput:
+    """One run of one job, as its engine sees it."""
+
     request: JobRequest
-    pixels: np.ndarray | None  # canonical (H, W, C) uint8/uint16; None until loaded
     seed: int
-    # Survives pre-emption: an engine may keep finished stages here and skip them
-    # when the job runs again.
-    saved: dict[str, Any] = field(default_factory=dict)
+    pixels: np.ndarray | None = None  # canonical (H, W, C) uint8/uint16; None until loaded
     # Reads the pixels on first use, so an engine whose stages are cached can show a
     # draft before a 24 MP image has come off the disk.
-    loader: Callable[[], np.ndarray | None] | None = None
+    loader: Loader | None = None
     size: tuple[int, int] | None = None  # (width, height), known before the pixels are
+    # The engine's own state, kept across a pre-emption: what an earlier run of this job
+    # finished, so the next run skips it. Opaque to everyone but the engine; see
+    # `resume_state`.
+    resume: object | None = None
 
     @property
     def width_height(self) -> tuple[int, int]:
@@ -59,6 +68,15 @@ class RunInput:
         if self.pixels is None:
             raise ImageGone
         return self.pixels
+
+    def resume_state(self, kind: type[Resume]) -> Resume:
+        """The engine's state of type `kind` (a dataclass the engine defines, made with
+        no arguments): the one an earlier, pre-empted run of this job left, or a new
+        one. It is kept in `resume`, so what the engine records in it survives the
+        next pre-emption."""
+        if not isinstance(self.resume, kind):
+            self.resume = kind()
+        return self.resume
 
 
 class JobContext(Protocol):
@@ -78,13 +96,32 @@ class JobContext(Protocol):
     def checkpoint(self) -> None: ...
 
 
-class Engine(Protocol):
-    name: str
-    ops: frozenset[Op]
+SkinToneMeter = Callable[[str, Loader], tuple[float, float] | None]
+
+
+class Engine:
+    """The contract every engine meets, with defaults for what is optional."""
+
+    name: str  # shown in /v1/health; one engine may serve several ops
+    ops: frozenset[Op]  # the ops it runs
+    version: str = ""  # goes into result keys: change it whenever the pixels would change
+
+    # Optional capabilities: None when the engine has none. `describe()` says what is
+    # loaded (model, LoRAs) for /v1/health; `skin_tone(image_id, load)` measures the
+    # image's median skin a*, b* (for a batch's session prior) or None without skin.
+    describe: Callable[[], str] | None = None
+    skin_tone: SkinToneMeter | None = None
 
     def run(self, job: RunInput, ctx: JobContext) -> np.ndarray:
         """Return the result: canonical pixels of the input's size and depth."""
-        ...
+        raise NotImplementedError
+
+    def validate(self, request: JobRequest) -> None:
+        """Refuse a bad request up front (raise an ApiError), so it fails at submit
+        instead of in the queue. By default every request is taken."""
+
+    def close(self) -> None:
+        """Free what the engine holds; called once, when the sidecar stops."""
 
 
 def check_params(model: type[BaseModel], request: JobRequest) -> None:
@@ -96,17 +133,3 @@ def check_params(model: type[BaseModel], request: JobRequest) -> None:
         raise InvalidRequest(
             f"bad params for {request.op.value}", details={"errors": errors_}
         ) from None
-
-
-def validate_request(engine: Engine, request: JobRequest) -> None:
-    """An engine may check a request's params up front (`validate`, raising an
-    ApiError), so a bad request is refused at submit instead of failing in the queue."""
-    check = getattr(engine, "validate", None)
-    if check is not None:
-        check(request)
-
-
-def close_engine(engine: Engine) -> None:
-    close = getattr(engine, "close", None)
-    if close is not None:
-        close()

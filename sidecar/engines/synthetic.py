@@ -13,18 +13,27 @@ Not registered by default; `retouch-sidecar serve --engine synthetic` adds it.
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 
 import cv2
 import numpy as np
 
 from ..imaging.encode import fit_within, to_rgb8
 from ..schema import Op
-from .base import JobContext, RunInput
+from .base import Engine, JobContext, RunInput
 
 PREVIEW_SIDE = 256
 
 
-class SyntheticEngine:
+@dataclass
+class SyntheticResume:
+    """A pre-empted run's softened copy and the steps it took."""
+
+    work: np.ndarray | None = None
+    steps_done: int = 0
+
+
+class SyntheticEngine(Engine):
     name = "synthetic"
     version = "synthetic/2"
     ops = frozenset({Op.beauty, Op.dodge_burn, Op.volume, Op.color})
@@ -37,12 +46,10 @@ class SyntheticEngine:
         preview_side = min(max(int(params.get("preview_side", PREVIEW_SIDE)), 16), 2048)
         soften = bool(params.get("soften", True))
         pixels = job.image()
-        work = job.saved.get("work")
-        done = int(job.saved.get("steps_done", 0))
-        if work is None:
-            work = pixels.astype(np.float32)
+        resume = job.resume_state(SyntheticResume)
+        work = resume.work if resume.work is not None else pixels.astype(np.float32)
         ctx.stage("synthetic", 0, 1)
-        for step in range(done, steps):
+        for step in range(resume.steps_done, steps):
             ctx.checkpoint()
             started = time.perf_counter()
             if soften:
@@ -50,7 +57,7 @@ class SyntheticEngine:
             left = step_s - (time.perf_counter() - started)
             if left > 0:
                 time.sleep(left)
-            job.saved["work"], job.saved["steps_done"] = work, step + 1
+            resume.work, resume.steps_done = work, step + 1
             ctx.progress((step + 1) / steps)
             if (step + 1) % preview_every == 0 or step + 1 == steps:
                 depth = pixels.dtype.itemsize * 8

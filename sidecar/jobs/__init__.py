@@ -3,7 +3,8 @@
 from .eta import EtaModel
 from .events import EventBus, Published, Subscription
 from .model import Job
-from .scheduler import Scheduler, derive_seed
+from .results import derive_seed
+from .scheduler import Scheduler
 from .store import JobStore
 
 __all__ = [

@@ -2,14 +2,15 @@
 
 Thread-safe: the event loop submits, reorders and cancels; the worker takes. A
 reorder changes only the waiting order; whether the running job must give way is
-`should_yield`, asked by the worker at each step boundary.
+`should_yield`, asked at each step boundary. The queue only holds jobs: their state
+is the scheduler's to change.
 """
 
 from __future__ import annotations
 
 import threading
 
-from ..schema import JobState, Priority
+from ..schema import Priority
 from .model import PREEMPTIBLE, Job
 
 
@@ -22,20 +23,18 @@ class JobQueue:
 
     def put(self, job: Job) -> None:
         with self._changed:
-            job.state = JobState.queued
             self._waiting[job.job_id] = job
             self._changed.notify_all()
 
     def take(self, timeout: float | None = None) -> Job | None:
-        """The most urgent waiting job, now marked running; None after `timeout` or once
-        the queue is closed."""
+        """The most urgent waiting job, out of the queue and the one running now; None
+        after `timeout` or once the queue is closed."""
         with self._changed:
             self._changed.wait_for(lambda: self._waiting or self._closed, timeout)
             if self._closed or not self._waiting:
                 return None
             job = min(self._waiting.values(), key=lambda j: j.sort_key)
             del self._waiting[job.job_id]
-            job.state = JobState.running
             self.running = job
             return job
 

@@ -5,7 +5,7 @@ layer stack, seed) runs again as a new job of the sidecar's own, and the done jo
 then pointed at what it made, on disk too. The done job itself never leaves `done`
 (clients rely on that): it is not queued again and emits no event. The engines are
 deterministic, so the pixels are the same, and so is the (content-addressed) id. The
-result cache stays right: the worker records the new result under the request's key
+result cache stays right: the scheduler records the new result under the request's key
 as it does for any job, and a result an identical Apply made since is taken as it is.
 
 Requests for the same result while it is being made share one remake; a requester
@@ -53,13 +53,13 @@ async def remake(scheduler: Scheduler, job: Job) -> str:
             "making the result again was stopped; ask again", details={"reason": "stopped"}
         )
     result_id = flight.result()  # or its error
-    _point(scheduler, job, result_id)
+    scheduler.repoint_result(job, result_id)
     return result_id
 
 
 async def _make(scheduler: Scheduler, job: Job) -> str:
     request = job.request
-    cached = scheduler.cached_result(request, job.seed)
+    cached = scheduler.results.find(request, job.seed)
     if cached is not None:  # an identical Apply made it again already
         return cached
     if request.image_id is not None and not scheduler.images.has(request.image_id):
@@ -97,15 +97,6 @@ async def _make(scheduler: Scheduler, job: Job) -> str:
         f"making the result again was cancelled{why}; ask again",
         details={"reason": "cancelled", "job_id": again.job_id},
     )
-
-
-def _point(scheduler: Scheduler, job: Job, result_id: str) -> None:
-    """`job` (done) now has `result_id` for its result, in memory and on disk."""
-    with scheduler.lock:
-        if job.result_id == result_id:
-            return
-        job.result_id = result_id
-        scheduler.store.set_state(job.job_id, JobState.done, result_id)
 
 
 def _landed(flights: dict[str, asyncio.Future[str]], key: str, flight: asyncio.Future) -> None:

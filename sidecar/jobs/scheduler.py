@@ -1,46 +1,50 @@
-"""The scheduler: jobs, their queue, their events and their record on disk.
+"""The scheduler: the one owner of a job's life, its queue, its events and its record
+on disk.
 
-Methods are called from the event loop (submit, reorder, cancel, read) and from the
-one worker thread (transitions while running); one lock orders the transitions, so a
-job reaches exactly one terminal state whatever races between cancel, pre-emption
-and completion.
+Every change of a job's state is made here, each transition in one method:
+
+    submit, run_again, queue_precompute  → queued     (`_enqueue`)
+    begin                       queued   → running    (the worker took it)
+    requeue                     running  → queued     (it gave way at a step boundary)
+    complete                    running  → done       (once its result is on disk)
+    fail                                 → failed
+    cancel, withdraw                     → cancelled  (a waiting job at once; a running
+    confirm_cancel                                     one at its next step boundary)
+
+and every end goes through `_end`. Methods are called from the event loop (submit,
+reorder, cancel, read) and from the one worker thread (begin to complete); one lock
+orders the transitions, so a job reaches exactly one terminal state whatever races
+between cancel, pre-emption and completion.
 """
 
 from __future__ import annotations
 
 import itertools
-import json
 import logging
 import threading
-import time
 from collections import OrderedDict
+from typing import Any
 
-import blake3
+import numpy as np
 
 from .. import errors
 from ..cache import ImageStore
-from ..engines import Engine, close_engine, validate_request
+from ..engines import Engine
 from ..schema import TERMINAL_STATES, ErrorDetail, JobRequest, JobState, Op, Priority
 from ..schema import events as ev
 from .eta import EtaModel
 from .events import EventBus
-from .model import Job, new_job_id, now
+from .model import Job, new_job_id, now, restored
+from .precompute import Precompute
 from .queue import JobQueue
-from .store import JobStore, StoredJob
-from .worker import Worker
+from .results import ResultCache, derive_seed
+from .steps import Run, prepare_run
+from .store import JobStore
+from .worker import Worker, image_gone
 
 log = logging.getLogger(__name__)
 
 JOBS_REMEMBERED = 2_000
-
-
-def derive_seed(request: JobRequest) -> int:
-    """The seed when none is given: from the image's content hash and the params, so
-    the same request gives the same pixels."""
-    material = json.dumps(
-        [request.image_id, request.op.value, request.params, request.prompt], sort_keys=True
-    ).encode()
-    return int.from_bytes(blake3.blake3(material).digest(8), "big") & (2**63 - 1)
 
 
 class Scheduler:
@@ -58,10 +62,13 @@ class Scheduler:
         self.store = store
         self.bus = bus
         self.eta = eta or EtaModel(store.run_times())
+        self.results = ResultCache(images, store, engines)
         self.queue = JobQueue()
         self.lock = threading.RLock()
         self.jobs: OrderedDict[str, Job] = OrderedDict()
         self._order = itertools.count(store.max_order() + 1)
+        self._stopping = threading.Event()
+        self._precompute = Precompute(self)
         self._worker = Worker(self)
 
     # -- lifecycle -----------------------------------------------------------------
@@ -69,48 +76,31 @@ class Scheduler:
         """Bring back the work that was queued or running when the sidecar stopped, and
         the newest finished jobs (a client may not have fetched a result yet)."""
         for stored in self.store.finished(JOBS_REMEMBERED):
-            job = self._restored(stored)
-            job.state = stored.state
-            job.result_id, job.error = stored.result_id, stored.error
-            job.progress = 1.0 if stored.state is JobState.done else 0.0
+            job = self.jobs[stored.job_id] = restored(stored)
             self._emit_end(job)  # its stream replays the end
         unfinished = self.store.unfinished()
-        for stored in unfinished:
-            job = self._restored(stored)
+        for stored in unfinished:  # queued again, silently: nobody follows it yet
+            job = self.jobs[stored.job_id] = restored(stored)
             self.store.set_state(job.job_id, JobState.queued)
             self.queue.put(job)
         if unfinished:
             log.info("resuming %d queued job(s)", len(unfinished))
         self._worker.start()
 
-    def _restored(self, stored: StoredJob) -> Job:
-        job = Job(
-            stored.job_id,
-            stored.request,
-            stored.priority,
-            stored.order,
-            stored.seed,
-            created_at=stored.created_at,
-        )
-        # seq must keep increasing across the restart (clients drop what they have
-        # seen); the counter was in memory, so go on from the clock in ms, which is
-        # past any count a job reaches in one run
-        job.last_seq = time.time_ns() // 1_000_000
-        self.jobs[job.job_id] = job
-        return job
-
     def stop(self, timeout: float = 30.0) -> None:
         """Stop after the running job's next step boundary; it stays queued on disk."""
-        self._worker.stop(timeout)
+        self._stopping.set()
+        self.queue.close()
+        self._worker.join(timeout)
         for engine in set(self.engines.values()):
-            close_engine(engine)
+            engine.close()
         self.images.flush()  # results still being written record their jobs as done
         self.store.prune()
         self.store.close()
 
     @property
     def stopping(self) -> bool:
-        return self._worker.stopping
+        return self._stopping.is_set()
 
     # -- requests from clients -------------------------------------------------------
     def submit(self, request: JobRequest) -> Job:
@@ -123,21 +113,19 @@ class Scheduler:
             raise errors.ImageNotFound(
                 "upload the image first", details={"image_id": request.image_id}
             )
-        validate_request(self.engines[request.op], request)
+        self.engines[request.op].validate(request)
         seed = request.seed if request.seed is not None else derive_seed(request)
-        cached = self.cached_result(request, seed)
+        cached = self.results.find(request, seed)
         with self.lock:
             job = Job(new_job_id(), request, request.priority, next(self._order), seed)
-            self._supersede(job)
+            self._precompute.supersede(job)
             self.store.add(job.job_id, job.order, request, job.priority, seed, job.created_at)
-            self.jobs[job.job_id] = job
-            self._forget_old()
+            self._remember(job)
             if cached is not None:  # answered from the cache: never queued
                 job.cached = True
-                self.finish(job, JobState.done, result_id=cached)
+                self._end(job, JobState.done, result_id=cached)
                 return job
-            self.queue.put(job)
-            self.emit(job, ev.Queued, position=self.position(job) or 0)
+            self._enqueue(job)
         return job
 
     def run_again(self, request: JobRequest, priority: Priority, seed: int) -> Job:
@@ -145,130 +133,32 @@ class Scheduler:
         not recorded on disk, and with no document, so it supersedes no Apply and no
         Apply supersedes it."""
         with self.lock:
-            request = request.model_copy(update={"document_id": None})
-            job = Job(new_job_id(), request, priority, next(self._order), seed)
-            self.jobs[job.job_id] = job
-            self._forget_old()
-            self.queue.put(job)
-            self.emit(job, ev.Queued, position=self.position(job) or 0)
-        return job
+            return self._queue_new(request.model_copy(update={"document_id": None}), priority, seed)
+
+    def queue_precompute(self, request: JobRequest, seed: int) -> Job:
+        """Queue a precompute job (see precompute.py): background work, never on disk."""
+        with self.lock:
+            return self._queue_new(request, Priority.background, seed, precompute=True)
 
     def precompute(
         self, image_id: str, document_id: str, layer_stack_hash: str | None, ops: list[Op] | None
     ) -> tuple[list[Job], int]:
-        """Make `ops` (every op on an image, by default) ahead for this document's image
-        at background priority, at their default params: the stages (faces, mask,
-        plans, levels) land in the stage cache and the result in the result cache, so
-        the first Apply finds everything ready. The panel calls this for the document
-        in front, so precompute for every other document stops."""
-        if not self.images.has(image_id):
-            raise errors.ImageNotFound("upload the image first", details={"image_id": image_id})
-        wanted = ops or list(self.engines)
-        jobs = []
-        with self.lock:
-            stopped = self.cancel_precompute(other_than=document_id)
-            for op in dict.fromkeys(wanted):
-                if op is Op.generate or op not in self.engines:
-                    continue
-                request = JobRequest(
-                    op=op,
-                    image_id=image_id,
-                    document_id=document_id,
-                    layer_stack_hash=layer_stack_hash,
-                    priority=Priority.background,
-                )
-                seed = derive_seed(request)  # the seed the same Apply will get
-                if self.cached_result(request, seed) is not None:
-                    continue  # made before
-                job = Job(new_job_id(), request, Priority.background, next(self._order), seed)
-                job.precompute = True
-                self.jobs[job.job_id] = job
-                self._forget_old()
-                self.queue.put(job)
-                self.emit(job, ev.Queued, position=self.position(job) or 0)
-                jobs.append(job)
-        return jobs, stopped
+        """Make `ops` ahead for the document in front, and stop precompute for every
+        other document: see precompute.py."""
+        return self._precompute.start(image_id, document_id, layer_stack_hash, ops)
 
     def cancel_precompute(
         self, document_id: str | None = None, *, other_than: str | None = None
     ) -> int:
         """Stop unfinished precompute work of one document, or of all but one."""
-        count = 0
-        with self.lock:
-            for job in list(self.jobs.values()):
-                if not job.precompute or job.state in TERMINAL_STATES:
-                    continue
-                doc = job.request.document_id
-                if (document_id is not None and doc != document_id) or (
-                    other_than is not None and doc == other_than
-                ):
-                    continue
-                job.cancel_requested = True
-                job.cancel_reason = "precompute stopped"
-                if self.queue.remove(job.job_id) is not None:
-                    self.finish(job, JobState.cancelled)
-                count += 1
-        return count
+        return self._precompute.stop(document_id, other_than=other_than)
 
     def prefetch(self, document_id: str, op: Op) -> list[Job]:
-        """After an action, ready the likely next op's stages for the document's image
-        (the newest image a job of that document used); nothing if none is known."""
-        with self.lock:
-            for job in reversed(self.jobs.values()):
-                request = job.request
-                if request.document_id == document_id and request.image_id is not None:
-                    if not self.images.has(request.image_id):
-                        return []
-                    jobs, _ = self.precompute(
-                        request.image_id, document_id, request.layer_stack_hash, [op]
-                    )
-                    return jobs
-        return []
-
-    def cached_result(self, request: JobRequest, seed: int) -> str | None:
-        """The stored result of an earlier identical request; None if there is none or
-        its image has gone from the store (then it is made again)."""
-        result_id = self.store.cached_result(self.result_key(request, seed))
-        return result_id if result_id is not None and self.images.has(result_id) else None
+        """After an action, make the likely next op ahead: see precompute.py."""
+        return self._precompute.prefetch(document_id, op)
 
     def result_key(self, request: JobRequest, seed: int) -> str:
-        """What a result depends on: the engine and its version (model included), the
-        op, the full-pixel image id, the layer stack, params, intensity, prompt, seed."""
-        engine = self.engines[request.op]
-        material = json.dumps(
-            [
-                "result/1",
-                engine.name,
-                getattr(engine, "version", ""),
-                request.op.value,
-                request.image_id,
-                request.layer_stack_hash,
-                request.params,
-                request.intensity,
-                request.prompt,
-                seed,
-            ],
-            sort_keys=True,
-        ).encode()
-        return blake3.blake3(material).hexdigest()
-
-    def _supersede(self, newer: Job) -> None:
-        """A newer Apply of the same op on the same document replaces the older one:
-        a waiting one is cancelled at once, a running one at its next level boundary."""
-        document = newer.request.document_id
-        if document is None:
-            return
-        for job in list(self.jobs.values()):
-            if (
-                job.state not in TERMINAL_STATES
-                and not job.precompute  # its stages serve the newer Apply
-                and job.request.document_id == document
-                and job.request.op is newer.request.op
-            ):
-                job.cancel_requested = True
-                job.cancel_reason = f"superseded by {newer.job_id}"
-                if self.queue.remove(job.job_id) is not None:
-                    self.finish(job, JobState.cancelled)
+        return self.results.key(request, seed)
 
     def get(self, job_id: str) -> Job:
         job = self.jobs.get(job_id)
@@ -276,13 +166,17 @@ class Scheduler:
             raise errors.JobNotFound("no such job", details={"job_id": job_id[:64]})
         return job
 
+    def _unfinished(self, job_id: str) -> Job:
+        job = self.get(job_id)
+        if job.state in TERMINAL_STATES:
+            raise errors.Conflict(
+                f"the job is already {job.state.value}", details={"state": job.state.value}
+            )
+        return job
+
     def reprioritise(self, job_id: str, priority: Priority) -> Job:
         with self.lock:
-            job = self.get(job_id)
-            if job.state in TERMINAL_STATES:
-                raise errors.Conflict(
-                    f"the job is already {job.state.value}", details={"state": job.state.value}
-                )
+            job = self._unfinished(job_id)
             self.queue.reprioritise(job, priority)
             self.store.set_priority(job.job_id, priority)
         return job
@@ -293,19 +187,22 @@ class Scheduler:
             job = self.get(job_id)
             if job.state is JobState.cancelled:
                 return job  # cancelling twice is not an error
-            if job.state in TERMINAL_STATES:
-                raise errors.Conflict(
-                    f"the job is already {job.state.value}", details={"state": job.state.value}
-                )
+            self._unfinished(job_id)
             if job.finishing:  # its result is being stored: a 202 now would be a lie
                 raise errors.Conflict(
                     "the job has finished its work and is storing its result",
                     details={"state": job.state.value},
                 )
-            job.cancel_requested = True
-            if self.queue.remove(job.job_id) is not None:
-                self.finish(job, JobState.cancelled)
+            self.withdraw(job)
         return job
+
+    def repoint_result(self, job: Job, result_id: str) -> None:
+        """`job` (done) has `result_id` for its result now, in memory and on disk: its
+        result was made again (remake.py); the job stays done."""
+        with self.lock:
+            if job.result_id != result_id:
+                job.result_id = result_id
+                self.store.set_state(job.job_id, JobState.done, result_id)
 
     def listing(self) -> list[tuple[Job, int | None]]:
         """Every known job in queue order: running, then waiting, then the rest, newest first."""
@@ -325,7 +222,77 @@ class Scheduler:
     def counts(self) -> tuple[int, int]:
         return self.queue.counts()
 
-    # -- transitions (loop or worker thread) ------------------------------------------
+    # -- the worker's side (worker.JobOwner) -------------------------------------------
+    def take(self, timeout: float) -> Job | None:
+        return self.queue.take(timeout)
+
+    def begin(self, job: Job) -> Run | None:
+        with self.lock:
+            if job.cancel_requested:
+                self._end(job, JobState.cancelled)
+                return None
+            job.state = JobState.running
+            job.started_at = job.started_at or now()
+            self.store.set_state(job.job_id, JobState.running)
+        self.emit(job, ev.Started)
+        run = prepare_run(
+            job,
+            self.engines[job.request.op],
+            self.images,
+            emit=self.emit,
+            must_yield=lambda: self.stopping or self.queue.should_yield(job),
+            eta=self.eta,
+        )
+        if run is None:
+            self.fail(job, image_gone(job.request.image_id))
+        return run
+
+    def complete(self, run: Run, result: np.ndarray) -> None:
+        """Keep the result; the job is done once the result is on disk."""
+        job = run.job
+        with self.lock:  # from here on a cancel is refused (409), not half-done
+            if job.cancel_requested:  # cancelled after the last step boundary
+                self._end(job, JobState.cancelled)
+                return
+            job.finishing = True
+        job.run_seconds += run.steps.elapsed()
+        job.resume = None
+        result_id = self.results.keep(job.request, job.seed, result)
+        learnt, expected = self.eta.learn(job.request.op, run.steps.megapixels, job.run_seconds)
+        self.store.save_run_time(*learnt, expected)
+        if job.precompute:  # made the likely Apply ahead: only the result cache hands it out
+            self._end(job, JobState.done, record=False)
+            return
+        # `done` is promised once the result and the job's record are on disk, so a crash
+        # after it never brings the job back; a result the disk refused is still done
+        # (served from memory for this run), just not durable
+        self.results.when_on_disk(
+            result_id, lambda: self._end(job, JobState.done, result_id=result_id)
+        )
+
+    def requeue(self, run: Run) -> None:
+        job = run.job
+        job.run_seconds += run.steps.elapsed()
+        job.resume = run.input.resume  # what the engine finished, for its next run
+        reason = "shutdown" if self.stopping else "preempted by an active job"
+        with self.lock:
+            if job.cancel_requested:
+                self._end(job, JobState.cancelled)
+                return
+            self.queue.release(job)
+            self.store.set_state(job.job_id, JobState.queued)
+            self._enqueue(job, requeued_because=reason)
+
+    def confirm_cancel(self, job: Job) -> None:
+        self._end(job, JobState.cancelled)
+
+    def fail(self, job: Job, error: ErrorDetail) -> None:
+        self._end(job, JobState.failed, error=error)
+
+    def release(self, job: Job) -> None:
+        self.queue.release(job)
+
+    # -- transitions and events -------------------------------------------------------
     def emit(self, job: Job, kind: type, jpeg: bytes | None = None, **fields) -> None:
         with self.lock:
             seq = job.next_seq()
@@ -334,7 +301,38 @@ class Scheduler:
             event = kind(job_id=job.job_id, seq=seq, ts=now(), **fields)
         self.bus.publish(event, jpeg)
 
-    def finish(
+    def _queue_new(self, request: JobRequest, priority: Priority, seed: int, **flags: Any) -> Job:
+        """(Under the lock.) A new job of the sidecar's own, queued; never on disk."""
+        job = Job(new_job_id(), request, priority, next(self._order), seed, **flags)
+        self._remember(job)
+        self._enqueue(job)
+        return job
+
+    def _remember(self, job: Job) -> None:
+        self.jobs[job.job_id] = job
+        while len(self.jobs) > JOBS_REMEMBERED:
+            oldest = next(iter(self.jobs.values()))
+            if oldest.state not in TERMINAL_STATES:
+                break
+            self.jobs.popitem(last=False)
+
+    def _enqueue(self, job: Job, *, requeued_because: str | None = None) -> None:
+        """(Under the lock.) `job` waits in the queue; its watchers hear so."""
+        job.state = JobState.queued
+        self.queue.put(job)
+        if requeued_because is not None:
+            self.emit(job, ev.Requeued, reason=requeued_because)
+        self.emit(job, ev.Queued, position=self.position(job) or 0)
+
+    def withdraw(self, job: Job, reason: str | None = None) -> None:
+        """Cancel `job`: a waiting one ends now, a running one at its next step boundary."""
+        job.cancel_requested = True
+        if reason is not None:  # the sidecar's own cancel says why
+            job.cancel_reason = reason
+        if self.queue.remove(job.job_id) is not None:
+            self._end(job, JobState.cancelled)
+
+    def _end(
         self,
         job: Job,
         state: JobState,
@@ -343,9 +341,8 @@ class Scheduler:
         result_id: str | None = None,
         record: bool = True,
     ) -> None:
-        """End a job (once). `record=False` leaves its record on disk to the caller:
-        a result still being written records the job as done once it is on disk, so a
-        crash in between runs the job again rather than losing its result."""
+        """End a job (once). `record=False` leaves the job store alone (a precompute
+        job has no record there: only the result cache hands out its result)."""
         with self.lock:
             if job.state in TERMINAL_STATES:
                 return
@@ -354,6 +351,7 @@ class Scheduler:
             job.error = error
             job.result_id = result_id
             job.eta_s = 0.0 if state is JobState.done else None
+            job.resume = None
             if record:
                 self.store.set_state(job.job_id, state, result_id, error)
             if state is JobState.done:
@@ -361,18 +359,5 @@ class Scheduler:
             self._emit_end(job)
 
     def _emit_end(self, job: Job) -> None:
-        if job.state is JobState.done:
-            result_url = f"/v1/jobs/{job.job_id}/result"
-            self.emit(job, ev.Done, cached=job.cached, result_url=result_url)
-        elif job.state is JobState.failed:
-            error = job.error or ErrorDetail(code="internal_error", message="the job failed")
-            self.emit(job, ev.Failed, error=error)
-        else:
-            self.emit(job, ev.Cancelled, reason=job.cancel_reason)
-
-    def _forget_old(self) -> None:
-        while len(self.jobs) > JOBS_REMEMBERED:
-            oldest = next(iter(self.jobs.values()))
-            if oldest.state not in TERMINAL_STATES:
-                break
-            self.jobs.popitem(last=False)
+        kind, fields = job.end_event()
+        self.emit(job, kind, **fields)

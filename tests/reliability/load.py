@@ -15,7 +15,8 @@ from datetime import UTC, datetime
 import aiohttp
 import numpy as np
 
-TERMINAL = {"done", "failed", "cancelled"}
+from sidecar.schema import TERMINAL_STATES
+
 PRIORITIES = ["active", "hero", "normal", "background"]
 
 
@@ -45,7 +46,7 @@ class Watch:
                 self.events += 1
                 sent = datetime.fromisoformat(event["ts"].replace("Z", "+00:00"))
                 self.latencies_ms.append((arrived - sent).total_seconds() * 1000)
-                if event["type"] in TERMINAL:
+                if event["type"] in TERMINAL_STATES:
                     self.ends[event["job_id"]].append(event["type"])
             self.closed = f"closed: {ws.close_code}"
 

@@ -16,8 +16,7 @@ from helpers import encode_png
 from live_server import SidecarProcess
 
 from sidecar.cache.atomic import TEMP_PREFIX
-
-TERMINAL = {"done", "failed", "cancelled"}
+from sidecar.schema import TERMINAL_STATES
 
 
 def shoot(folder, count: int) -> dict[str, np.ndarray]:
@@ -68,7 +67,7 @@ def run_batch_through_kills(tmp_path, *, images: int, kills: int, steps: int) ->
             assert decoded is not None and decoded.shape == originals[name].shape, name
         jobs = sidecar.http().request("GET", "/v1/jobs").json()["jobs"]
         done = sorted(j["job_id"] for j in jobs if j["state"] == "done")
-        assert all(j["state"] in TERMINAL for j in jobs), jobs
+        assert all(j["state"] in TERMINAL_STATES for j in jobs), jobs
         assert len(done) == len(set(done))
         tally("requests", images)
     finally:

@@ -13,9 +13,10 @@ import aiohttp
 import pytest
 from fuzzing import tally
 from live_server import SidecarProcess
-from load import TERMINAL, Watch, percentile, run_load
+from load import Watch, percentile, run_load
 
 from sidecar.jobs.store import KEEP_FINISHED
+from sidecar.schema import TERMINAL_STATES
 
 RSS_TOLERANCE_MB = 30
 
@@ -75,7 +76,7 @@ async def storm(
     # newest 2,000 while running)
     assert on_disk == {job_id: ends[job_id][0] for job_id in on_disk}
     assert len(on_disk) >= min(len(ids), KEEP_FINISHED)
-    assert set(on_disk.values()) <= TERMINAL - {"failed"}
+    assert set(on_disk.values()) <= TERMINAL_STATES - {"failed"}
     tally("requests", sum(result.requests.values()))
     return {
         "jobs": len(ids),

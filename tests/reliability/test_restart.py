@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -13,6 +12,7 @@ import time
 
 import aiohttp
 import numpy as np
+from helpers import free_port
 from jobs_support import status, submit, upload, wait_for
 
 from sidecar.cli import build_app
@@ -75,12 +75,6 @@ async def test_what_the_eta_learned_survives_a_restart(aiohttp_client, settings)
                     first_progress = message
     # at 25 % a fresh model would still say nothing; the learned one already knows
     assert first_progress["eta_s"] is not None
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def start_sidecar(tmp_path, port: int) -> subprocess.Popen:

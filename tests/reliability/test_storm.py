@@ -13,8 +13,8 @@ from jobs_support import EventLog, upload
 
 from sidecar.api.keys import BUS, SCHEDULER
 from sidecar.cli import build_app
+from sidecar.schema import TERMINAL_STATES
 
-TERMINAL = {"done", "failed", "cancelled"}
 PRIORITIES = ["active", "hero", "normal", "background"]
 
 
@@ -62,7 +62,7 @@ async def test_a_thousand_job_storm_ends_every_job_exactly_once(client, auth, ap
     ids = await storm(client, auth, image_id, 1000, random.Random(1234))
     scheduler = app[SCHEDULER]
     async with asyncio.timeout(120):
-        while any(scheduler.get(j).state.value not in TERMINAL for j in ids):
+        while any(scheduler.get(j).state.value not in TERMINAL_STATES for j in ids):
             await asyncio.sleep(0.05)
     await asyncio.sleep(0.1)  # the last events reach the log
 
@@ -70,7 +70,7 @@ async def test_a_thousand_job_storm_ends_every_job_exactly_once(client, auth, ap
     terminal_events = Counter()
     for job_id in ids:
         kinds = log.types(job_id)
-        ends = [k for k in kinds if k in TERMINAL]
+        ends = [k for k in kinds if k in TERMINAL_STATES]
         assert ends == [final[job_id]], (job_id, kinds)
         assert kinds[0] == "queued" and kinds[-1] == final[job_id]
         seqs = [e.seq for e in log.of(job_id)]

@@ -10,6 +10,7 @@ import contextlib
 import logging
 import math
 from collections.abc import Callable
+from dataclasses import dataclass, field
 
 import cv2
 import numpy as np
@@ -21,8 +22,8 @@ from ...schema import JobRequest, Op
 from ...schema.common import Model
 from ...stages.frequency import gaussian
 from ...stages.latent import latent_key
-from ..base import JobContext, RunInput, check_params
-from ..retouch import RetouchEngine
+from ..base import Engine, JobContext, RunInput, check_params
+from ..retouch import RetouchEngine, RetouchResume
 from ..retouch.analysis import to_unit_float
 from ..retouch.codecs import ARRAY
 from ..retouch.params import RetouchParams
@@ -74,7 +75,16 @@ class RefineParams(RetouchParams):
     guidance: float = Field(5.0, ge=0.0, le=30.0)
 
 
-class DiffusionEngine:
+@dataclass
+class DiffusionResume:
+    """What a pre-empted refine keeps: the classical result it refines, or the retouch
+    engine's own resume state while that result is still being made."""
+
+    classical: np.ndarray | None = None
+    retouch: RetouchResume = field(default_factory=RetouchResume)
+
+
+class DiffusionEngine(Engine):
     name = "diffusion"
 
     def __init__(self, model: LoadedModel, retouch: RetouchEngine, cache: StageCache) -> None:
@@ -105,11 +115,18 @@ class DiffusionEngine:
         )
         plain = job.request.model_copy(update={"params": classical.model_dump(exclude_none=True)})
         share = CLASSICAL_SHARE if params.refine > 0 else 1.0
-        result = job.saved.get("classical")
+        resume = job.resume_state(DiffusionResume)
+        result = resume.classical
         if result is None:
-            inner = RunInput(plain, job.pixels, job.seed, job.saved, job.loader, job.size)
-            result = self.retouch.run(inner, _Share(ctx, 0.0, share))
-            job.saved["classical"] = result
+            inner = RunInput(
+                request=plain,
+                seed=job.seed,
+                pixels=job.pixels,
+                loader=job.loader,
+                size=job.size,
+                resume=resume.retouch,
+            )
+            result = resume.classical = self.retouch.run(inner, _Share(ctx, 0.0, share))
         if params.refine <= 0:
             return result
         return self._refine(job, _Share(ctx, share, 1.0 - share), params, result)

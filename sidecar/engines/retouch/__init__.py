@@ -1,5 +1,5 @@
 """The classical retouch engine (CPU, no weights): see `engine.RetouchEngine`."""
 
-from .engine import RetouchEngine
+from .engine import RetouchEngine, RetouchResume
 
-__all__ = ["RetouchEngine"]
+__all__ = ["RetouchEngine", "RetouchResume"]

@@ -14,12 +14,13 @@ import cv2
 import numpy as np
 
 from ...cache.stages import StageCache, stage_key
-from ...stages import landmarks, skin
-from ...stages.landmarks import Face, FaceFinder
+from ...stages import face_mesh, skin
+from ...stages.face_geometry import Face
+from ...stages.face_mesh import FaceFinder
 from ...stages.skin import PersonSegmenter
 
 FIELD_SIDE = 1024  # long side of the analysis copy; fields are smooth at this scale
-VERSION = f"analysis/1+{landmarks.VERSION}+{skin.VERSION}+{FIELD_SIDE}"
+VERSION = f"analysis/1+{face_mesh.VERSION}+{skin.VERSION}+{FIELD_SIDE}"
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 from ...schema import Op
-from ...stages.landmarks import Face
+from ...stages.face_geometry import Face
 from .analysis import Analysis
 from .ops import Plan
 

@@ -3,17 +3,20 @@ with no downloaded weights. Always available."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+
 import numpy as np
 
 from ...cache.stages import StageCache, stage_key
 from ...schema import JobRequest, Op
-from ..base import JobContext, RunInput, check_params
+from ..base import Engine, JobContext, RunInput, check_params
 from . import analysis as analysis_mod
 from . import codecs, ops, pyramid
 from .analysis import Analyser
 from .params import RetouchParams
 from .pyramid import (
     LevelRender,
+    TiledFinal,
     downscale,
     level_size,
     levels_for,
@@ -26,10 +29,21 @@ VERSION = f"retouch/1+{ops.VERSION}+{analysis_mod.VERSION}"  # goes into result 
 ANALYSIS_WEIGHT = 1_000_000  # progress share of the analysis, in "pixels"
 
 
-class RetouchEngine:
+@dataclass
+class RetouchResume:
+    """What a pre-empted retouch job keeps: its analysis, the levels it finished (the
+    last one's pixels seed the final's preview canvas) and a tiled final's tiles."""
+
+    analysis: analysis_mod.Analysis | None = None
+    levels_done: set[str] = field(default_factory=set)
+    last_level: np.ndarray | None = None
+    canvas: np.ndarray | None = None  # the tiled final's preview, tiles pasted in
+    final: TiledFinal = field(default_factory=TiledFinal)
+
+
+class RetouchEngine(Engine):
     name = "retouch"
     ops = frozenset({Op.beauty, Op.dodge_burn, Op.volume, Op.color})
-
     version = VERSION
 
     def __init__(self, cache: StageCache | None = None) -> None:
@@ -52,17 +66,16 @@ class RetouchEngine:
         self.cache.close()
 
     def run(self, job: RunInput, ctx: JobContext) -> np.ndarray:
-        request, saved = job.request, job.saved
+        request, resume = job.request, job.resume_state(RetouchResume)
         op, t = request.op, float(request.intensity)
         params = RetouchParams.model_validate(request.params)
         width, height = job.width_height
         levels = levels_for(width, height, request.preview.progressive)
         count = len(levels) + 1
         ctx.stage("analysis", 0, count)
-        analysis = saved.get("analysis")
+        analysis = resume.analysis
         if analysis is None:  # the pixels are read only if the analysis is not cached
-            analysis = self._analyser.analyse(request.image_id, job.image)
-            saved["analysis"] = analysis
+            analysis = resume.analysis = self._analyser.analyse(request.image_id, job.image)
         plan = self._plan(request, op, params, analysis)
         work = ANALYSIS_WEIGHT + sum(np.prod(level_size(width, height, d)) for _, d in levels)
         done = [0.0]
@@ -76,32 +89,32 @@ class RetouchEngine:
         result = None
         for index, (level, divisor) in enumerate(levels, start=1):
             size = level_size(width, height, divisor)
-            if level in saved.get("levels_done", ()):
+            if level in resume.levels_done:
                 done[0] += size[0] * size[1]
                 continue
             ctx.stage(level, index, count)
             level_pixels = self._level(request.image_id, job.image, divisor)
             render = LevelRender(plan, level_pixels, 1.0 / divisor, t)
             if level == "final" and width * height > pyramid.TILED_FINAL_PIXELS:
-                canvas = saved.get("canvas")
-                if canvas is None:
-                    canvas = preview_of(saved.get("last_level", level_pixels))
-                    saved["canvas"] = canvas
+                if resume.canvas is None:
+                    last = resume.last_level
+                    resume.canvas = preview_of(last if last is not None else level_pixels)
+                canvas = resume.canvas
 
                 def report(finished: int, total: int, preview, _size=size) -> None:
                     if preview is not None:
                         ctx.preview("final", preview, step=finished, total_steps=total)
                     advance(_size[0] * _size[1] / total)
 
-                result = render_final_tiled(saved, render, canvas, report)
+                result = render_final_tiled(resume.final, render, canvas, report)
             else:
                 for box in tiles(*size):
                     render.tile(box)
                     advance(box.area)
                 result = render.result
                 ctx.preview(level, preview_of(result))
-            saved.setdefault("levels_done", set()).add(level)
-            saved["last_level"] = result
+            resume.levels_done.add(level)
+            resume.last_level = result
         assert result is not None
         return result
 

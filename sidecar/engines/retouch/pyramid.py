@@ -2,18 +2,20 @@
 
 Each level is rendered in tiles and sent as a preview when done. Over 16 MP the final
 level goes tile by tile from the centre outward, with previews as tiles complete, and
-what is finished survives a pre-emption (kept in the job's saved state).
+what is finished survives a pre-emption (kept in the job's resume state, `TiledFinal`).
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
 
 import cv2
 import numpy as np
 
-from ...imaging.encode import fit_within, to_rgb8
+from ...imaging.convert import rgb8_rounded
+from ...imaging.encode import fit_within
 from .analysis import to_unit_float
 from .ops import Plan, halo, render, touches
 from .tiles import Box, tiles
@@ -49,7 +51,7 @@ def downscale(pixels: np.ndarray, divisor: int) -> np.ndarray:
 
 
 def preview_of(pixels: np.ndarray) -> np.ndarray:
-    return to_rgb8(fit_within(pixels, PREVIEW_SIDE), pixels.dtype.itemsize * 8)
+    return rgb8_rounded(fit_within(pixels, PREVIEW_SIDE), pixels.dtype.itemsize * 8)
 
 
 class LevelRender:
@@ -78,20 +80,29 @@ class LevelRender:
         self.result[box.y0 : box.y1, box.x0 : box.x1, :3] = out.astype(self.pixels.dtype)
 
 
+@dataclass
+class TiledFinal:
+    """A tiled final level so far: the tiles rendered and the image they are in."""
+
+    tiles_done: set[int] = field(default_factory=set)
+    result: np.ndarray | None = None
+
+
 def render_final_tiled(
-    job_saved: dict,
+    so_far: TiledFinal,
     render_: LevelRender,
     canvas: np.ndarray,
     report: Callable[[int, int, np.ndarray | None], None],
 ) -> np.ndarray:
     """The final level of a large image, centre tiles first. `canvas` is a preview-sized
     image (the refine level) that finished tiles are pasted into; `report(done, total,
-    preview_or_None)` is called after every tile (a step boundary)."""
+    preview_or_None)` is called after every tile (a step boundary). `so_far` is where
+    a pre-empted render left off, and records this one's tiles."""
     boxes = tiles(render_.width, render_.height, centre_first=True)
-    done: set[int] = job_saved.setdefault("final_tiles", set())
-    if "final_result" in job_saved:
-        render_.result = job_saved["final_result"]
-    job_saved["final_result"] = render_.result
+    done = so_far.tiles_done
+    if so_far.result is not None:
+        render_.result = so_far.result
+    so_far.result = render_.result
     scale = canvas.shape[1] / render_.width
     last_preview = 0.0
     for index, box in enumerate(boxes):
@@ -118,4 +129,6 @@ def _paste(canvas: np.ndarray, result: np.ndarray, box: Box, scale: float) -> No
         return
     piece = result[box.y0 : box.y1, box.x0 : box.x1]
     small = cv2.resize(piece, (x1 - x0, y1 - y0), interpolation=cv2.INTER_AREA)
-    canvas[y0:y1, x0:x1] = to_rgb8(small.reshape(y1 - y0, x1 - x0, -1), result.dtype.itemsize * 8)
+    canvas[y0:y1, x0:x1] = rgb8_rounded(
+        small.reshape(y1 - y0, x1 - x0, -1), result.dtype.itemsize * 8
+    )

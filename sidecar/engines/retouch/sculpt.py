@@ -10,8 +10,8 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+from ...stages.face_geometry import Face
 from ...stages.frequency import gaussian
-from ...stages.landmarks import Face
 
 NOSE_BRIDGE = [168, 6, 197, 195, 5]
 FOREHEAD = [151, 9]
