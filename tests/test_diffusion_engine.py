@@ -90,9 +90,12 @@ def test_every_nth_step_can_be_fully_decoded_on_request(engine, monkeypatch):
 
 
 def test_previews_are_throttled_and_can_be_turned_off(engine):
-    _, throttled = generate(engine, steps=8)  # steps take ~10 ms: most are skipped
-    steps = [p for p in throttled.previews if p[0] == "step"]
-    assert 1 <= len(steps) < 8 and steps[-1][2] == 8  # the last step always shows
+    ticks = iter(range(1, 100))
+    engine.preview_clock = lambda: next(ticks) * 0.125  # a step takes 0.125 s here
+    _, throttled = generate(engine, steps=8)
+    steps = [p[2] for p in throttled.previews if p[0] == "step"]
+    # one preview per 0.2 s at most: every other step, and the last one always
+    assert steps == [1, 3, 5, 7, 8]
     _, quiet = generate(engine, steps=8, stream=False)
     assert [p[0] for p in quiet.previews] == ["final"]
 

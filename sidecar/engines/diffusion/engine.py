@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -86,6 +87,7 @@ class DiffusionResume:
 
 class DiffusionEngine(Engine):
     name = "diffusion"
+    preview_clock: Callable[[], float] = time.monotonic  # what step previews are timed by
 
     def __init__(self, model: LoadedModel, retouch: RetouchEngine, cache: StageCache) -> None:
         self.model = model
@@ -234,7 +236,9 @@ class DiffusionEngine(Engine):
 
     # -- the denoising loop ------------------------------------------------------------
     def _denoise(self, pipe, call: Callable, steps: int, request: JobRequest, ctx) -> np.ndarray:
-        previews = StepPreviews(self.model.family, request.preview.stream_steps)
+        previews = StepPreviews(
+            self.model.family, request.preview.stream_steps, clock=self.preview_clock
+        )
         undo = capture_x0(pipe.scheduler, previews)
 
         def on_step(_pipe, index: int, _timestep, tensors: dict) -> dict:

@@ -9,6 +9,7 @@ and SDXL latent spaces (ComfyUI and InvokeAI publish the same figures).
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 
 import cv2
 import numpy as np
@@ -55,10 +56,17 @@ def latent_to_rgb(latents: torch.Tensor, family: str, upscale: int = UPSCALE) ->
 class StepPreviews:
     """Keeps the newest x0 the scheduler predicted and decides when a preview is due."""
 
-    def __init__(self, family: str, enabled: bool, interval: float | None = None) -> None:
+    def __init__(
+        self,
+        family: str,
+        enabled: bool,
+        interval: float | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.family = family
         self.enabled = enabled
         self.interval = MIN_INTERVAL if interval is None else interval
+        self.clock = clock
         self.x0: torch.Tensor | None = None
         self._last = float("-inf")
         self.sent = 0
@@ -66,7 +74,7 @@ class StepPreviews:
     def due(self, final_step: bool) -> bool:
         if not self.enabled or self.x0 is None:
             return False
-        now = time.monotonic()
+        now = self.clock()
         if final_step or now - self._last >= self.interval:
             self._last = now
             return True
