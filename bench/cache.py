@@ -27,11 +27,8 @@ from .report import Detail, Figure, Options, Outcome, machine, median, number, s
 
 async def precompute(h: Harness, image_id: str) -> None:
     body = {"image_id": image_id, "document_id": image_id[:16], "ops": ["beauty"]}
-    url = f"{h.product.url}/v1/precompute"
-    async with h.session.post(url, json=body, headers=h.product.auth) as r:
-        assert r.status == 202, await r.text()
-        jobs = (await r.json())["job_ids"]
-    for job_id in jobs:
+    started = await h.client.precompute(body)
+    for job_id in started.job_ids:
         await h.finished(job_id)
 
 

@@ -36,18 +36,19 @@ async def product_job(h: Harness, size: int, steps: int, previews: bool, prompt:
     }
     started = time.perf_counter()
     created = await h.submit(body)
-    job_id = created["job_id"]
+    job_id = created.job_id
     await h.finished(job_id, 600)
     mine = h.events.of(job_id)
-    stages = {e["stage"]: event_time(e) for _, e in mine if e["type"] == "stage"}
-    frames = [(t, e) for t, e in mine if e["type"] == "preview" and e["level"] == "step"]
+    stages = {m.event.stage: event_time(m.event) for m in mine if m.event.type == "stage"}
+    frames = [m for m in mine if m.event.type == "preview" and m.event.level == "step"]
     return {
         "rate": steps / (stages["decode"] - stages["denoise"]),
-        "frame_bytes": [e["_bytes"] for _, e in frames],
+        "frame_bytes": [m.size for m in frames],
         "job_bytes": h.events.bytes_by_job[job_id],
-        "first": frames[0][0] - started if frames else None,
+        "first": frames[0].at - started if frames else None,
         "points": [
-            {"t": t - started, "step": e["step"], "total": e["total_steps"]} for t, e in frames
+            {"t": m.at - started, "step": m.event.step, "total": m.event.total_steps}
+            for m in frames
         ],
     }
 

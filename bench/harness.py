@@ -5,22 +5,25 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import json
 import time
 from dataclasses import dataclass, field
-from datetime import datetime
 from pathlib import Path
 
 import aiohttp
 import numpy as np
 
-from .client import Events, upload
+from sidecar.client import SidecarClient
+from sidecar.schema import TERMINAL_STATES, JobCreated, JobEvent
+
+from .events import EventLog
 from .sidecar import NaiveServer, Sidecar
 
 
-def event_time(event: dict) -> float:
+def event_time(event: JobEvent) -> float:
     """An event's own timestamp (the sidecar's clock), as seconds since the epoch."""
-    return datetime.fromisoformat(event["ts"]).timestamp()
+    return event.ts.timestamp()
 
 
 @dataclass
@@ -55,7 +58,9 @@ class NaiveReply:
 
 
 class Harness:
-    """`async with Harness(root) as h:` h.product, h.naive, h.session, h.events."""
+    """`async with Harness(root) as h:` h.product and h.naive (the processes), h.client
+    (the product's client, sidecar.client), h.events (its event log) and h.session (an
+    HTTP session for the naive server, which has no client of its own)."""
 
     def __init__(
         self, root: Path, *product_args: str, naive_model: Path | None = None, naive: bool = True
@@ -74,43 +79,43 @@ class Harness:
             for server in servers:
                 server.stop()
             raise
-        self.session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=None))
-        self.events = Events(self.session, self.product)
-        await self.events.__aenter__()
+        self._open = contextlib.AsyncExitStack()
+        try:
+            self.client = await self._open.enter_async_context(
+                SidecarClient.open(self.product.port, self.product.token)
+            )
+            self.events = await self._open.enter_async_context(EventLog(self.client))
+            self.session = await self._open.enter_async_context(
+                aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=None))
+            )
+        except BaseException:
+            await self.__aexit__()
+            raise
         return self
 
     async def __aexit__(self, *exc) -> None:
-        await self.events.__aexit__()
-        await self.session.close()
+        await self._open.aclose()
         for server in (self.product, self.naive):
             if server is not None:
                 server.stop()
 
     # -- the product ---------------------------------------------------------------
     async def upload(self, pixels: np.ndarray) -> str:
-        return await upload(self.session, self.product, pixels)
+        return (await self.client.upload_pixels(pixels)).image_id
 
-    async def submit(self, body: dict) -> dict:
-        url = f"{self.product.url}/v1/jobs"
-        async with self.session.post(url, json=body, headers=self.product.auth) as r:
-            assert r.status == 202, await r.text()
-            return await r.json()
+    async def submit(self, body: dict) -> JobCreated:
+        return await self.client.submit(body)
 
     async def result(self, job_id: str, **query) -> bytes:
-        url = f"{self.product.url}/v1/jobs/{job_id}/result"
-        params = {"format": "raw", **{k: str(v) for k, v in query.items()}}
-        async with self.session.get(url, params=params, headers=self.product.auth) as r:
-            assert r.status == 200, await r.text()
-            return await r.read()
+        """The full result as raw pixels (`query`: intensity, max_side)."""
+        return await self.client.result(job_id, "raw", **query)
 
     async def finished(self, job_id: str, timeout: float = 900) -> float:
         """Arrival time of the job's `done` event; a job that fails or is cancelled
         raises, with the end of the sidecar's log."""
-        arrived = await asyncio.wait_for(
-            self.events.expect(job_id, "done", "failed", "cancelled"), timeout
-        )
-        end = [e for _, e in self.events.of(job_id) if e["type"] in ("done", "failed", "cancelled")]
-        if end[-1]["type"] != "done":
+        arrived = await asyncio.wait_for(self.events.expect(job_id, *TERMINAL_STATES), timeout)
+        end = [m.event for m in self.events.of(job_id) if m.event.type in TERMINAL_STATES]
+        if end[-1].type != "done":
             raise RuntimeError(f"job {job_id} ended {end[-1]}:\n{self.product.log_tail()}")
         return arrived
 
@@ -119,17 +124,18 @@ class Harness:
         started = time.perf_counter()
         wall = time.time()
         created = await self.submit(body)
-        timeline = Timeline(created["job_id"], created["cached"], submitted_wall=wall)
-        if not created["cached"]:
+        timeline = Timeline(created.job_id, created.cached, submitted_wall=wall)
+        if not created.cached:
             await self.finished(timeline.job_id)
         timeline.done = time.perf_counter() - started
         if fetch:
             await self.result(timeline.job_id)
         timeline.layer = time.perf_counter() - started
-        for arrived, event in self.events.of(timeline.job_id):
-            if event["type"] == "preview":
+        for message in self.events.of(timeline.job_id):
+            event = message.event
+            if event.type == "preview":
                 timeline.previews.append(
-                    (arrived - started, event["level"], event.get("step"), event.get("total_steps"))
+                    (message.at - started, event.level, event.step, event.total_steps)
                 )
         return timeline
 

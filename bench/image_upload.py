@@ -25,10 +25,10 @@ import numpy as np
 import tifffile
 
 from sidecar.cache import ImageStore, image_id
+from sidecar.client import raw_pixel_headers
 from sidecar.imaging import decode_image, read_header
 from sidecar.imaging.pixels import Limits
 
-from .client import raw_headers
 from .harness import Harness, naive_upload_body, portrait, variant
 from .naive.cache import PREFIX_BYTES, image_key
 from .report import Detail, Figure, Options, Outcome, machine, median, number, timed
@@ -84,7 +84,7 @@ def upload_figure(h: Harness, opts: Options, pixels: np.ndarray, pause: float) -
     raw, naive = [], []
     for run in range(runs):
         body = memoryview(copies[run]).cast("B")  # the pixels themselves, no copy
-        raw += post_times(h.product, [(body, raw_headers(pixels))], 201, pause=pause)
+        raw += post_times(h.product, [(body, raw_pixel_headers(pixels))], 201, pause=pause)
         time.sleep(pause)
         naive.append(naive_post_time(h.naive, copies[runs + run]))
     return raw, naive

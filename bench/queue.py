@@ -13,12 +13,15 @@ the servers' peak RSS. Each run uses new params, so no result cache answers.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import tempfile
 import time
 from pathlib import Path
 
-from .client import wait_state
+from sidecar.client import SidecarError
+
 from .harness import Harness, event_time, portrait, variant
+from .jobs import wait_state
 from .report import Figure, Options, Outcome, machine, median, number, server_rss
 
 BATCH = 10
@@ -29,7 +32,7 @@ async def product_run(h: Harness, ids: list[str], front: str, strength: float) -
     batch = []
     for n, image_id in enumerate(ids):
         body = {"op": "beauty", "image_id": image_id, "params": params, "document_id": f"s{n}"}
-        batch.append((await h.submit(body))["job_id"])
+        batch.append((await h.submit(body)).job_id)
     await h.finished(batch[0])
     wall, clock = time.time(), time.perf_counter()
     body = {
@@ -39,15 +42,15 @@ async def product_run(h: Harness, ids: list[str], front: str, strength: float) -
         "priority": "active",
         "document_id": "front",
     }
-    job_id = (await h.submit(body))["job_id"]
+    job_id = (await h.submit(body)).job_id
     first = await asyncio.wait_for(h.events.expect(job_id, "preview"), 900)
     await h.finished(job_id)
-    started = next(e for _, e in h.events.of(job_id) if e["type"] == "started")
+    started = next(m.event for m in h.events.of(job_id) if m.event.type == "started")
     for other in batch[1:]:
-        async with h.session.delete(f"{h.product.url}/v1/jobs/{other}", headers=h.product.auth):
-            pass
+        with contextlib.suppress(SidecarError):  # 409: it has ended already
+            await h.client.cancel(other)
     for other in batch[1:]:
-        await asyncio.wait_for(wait_state(h.session, h.product, other), 900)
+        await asyncio.wait_for(wait_state(h.client, other), 900)
     return {"start": event_time(started) - wall, "first": first - clock}
 
 

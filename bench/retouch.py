@@ -26,11 +26,11 @@ from pathlib import Path
 import numpy as np
 
 from sidecar.imaging.encode import fit_within, to_rgb8
+from sidecar.schema import RETOUCH_OPS
 
 from .harness import Harness, event_time, portrait, variant
 from .report import Detail, Figure, Options, Outcome, machine, median, number, server_rss, timed
 
-OPS = ("beauty", "dodge_burn", "volume", "color")
 SCREEN_SIDE = 1024
 
 
@@ -153,15 +153,15 @@ async def apply_figures(h: Harness, opts: Options, base: np.ndarray) -> Outcome:
 async def _timed_job(h: Harness, body: dict) -> dict:
     """Seconds from `started` to the first preview and to `done` (sidecar clock)."""
     created = await h.submit(body)
-    job_id = created["job_id"]
+    job_id = created.job_id
     await h.finished(job_id)
-    mine = [event for _, event in h.events.of(job_id)]
-    started = next(event_time(e) for e in mine if e["type"] == "started")
-    preview = next(e for e in mine if e["type"] == "preview")
-    done = next(event_time(e) for e in mine if e["type"] == "done")
+    mine = [message.event for message in h.events.of(job_id)]
+    started = next(event_time(e) for e in mine if e.type == "started")
+    preview = next(e for e in mine if e.type == "preview")
+    done = next(event_time(e) for e in mine if e.type == "done")
     return {
         "first": event_time(preview) - started,
-        "level": preview["level"],
+        "level": preview.level,
         "done": done - started,
     }
 
@@ -171,7 +171,7 @@ async def per_op_table(h: Harness, opts: Options, base: np.ndarray) -> Detail:
     times: dict[tuple[str, str], list[dict]] = {}
     n = 100
     for _ in range(runs):
-        for op in OPS:
+        for op in RETOUCH_OPS:
             for mode in ("cold", "cold, progressive off"):
                 n += 1
                 image_id = await h.upload(variant(base, n))
@@ -180,7 +180,7 @@ async def per_op_table(h: Harness, opts: Options, base: np.ndarray) -> Detail:
                     body["preview"] = {"progressive": False}
                 times.setdefault((op, mode), []).append(await _timed_job(h, body))
                 if mode == "cold":  # the same image, another op: its stages are cached
-                    other = OPS[(OPS.index(op) + 1) % len(OPS)]
+                    other = RETOUCH_OPS[(RETOUCH_OPS.index(op) + 1) % len(RETOUCH_OPS)]
                     body = {"op": other, "image_id": image_id}
                     times.setdefault((other, "stages cached"), []).append(await _timed_job(h, body))
     width, height = base.shape[1], base.shape[0]
@@ -199,7 +199,7 @@ async def per_op_table(h: Harness, opts: Options, base: np.ndarray) -> Detail:
         times.setdefault(("beauty", "cold, no face"), []).append(await _timed_job(h, body))
     rows = []
     modes = ("cold", "stages cached", "cold, progressive off", "cold, close-up", "cold, no face")
-    for op in OPS:
+    for op in RETOUCH_OPS:
         for mode in modes:
             got = times.get((op, mode))
             if got:

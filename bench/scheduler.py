@@ -17,7 +17,10 @@ the naive FIFO; this table is the queue's own, on the synthetic engine.
 from __future__ import annotations
 
 import asyncio
+import base64
+import os
 import random
+import socket
 import statistics
 import tempfile
 import threading
@@ -25,63 +28,84 @@ import time
 from collections import Counter
 from pathlib import Path
 
-import aiohttp
 import numpy as np
 
-from .client import TERMINAL, Events, stalled_websocket, submit, upload, wait_state
+from sidecar.client import SidecarClient, SidecarError
+from sidecar.schema import TERMINAL_STATES
+
+from .events import EventLog
+from .jobs import synthetic_job, wait_state
 from .report import Detail, Options, Outcome, machine, median
 from .sidecar import Sidecar
 
 
+def stalled_websocket(port: int, token: str) -> socket.socket:
+    """Completes the WebSocket handshake, then never reads again (a client the typed
+    client cannot be: it always reads)."""
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.connect(("127.0.0.1", port))
+    key = base64.b64encode(os.urandom(16)).decode()
+    sock.sendall(
+        f"GET /v1/ws?token={token} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
+        f"Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
+        "Sec-WebSocket-Version: 13\r\n\r\n".encode()
+    )
+    head = b""
+    while b"\r\n\r\n" not in head:
+        head += sock.recv(1)
+    if not head.startswith(b"HTTP/1.1 101"):
+        raise RuntimeError(f"WebSocket handshake refused: {head[:40]!r}")
+    return sock
+
+
 # -- reprioritisation ----------------------------------------------------------------
-async def urgent_latency(session, sidecar, image_id, how: str, step_ms: int, rng) -> float:
+async def urgent_latency(client: SidecarClient, image_id, how: str, step_ms: int, rng) -> float:
     """Seconds from the request to the urgent job's `started` event, while a normal job
     of 20 steps is part-way through."""
-    async with Events(session, sidecar) as events:
-        running = await submit(session, sidecar, image_id, steps=20, step_ms=step_ms)
-        await wait_state(session, sidecar, running, {"running"})
+    async with EventLog(client) as events:
+        running = await synthetic_job(client, image_id, steps=20, step_ms=step_ms)
+        await wait_state(client, running, {"running"})
         await asyncio.sleep(rng.uniform(0.1, 0.5) * 20 * step_ms / 1000)
         if how == "patch":
-            waiting = await submit(session, sidecar, image_id, steps=1, step_ms=1)
+            waiting = await synthetic_job(client, image_id, steps=1, step_ms=1)
             started = events.expect(waiting, "started")
             t0 = time.perf_counter()
-            url = f"{sidecar.url}/v1/jobs/{waiting}"
-            async with session.patch(url, json={"priority": "active"}, headers=sidecar.auth) as r:
-                assert r.status == 200
+            await client.reprioritise(waiting, "active")
         else:
             t0 = time.perf_counter()
-            waiting = await submit(session, sidecar, image_id, how, steps=1, step_ms=1)
+            waiting = await synthetic_job(client, image_id, how, steps=1, step_ms=1)
             started = events.expect(waiting, "started")
         latency = await asyncio.wait_for(started, 60) - t0
-        await wait_state(session, sidecar, running)
-        await wait_state(session, sidecar, waiting)
+        await wait_state(client, running)
+        await wait_state(client, waiting)
     return latency
 
 
 # -- event throughput ---------------------------------------------------------------
-async def throughput(session, sidecar, image_id, clients: int, jobs: int) -> dict:
-    listeners = [Events(session, sidecar) for _ in range(clients)]
+async def throughput(client: SidecarClient, image_id, clients: int, jobs: int) -> dict:
+    listeners = [EventLog(client) for _ in range(clients)]
     for listener in listeners:
         await listener.__aenter__()
     try:
         t0 = time.perf_counter()
         ids = [
-            await submit(session, sidecar, image_id, steps=5, step_ms=0, preview_side=64)
+            await synthetic_job(client, image_id, steps=5, step_ms=0, preview_side=64)
             for _ in range(jobs)
         ]
         for job_id in ids:
-            await wait_state(session, sidecar, job_id)
+            await wait_state(client, job_id)
         last = [listener.expect(ids[-1], "done") for listener in listeners]
         await asyncio.wait_for(asyncio.gather(*last), 60)
         elapsed = time.perf_counter() - t0
         mine = set(ids)
         counts = [
-            sum(e.get("job_id") in mine and e["type"] != "preview" for _, e in x.arrivals)
+            sum(m.event.job_id in mine and m.event.type != "preview" for m in x.arrivals)
             for x in listeners
         ]
         state_kinds = {"queued", "started", "stage", "done"}
         states = [
-            sum(e.get("job_id") in mine and e["type"] in state_kinds for _, e in x.arrivals)
+            sum(m.event.job_id in mine and m.event.type in state_kinds for m in x.arrivals)
             for x in listeners
         ]
         frames = [x.frames for x in listeners]
@@ -98,7 +122,9 @@ async def throughput(session, sidecar, image_id, clients: int, jobs: int) -> dic
 
 
 # -- memory with a stalled client ---------------------------------------------------
-async def peak_growth(session, sidecar, image_id, previews: int, stalled: bool) -> dict:
+async def peak_growth(
+    client: SidecarClient, sidecar: Sidecar, image_id, previews: int, stalled: bool
+) -> dict:
     stall = (
         await asyncio.to_thread(stalled_websocket, sidecar.port, sidecar.token) if stalled else None
     )
@@ -113,10 +139,9 @@ async def peak_growth(session, sidecar, image_id, previews: int, stalled: bool) 
     sampler = threading.Thread(target=sample)
     sampler.start()
     try:
-        async with Events(session, sidecar) as live:
-            job_id = await submit(
-                session,
-                sidecar,
+        async with EventLog(client) as live:
+            job_id = await synthetic_job(
+                client,
                 image_id,
                 steps=previews,
                 step_ms=0,
@@ -134,10 +159,10 @@ async def peak_growth(session, sidecar, image_id, previews: int, stalled: bool) 
 
 
 # -- storm ----------------------------------------------------------------------------
-async def storm(session, sidecar, image_id, jobs: int, seed: int) -> dict:
+async def storm(client: SidecarClient, image_id, jobs: int, seed: int) -> dict:
     rng = random.Random(seed)
     priorities = ["active", "hero", "normal", "background"]
-    async with Events(session, sidecar) as events:
+    async with EventLog(client) as events:
         t0 = time.perf_counter()
         ids: list[str] = []
         for n in range(jobs):
@@ -146,26 +171,26 @@ async def storm(session, sidecar, image_id, jobs: int, seed: int) -> dict:
                 if rng.random() < 0.1
                 else {"steps": rng.randint(1, 3), "step_ms": rng.randint(0, 3), "n": n}
             )
-            ids.append(await submit(session, sidecar, image_id, rng.choice(priorities), **params))
+            ids.append(await synthetic_job(client, image_id, rng.choice(priorities), **params))
             if rng.random() < 0.05:
                 await asyncio.sleep(0.03)
             for _ in range(rng.choice([0, 0, 1, 2])):
-                url = f"{sidecar.url}/v1/jobs/{rng.choice(ids[-20:])}"
-                if rng.random() < 0.5:
-                    async with session.delete(url, headers=sidecar.auth) as r:
-                        assert r.status in (200, 202, 409)
-                else:
-                    body = {"priority": rng.choice(priorities)}
-                    async with session.patch(url, json=body, headers=sidecar.auth) as r:
-                        assert r.status in (200, 409)
+                job_id = rng.choice(ids[-20:])
+                try:  # 200 or 202; 409 when the job has ended
+                    if rng.random() < 0.5:
+                        await client.cancel(job_id)
+                    else:
+                        await client.reprioritise(job_id, rng.choice(priorities))
+                except SidecarError as exc:
+                    assert exc.status == 409, exc
         submitted = time.perf_counter() - t0
-        final = {j: (await wait_state(session, sidecar, j))["state"] for j in ids}
+        final = {j: (await wait_state(client, j)).state.value for j in ids}
         elapsed = time.perf_counter() - t0
         await asyncio.sleep(0.2)
         ends = Counter()
-        for _, event in events.arrivals:
-            if event.get("type") in TERMINAL:
-                ends[event["job_id"]] += 1
+        for message in events.arrivals:
+            if message.event.type in TERMINAL_STATES:
+                ends[message.event.job_id] += 1
     counts = Counter(final.values())
     return {
         "jobs": jobs,
@@ -186,8 +211,8 @@ async def run(opts: Options) -> Outcome:
     rows: list[list] = []
     with tempfile.TemporaryDirectory(prefix="bench-scheduler-") as tmp:
         with Sidecar(Path(tmp), "--engine", "synthetic") as sidecar:
-            async with aiohttp.ClientSession() as session:
-                image_id = await upload(session, sidecar, pixels[:96, :128].copy())
+            async with SidecarClient.open(sidecar.port, sidecar.token) as client:
+                image_id = (await client.upload_pixels(pixels[:96, :128].copy())).image_id
                 latency: dict[str, list[float]] = {"active": [], "patch": [], "hero": []}
                 hero_runs = max(runs // 2, 2)
                 for i in range(runs):  # interleaved, so all three meet the same machine state
@@ -195,7 +220,7 @@ async def run(opts: Options) -> Outcome:
                         if how == "hero" and i >= hero_runs:
                             continue
                         latency[how].append(
-                            await urgent_latency(session, sidecar, image_id, how, step_ms, rng)
+                            await urgent_latency(client, image_id, how, step_ms, rng)
                         )
                 labels = {
                     "active": "submit `active` while a normal job runs",
@@ -217,7 +242,7 @@ async def run(opts: Options) -> Outcome:
 
                 clients = 20
                 jobs = 20 if quick else 200
-                tp = await throughput(session, sidecar, image_id, clients, jobs)
+                tp = await throughput(client, image_id, clients, jobs)
                 rows.append(
                     [
                         f"events to {clients} WebSocket clients ({jobs} jobs of 5 steps)",
@@ -230,11 +255,11 @@ async def run(opts: Options) -> Outcome:
                     ]
                 )
 
-                big = await upload(session, sidecar, pixels)
+                big = (await client.upload_pixels(pixels)).image_id
                 previews = 100 if quick else 1000
-                await peak_growth(session, sidecar, big, 20, stalled=False)  # warm-up
-                free = await peak_growth(session, sidecar, big, previews, stalled=False)
-                held = await peak_growth(session, sidecar, big, previews, stalled=True)
+                await peak_growth(client, sidecar, big, 20, stalled=False)  # warm-up
+                free = await peak_growth(client, sidecar, big, previews, stalled=False)
+                held = await peak_growth(client, sidecar, big, previews, stalled=True)
                 for label, m in (("no stalled client", free), ("one stalled client", held)):
                     rows.append(
                         [
@@ -245,7 +270,7 @@ async def run(opts: Options) -> Outcome:
                         ]
                     )
 
-                s = await storm(session, sidecar, image_id, 100 if quick else 1000, seed=1234)
+                s = await storm(client, image_id, 100 if quick else 1000, seed=1234)
                 rows.append(
                     [
                         f"storm: {s['jobs']} jobs, random cancel/reprioritise",

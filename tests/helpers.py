@@ -4,13 +4,23 @@ from __future__ import annotations
 
 import io
 import json
+import socket
 from http.server import BaseHTTPRequestHandler
 
 import cv2
 import numpy as np
 import tifffile
 
-from bench.client import raw_headers  # noqa: F401 (the tests' helper too)
+from sidecar.client import raw_pixel_headers as raw_headers  # noqa: F401 (the tests' too)
+from sidecar.settings import LOOPBACK
+
+
+def free_port() -> int:
+    """A loopback port that nothing listens on now: for a sidecar a test starts, or a
+    port where none answers (so `apply` and `batch` start theirs in-process)."""
+    with socket.socket() as sock:
+        sock.bind((LOOPBACK, 0))
+        return sock.getsockname()[1]
 
 
 def encode_png(pixels: np.ndarray) -> bytes:

@@ -9,22 +9,17 @@ import http.client
 import json
 import math
 import os
-import socket
 import subprocess
 import sys
 import threading
 import time
 from pathlib import Path
 
+from helpers import free_port
+
 from sidecar.api import AccessLogger
 from sidecar.cli import build_app
 from sidecar.settings import LOOPBACK, Settings
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind((LOOPBACK, 0))
-        return sock.getsockname()[1]
 
 
 class Response:

@@ -1,5 +1,6 @@
-"""A WebSocket client on a bare socket, to send what no library would: any opcode,
-reserved bits, unmasked frames, broken UTF-8, half frames."""
+"""A WebSocket client on a bare socket, for what the typed client (sidecar.client)
+cannot do: send any opcode, reserved bits, unmasked frames, broken UTF-8, half frames,
+or open the socket and never read it again (a stalled client)."""
 
 from __future__ import annotations
 
@@ -8,21 +9,35 @@ import os
 import socket
 import struct
 
+from sidecar.settings import LOOPBACK
 
-def connect(port: int, token: str, timeout: float = 5.0) -> socket.socket:
-    """Open /v1/ws and read the 101 answer; the socket is left after the handshake."""
-    sock = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+
+def connect(
+    port: int, token: str, timeout: float = 5.0, *, receive_buffer: int | None = None
+) -> socket.socket:
+    """Open /v1/ws and read the 101 answer; the socket is left after the handshake.
+    With `receive_buffer` (bytes) the kernel's receive window is that small: a socket
+    never read again then stalls the sidecar's sends to it after a few frames."""
+    sock = socket.socket()
+    if receive_buffer is not None:  # before connecting: the window is agreed then
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, receive_buffer)
+    sock.settimeout(timeout)
+    try:
+        sock.connect((LOOPBACK, port))
+    except OSError:
+        sock.close()
+        raise
     key = base64.b64encode(os.urandom(16)).decode()
     sock.sendall(
         (
-            f"GET /v1/ws?token={token} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
+            f"GET /v1/ws?token={token} HTTP/1.1\r\nHost: {LOOPBACK}:{port}\r\n"
             "Upgrade: websocket\r\nConnection: Upgrade\r\n"
             f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n"
         ).encode()
     )
     answer = b""
     while b"\r\n\r\n" not in answer:
-        chunk = sock.recv(4096)
+        chunk = sock.recv(1)  # to the end of the answer's head, not into a frame
         if not chunk:
             raise ConnectionError("closed during the handshake")
         answer += chunk

@@ -4,34 +4,25 @@ the real sidecar: started in-process when none answers, or one already running."
 from __future__ import annotations
 
 import asyncio
-import socket
 import time
-from datetime import datetime
 
-import aiohttp
 import cv2
 import numpy as np
 import pytest
 import tifffile
-from aiohttp import web
-from helpers import encode_jpeg, encode_png, encode_tiff
+from helpers import encode_jpeg, encode_png, encode_tiff, free_port
 
-import sidecar.batch
+import sidecar.batch.outputs
 from sidecar.api.keys import SCHEDULER
 from sidecar.cache.atomic import TEMP_PREFIX
 from sidecar.cli import build_app, main
+from sidecar.client import SidecarClient, serve_in_process
 from sidecar.jobs import JobStore
 from sidecar.settings import Settings
 
 SIDE = 192
 FACE = (slice(45, 110), slice(50, 105))  # rows, columns of the face's skin in the crop
 BELOW_FACE = slice(130, None)  # suit and flag: no skin, so the exact bits stay
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -170,7 +161,7 @@ def test_an_interrupted_batch_leaves_whole_outputs_only_and_no_queued_jobs(
 ):
     folder, _ = shoot
     out = tmp_path / "out"
-    real_write = sidecar.batch.atomic_write
+    real_write = sidecar.batch.outputs.atomic_write
     written = []
 
     def half_then_interrupt(chunks):
@@ -182,7 +173,7 @@ def test_an_interrupted_batch_leaves_whole_outputs_only_and_no_queued_jobs(
         real_write(path, half_then_interrupt(chunks) if written else chunks, **kwargs)
         written.append(path.name)
 
-    monkeypatch.setattr(sidecar.batch, "atomic_write", write_then_interrupt)
+    monkeypatch.setattr(sidecar.batch.outputs, "atomic_write", write_then_interrupt)
     assert batch(folder, out) == 130
     assert "interrupted" in capsys.readouterr().out
     assert [p.name for p in out.iterdir()] == written == ["a.png"]
@@ -198,11 +189,7 @@ def test_an_interrupted_batch_leaves_whole_outputs_only_and_no_queued_jobs(
 async def test_a_running_sidecar_is_used_and_heroes_start_first(shoot, tmp_path, settings, capsys):
     folder, _ = shoot
     app = build_app(settings)  # same config dir as the command below: the same token
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    port = free_port()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
-    try:
+    async with serve_in_process(app) as port:
         argv = ["--hero", "d.jpg", "--config-dir", str(settings.config_dir)]
         started = time.monotonic()
         code = await asyncio.to_thread(batch, folder, tmp_path / "out", *argv, port=port)
@@ -211,22 +198,18 @@ async def test_a_running_sidecar_is_used_and_heroes_start_first(shoot, tmp_path,
         jobs = {job.request.document_id: job.job_id for job in app[SCHEDULER].jobs.values()}
         assert sorted(jobs) == ["a.png", "b16.png", "c.tif", "d.jpg"]
         token = settings.token_path.read_text().strip()
-        headers = {"Authorization": f"Bearer {token}"}
-        async with aiohttp.ClientSession(f"http://127.0.0.1:{port}", headers=headers) as http:
+        async with SidecarClient.open(port, token) as sidecar:
             starts = {}
             for name, job_id in jobs.items():
-                async with http.get(f"/v1/jobs/{job_id}") as response:
-                    status = await response.json()
-                assert status["state"] == "done" and status["priority"] in ("hero", "normal")
-                starts[name] = datetime.fromisoformat(status["started_at"])
+                status = await sidecar.status(job_id)
+                assert status.state == "done" and status.priority in ("hero", "normal")
+                starts[name] = status.started_at
         assert min(starts, key=starts.get) == "d.jpg"
         assert f"sidecar: port {port}" in capsys.readouterr().out
 
         wrong_token = ["--config-dir", str(tmp_path / "another-config")]
         code = await asyncio.to_thread(batch, folder, tmp_path / "out2", *wrong_token, port=port)
         assert code == 2 and "unauthorized" in capsys.readouterr().err
-    finally:
-        await runner.cleanup()
 
 
 async def test_a_color_batch_passes_the_first_five_skin_tones_to_the_rest(
@@ -239,18 +222,13 @@ async def test_a_color_batch_passes_the_first_five_skin_tones_to_the_rest(
         frame[-1, -1, 0] = index  # seven frames of one sitting
         (folder / f"f{index}.png").write_bytes(encode_png(frame))
     app = build_app(settings)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    port = free_port()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
-    try:
+    async with serve_in_process(app) as port:
         argv = ["--op", "color", "--config-dir", str(settings.config_dir)]
         code = await asyncio.to_thread(batch, folder, tmp_path / "out", *argv, port=port)
         assert code == 0
         params = {j.request.document_id: j.request.params for j in app[SCHEDULER].jobs.values()}
         token = settings.token_path.read_text().strip()
-        headers = {"Authorization": f"Bearer {token}"}
-        async with aiohttp.ClientSession(f"http://127.0.0.1:{port}", headers=headers) as http:
+        async with SidecarClient.open(port, token) as sidecar:
             tones = []
             for name in sorted(params)[:5]:
                 image_id = next(
@@ -258,11 +236,8 @@ async def test_a_color_batch_passes_the_first_five_skin_tones_to_the_rest(
                     for j in app[SCHEDULER].jobs.values()
                     if j.request.document_id == name
                 )
-                async with http.get(f"/v1/images/{image_id}/skin-tone") as response:
-                    tone = await response.json()
-                tones.append((tone["a"], tone["b"]))
-    finally:
-        await runner.cleanup()
+                tone = await sidecar.skin_tone(image_id)
+                tones.append((tone.a, tone.b))
     assert all("prior_a" not in params[f"f{i}.png"] for i in range(5))
     expected_a = sum(t[0] for t in tones) / 5
     for name in ("f5.png", "f6.png"):

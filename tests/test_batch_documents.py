@@ -6,12 +6,11 @@ orientations, a profiled 16-bit TIFF, a gray PNG, documents) comes out whole."""
 
 from __future__ import annotations
 
-import socket
-
 import cv2
 import numpy as np
 import pytest
 import tifffile
+from helpers import free_port
 from PIL import Image, ImageCms
 from psd_tools import PSDImage
 from psd_tools.api.layers import PixelLayer
@@ -79,12 +78,6 @@ def document(
 
 def channel_bytes(doc: PSDImage) -> list[list[bytes]]:
     return [[channel.data for channel in layer._channels] for layer in doc]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def run(*argv: str) -> int:

@@ -9,11 +9,16 @@ import struct
 
 import cv2
 import numpy as np
+import raw_ws
 from jobs_support import noise_image_fixture, submit, synthetic_app_fixture, upload, wait_for  # noqa: F401 (fixtures)
 
-from bench.client import stalled_websocket
 from sidecar.api.keys import BUS
 from sidecar.cli import build_app
+
+
+def stalled_socket(port: int, token: str):
+    """A WebSocket that completes its handshake and is never read again."""
+    return raw_ws.connect(port, token, receive_buffer=4096)
 
 
 def decode_frame(data: bytes) -> tuple[dict, bytes]:
@@ -127,7 +132,7 @@ async def test_a_stalled_client_stays_bounded_and_others_keep_up(client, auth, t
     # overflow every socket buffer on the way
     noise = np.random.default_rng(1).integers(0, 256, (512, 768, 3), dtype=np.uint8)
     image_id = await upload(client, auth, noise)
-    stalled = await asyncio.to_thread(stalled_websocket, client.server.port, token)
+    stalled = await asyncio.to_thread(stalled_socket, client.server.port, token)
     try:
         await _stalled_run(client, auth, token, bus, image_id)
     finally:
@@ -175,7 +180,7 @@ async def test_shutdown_does_not_wait_for_a_client_that_stopped_reading(
     noise = np.random.default_rng(2).integers(0, 256, (512, 768, 3), dtype=np.uint8)
     image_id = await upload(client, auth, noise)
     stalled = await asyncio.to_thread(
-        stalled_websocket, client.server.port, settings.token_path.read_text().strip()
+        stalled_socket, client.server.port, settings.token_path.read_text().strip()
     )
     try:
         job_id = await submit(

@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import functools
 import io
-import socket
 import struct
 
 import cv2
 import numpy as np
 import pytest
 import tifffile
+from helpers import free_port
 from PIL import Image, ImageCms, PngImagePlugin
 
 from sidecar.cli import main
@@ -131,12 +131,6 @@ def shoot(tmp_path, upright):
     )
     tifffile.imwrite(folder / "f.tif", turned(gray, 8), extratags=[(274, "H", 1, 8, True)])
     return folder, {"rgb16": rgb16, "gray": gray, "alpha": alpha}
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def run(*argv: str) -> int:

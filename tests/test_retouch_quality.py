@@ -18,9 +18,8 @@ from retouch_support import (
 )
 
 from sidecar.engines.retouch.sculpt import light_and_shade
+from sidecar.schema import RETOUCH_OPS
 from sidecar.stages.frequency import masked_gaussian
-
-OPS = ("beauty", "dodge_burn", "volume", "color")
 
 
 def upscale16(portrait: np.ndarray, width: int, height: int) -> np.ndarray:
@@ -37,7 +36,7 @@ class Case:
         self.pixels = pixels
         self.engine = new_engine()
         self.analysis = self.engine.analyse("ab" * 32, pixels)
-        self.results = {op: run_op(self.engine, pixels, op) for op in OPS}
+        self.results = {op: run_op(self.engine, pixels, op) for op in RETOUCH_OPS}
         self.core = skin_core(self.analysis)
         self.outside = untouched_region(self.analysis)
         self.face_width = self.analysis.face_width / self.analysis.scale
@@ -68,7 +67,7 @@ def test_the_portrait_has_one_face_and_a_skin_mask(case):
     assert case.outside.mean() > 0.6  # background, hair, suit
 
 
-@pytest.mark.parametrize("op", OPS)
+@pytest.mark.parametrize("op", RETOUCH_OPS)
 def test_pixels_outside_skin_stay_within_one_lsb(case, op):
     diff = np.abs(case.results[op].astype(np.int64) - case.pixels.astype(np.int64))
     assert diff[case.outside].max() <= 1

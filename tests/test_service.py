@@ -10,7 +10,6 @@ import logging.handlers
 import plistlib
 import shlex
 import shutil
-import socket
 import subprocess
 import sys
 import threading
@@ -20,18 +19,12 @@ from http.server import ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
-from helpers import FakeHealth
+from helpers import FakeHealth, free_port
 
 from sidecar import cli, service
 from sidecar.service_files import PLATFORMS, TASK_NAMESPACE, UNIT_NAME, plan, this_platform
 
 NS = {"t": TASK_NAMESPACE}
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @pytest.fixture

@@ -8,14 +8,13 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
 import threading
 from http.server import ThreadingHTTPServer
 from types import SimpleNamespace
 
 import numpy as np
 import pytest
-from helpers import FakeHealth, files_under
+from helpers import FakeHealth, files_under, free_port
 from jobs_support import submit, upload, wait_for
 
 import sidecar.cache.images
@@ -217,12 +216,6 @@ async def test_a_store_filled_past_its_limit_while_jobs_run(limited_client, limi
 
 
 # -- the command line ------------------------------------------------------------------
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def test_cache_info_and_clear(tmp_path, capsys):
     cache_dir = tmp_path / "cache"
     store = ImageStore(cache_dir / "images")

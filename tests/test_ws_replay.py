@@ -12,11 +12,10 @@ from jobs_support import noise_image_fixture, submit, synthetic_app_fixture  # n
 
 from sidecar.api.keys import BUS
 from sidecar.jobs import EventBus
-from sidecar.schema import PreviewHeader, Progress
+from sidecar.schema import TERMINAL_STATES, PreviewHeader, Progress
 from sidecar.schema.events import Done, Queued, StageEvent, Started
 from sidecar.schema.frames import decode_preview_frame
 
-TERMINAL = ("done", "failed", "cancelled")
 UNKNOWN = "f" * 32
 
 
@@ -56,7 +55,7 @@ class Reader:
 
 
 def ended(job_id: str):
-    return lambda m: m.get("job_id") == job_id and m["type"] in TERMINAL
+    return lambda m: m.get("job_id") == job_id and m["type"] in TERMINAL_STATES
 
 
 def of(messages: list[dict], job_id: str) -> list[dict]:

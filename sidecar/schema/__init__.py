@@ -19,6 +19,7 @@ from .events import (
 from .images import IMAGE_ID_PATTERN, ImageInfo, RawPixelHeaders, SkinTone
 from .jobs import (
     JOB_ID_PATTERN,
+    RETOUCH_OPS,
     TERMINAL_STATES,
     JobCreated,
     JobList,
@@ -45,6 +46,7 @@ from .service import (
 __all__ = [
     "IMAGE_ID_PATTERN",
     "JOB_ID_PATTERN",
+    "RETOUCH_OPS",
     "TERMINAL_STATES",
     "ActionRecord",
     "CancelMessage",

@@ -21,6 +21,10 @@ class Op(StrEnum):
     generate = "generate"
 
 
+# The ops that retouch an image (every op but `generate`), in the panel's order.
+RETOUCH_OPS = tuple(op for op in Op if op is not Op.generate)
+
+
 class Priority(StrEnum):
     """Queue order, first to last."""
 

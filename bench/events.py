@@ -1,0 +1,68 @@
+"""One event stream of the product (sidecar.client), kept whole for measuring: every
+job's event with the time it arrived and its size as sent."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections import Counter
+
+from sidecar.client import SidecarClient, SocketMessage
+
+
+class EventLog:
+    """`async with EventLog(client) as log:` a WebSocket of its own that follows every
+    job; `arrivals` holds each job event's message (`at`: its arrival, `size`: its
+    bytes, `event`, `jpeg` for a preview frame)."""
+
+    def __init__(self, client: SidecarClient) -> None:
+        self._client = client
+        self.arrivals: list[SocketMessage] = []
+        self.frames = 0
+        self.frame_bytes = 0
+        self.bytes_by_job: Counter[str] = Counter()  # every message of a job, as sent
+        self._waiters: list[tuple[str, tuple[str, ...], asyncio.Future]] = []
+
+    async def __aenter__(self) -> EventLog:
+        self._stream_context = self._client.events()
+        self._stream = await self._stream_context.__aenter__()
+        self._task = asyncio.create_task(self._read())
+        return self
+
+    async def __aexit__(self, *exc) -> None:
+        self._task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._task
+        await self._stream_context.__aexit__(None, None, None)
+
+    async def _read(self) -> None:
+        async for message in self._stream:
+            event = message.event
+            if event is None:  # a reply: this log sends nothing, so none comes
+                continue
+            if message.jpeg is not None:
+                self.frames += 1
+                self.frame_bytes += message.size
+            self.bytes_by_job[event.job_id] += message.size
+            self.arrivals.append(message)
+            for waiter in list(self._waiters):
+                job_id, kinds, future = waiter
+                if event.job_id == job_id and event.type in kinds:
+                    self._waiters.remove(waiter)
+                    if not future.done():
+                        future.set_result(message.at)
+
+    def of(self, job_id: str) -> list[SocketMessage]:
+        """Every event of one job so far, in the order it arrived."""
+        return [message for message in self.arrivals if message.event.job_id == job_id]
+
+    def expect(self, job_id: str, *kinds: str) -> asyncio.Future:
+        """A future with the arrival time (`time.perf_counter()`) of the first event of
+        `kinds` for `job_id` (registered up front)."""
+        future = asyncio.get_running_loop().create_future()
+        for message in self.arrivals:
+            if message.event.job_id == job_id and message.event.type in kinds:
+                future.set_result(message.at)
+                return future
+        self._waiters.append((job_id, kinds, future))
+        return future

@@ -1,0 +1,51 @@
+"""`retouch-sidecar apply` and `batch`: retouch image files through a sidecar.
+
+Every job of a batch is submitted up front (the sidecar's queue orders them, heroes
+first) while results are fetched as they finish. Outputs keep the input's format and
+bit depth and are written atomically, so an interrupted run leaves whole files or
+none. A rerun skips outputs newer than their inputs, and the sidecar's result cache
+answers the rest that it has already done.
+
+- recipe.py: the op, intensity and params from the arguments (`UsageError`: exit 2)
+- plan.py: which files, heroes first, outputs newer than inputs skipped, documents
+  that cannot be written back refused from their header
+- run.py (and prior.py, the color session prior): submit and collect on a client
+  of the sidecar (`sidecar.client`); this room speaks to the sidecar only through it
+- outputs.py: what is uploaded, and the result written as the output file
+- report.py, display.py: outcomes, the summary and the exit code; the progress bars
+- command.py: `run_command`, which cli.py calls
+"""
+
+from .command import EXIT_INTERRUPTED, run_command, run_tasks
+from .display import Display
+from .outputs import LAYER_NAMES, result_format, upload_body, write_output
+from .plan import IMAGE_TYPES, FileTask, image_files, plan_apply, plan_batch
+from .prior import SessionPrior
+from .recipe import Recipe, UsageError, parse_params, parse_value, recipe_from_args
+from .report import Outcome, Report
+from .run import process
+
+__all__ = [
+    "EXIT_INTERRUPTED",
+    "IMAGE_TYPES",
+    "LAYER_NAMES",
+    "Display",
+    "FileTask",
+    "Outcome",
+    "Recipe",
+    "Report",
+    "SessionPrior",
+    "UsageError",
+    "image_files",
+    "parse_params",
+    "parse_value",
+    "plan_apply",
+    "plan_batch",
+    "process",
+    "recipe_from_args",
+    "result_format",
+    "run_command",
+    "run_tasks",
+    "upload_body",
+    "write_output",
+]

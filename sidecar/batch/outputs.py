@@ -1,0 +1,50 @@
+"""What is uploaded for an input file, and how a result becomes its output file: flat
+files keep the input's format, depth and metadata; a Photoshop document comes back as
+the same document with the result as one more layer (docs/batch.md)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ..cache.atomic import atomic_write
+from ..imaging import psd
+from ..imaging.files import decode_result, output_file, output_format
+from ..imaging.metadata import read_file_metadata
+from ..imaging.tiff import encode_tiff
+from .plan import IMAGE_TYPES
+
+# a document's new layer is named as the panel names it in Photoshop
+LAYER_NAMES = {
+    "beauty": "Beauty",
+    "color": "Color",
+    "dodge_burn": "Dodge & Burn",
+    "volume": "Volume",
+}
+
+
+def result_format(target: Path) -> str:
+    """What to ask the sidecar for: JPEG outputs are re-encoded from a PNG."""
+    return "tiff" if target.suffix.lower() in (".tif", ".tiff", ".psd", ".psb") else "png"
+
+
+def upload_body(source: Path) -> tuple[bytes | memoryview, str]:
+    """What is uploaded for `source`: the file itself, or a document's composite (as an
+    uncompressed TIFF at its depth)."""
+    if psd.is_psd(source):
+        pixels, _ = psd.read_composite(source)
+        return encode_tiff(pixels, None), "image/tiff"
+    return source.read_bytes(), IMAGE_TYPES[source.suffix.lower()]
+
+
+def write_output(target: Path, result: bytes, source: Path | None = None, op: str = "") -> None:
+    """`result` (the sidecar's PNG or TIFF) as `target`, atomically, in the target's
+    format, carrying the metadata of `source` (the input file): its ICC profile, EXIF,
+    XMP, IPTC and resolution, and grayscale when it was gray. A Photoshop document is
+    `source` with the result as one more layer, named after `op`."""
+    if psd.is_psd(target) and source is not None:
+        pixels = decode_result(result)
+        chunks = [psd.with_result_layer(source, pixels, LAYER_NAMES.get(op, op or "Retouch"))]
+    else:
+        meta = read_file_metadata(source) if source is not None else None
+        chunks = output_file(result, output_format(target.name), meta)
+    atomic_write(target, chunks, mode=0o666)  # the umask decides, as for any new file
