@@ -8,8 +8,9 @@ import cv2
 import numpy as np
 import pytest
 
-from sidecar.stages import landmarks
-from sidecar.stages.landmarks import Face, FaceFinder, region_polygons
+from sidecar.stages import face_geometry, face_mesh
+from sidecar.stages.face_geometry import Face, region_polygons
+from sidecar.stages.face_mesh import FaceFinder
 
 
 @pytest.fixture(scope="module")
@@ -80,7 +81,7 @@ def test_lips_polygon_is_the_outer_contour(face):
     lips = region_polygons(face)["lips"][0]
     mouth_centre = (face.points[13] + face.points[14]) / 2
     assert inside(lips, mouth_centre)
-    assert 0 in landmarks.LIPS and 13 not in landmarks.LIPS
+    assert 0 in face_geometry.LIPS and 13 not in face_geometry.LIPS
 
 
 def test_upscaled_portrait_gives_the_same_face_in_its_own_coordinates(finder, portrait, face):
@@ -227,4 +228,4 @@ def test_non_canonical_pixels_are_rejected(finder, pixels):
 
 
 def test_version_names_the_stage():
-    assert landmarks.VERSION.startswith("landmarks/")
+    assert face_mesh.VERSION.startswith("landmarks/")

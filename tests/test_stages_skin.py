@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 
 from sidecar.stages import skin
-from sidecar.stages.landmarks import Face, FaceFinder, region_polygons
+from sidecar.stages.face_geometry import Face, region_polygons
+from sidecar.stages.face_mesh import FaceFinder
 from sidecar.stages.skin import PersonSegmenter, face_regions_mask, skin_mask
 
 CHEEKS_AND_CHIN = [(195, 125), (255, 122), (225, 170)]

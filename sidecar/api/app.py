@@ -30,6 +30,7 @@ from .keys import (
     PREDICTOR,
     SCHEDULER,
     SETTINGS,
+    SKIN_TONE_GATE,
     SOCKETS,
     TOKEN,
 )
@@ -58,6 +59,7 @@ def create_app(
     app[JOB_STORE] = job_store
     app[PREDICTOR] = ActionPredictor(settings.data_dir / "actions.json")
     app[SOCKETS] = weakref.WeakKeyDictionary()
+    app[SKIN_TONE_GATE] = asyncio.Semaphore(images.SKIN_TONE_AT_ONCE)
     app.cleanup_ctx.append(_imaging_pool)
     app.cleanup_ctx.append(_scheduler)
     app.on_shutdown.append(_close_sockets)

@@ -21,11 +21,15 @@ from ..imaging.decode import MEDIA_TYPES
 from ..imaging.pixels import raw_nbytes
 from ..schema import ImageInfo, Op, RawPixelHeaders, SkinTone
 from .body import Body, read_capped
-from .keys import BODY_BUFFERS, ENGINES, IMAGES, IMAGING_POOL, SETTINGS
+from .keys import BODY_BUFFERS, ENGINES, IMAGES, IMAGING_POOL, SETTINGS, SKIN_TONE_GATE
 from .responses import model_response
 
 RAW_MEDIA_TYPE = "application/octet-stream"
 EARLY_HEADER_BYTES = 256 * 1024  # try to read the header once this much has arrived
+# Skin tones measured at once (in the imaging pool, beside the worker thread): one, so
+# the pool's other thread stays free for uploads and results. See docs/design.md,
+# "Who computes".
+SKIN_TONE_AT_ONCE = 1
 
 routes = web.RouteTableDef()
 
@@ -65,7 +69,10 @@ async def image_exists(request: web.Request) -> web.Response:
 
 @routes.get("/v1/images/{image_id}/skin-tone")
 async def skin_tone(request: web.Request) -> web.Response:
-    """Runs the face and skin stages (cached) off the event loop; no job, no queue."""
+    """The one model computation outside the worker thread (docs/design.md, "Who
+    computes"): the engine reads the image's analysis (faces and skin mask) from the
+    stage cache, and computes it only when it is not there, in the imaging pool, one
+    request at a time; no job, no queue."""
     key = request.match_info["image_id"]
     store = request.app[IMAGES]
     if not await _run(request, store.has, key):  # a bad id is 404 whatever the engines
@@ -81,7 +88,7 @@ async def skin_tone(request: web.Request) -> web.Response:
             raise ImageNotFound("no such image", details={"image_id": key[:64]})
         return pixels
 
-    tone = await _run(request, measure, key, load)
+    tone = await _run_gated(request, request.app[SKIN_TONE_GATE], measure, key, load)
     a, b = tone if tone is not None else (None, None)
     return model_response(SkinTone(image_id=key, a=a, b=b))
 
@@ -167,6 +174,26 @@ async def _store(request: web.Request, body: Body, to_pixels, *args):
 async def _run(request: web.Request, fn, *args):
     loop = asyncio.get_running_loop()
     return await loop.run_in_executor(request.app[IMAGING_POOL], fn, *args)
+
+
+async def _run_gated(request: web.Request, gate: asyncio.Semaphore, fn, *args):
+    """`_run` holding `gate` until `fn` has returned in its thread: a request that goes
+    away while waiting for it cannot let another computation start beside it."""
+    await gate.acquire()
+    try:
+        loop = asyncio.get_running_loop()
+        future = loop.run_in_executor(request.app[IMAGING_POOL], fn, *args)
+    except BaseException:
+        gate.release()
+        raise
+    future.add_done_callback(partial(_release, gate))
+    return await asyncio.shield(future)
+
+
+def _release(gate: asyncio.Semaphore, future: asyncio.Future) -> None:
+    gate.release()
+    if not future.cancelled():
+        future.exception()  # retrieved: no "never retrieved" log when nobody awaited it
 
 
 def _accepted() -> dict[str, list[str]]:

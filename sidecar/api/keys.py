@@ -26,6 +26,8 @@ JOB_STORE = web.AppKey("job_store", JobStore)
 SCHEDULER = web.AppKey("scheduler", Scheduler)
 BUS = web.AppKey("bus", EventBus)
 PREDICTOR = web.AppKey("predictor", ActionPredictor)
+# one skin-tone computation at a time in the imaging pool (images.SKIN_TONE_AT_ONCE)
+SKIN_TONE_GATE = web.AppKey("skin_tone_gate", asyncio.Semaphore)
 # open WebSockets and the connection under each (to cut off a client that stops reading)
 SOCKETS = web.AppKey(
     "sockets", weakref.WeakKeyDictionary[web.WebSocketResponse, asyncio.BaseTransport | None]

@@ -5,16 +5,13 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+from .convert import rgb8_rounded
+
 PREVIEW_QUALITY = 85
 
-
-def to_rgb8(pixels: np.ndarray, depth: int) -> np.ndarray:
-    """An 8-bit RGB view of pixels in the 0..2^depth-1 range (alpha dropped)."""
-    rgb = pixels[:, :, :3]
-    if rgb.dtype == np.uint8:
-        return np.ascontiguousarray(rgb)
-    scale = 255.0 / (255 if depth == 8 else 65535)
-    return np.clip(np.rint(rgb.astype(np.float32) * scale), 0, 255).astype(np.uint8)
+# The old name of `convert.rgb8_rounded`, kept only for callers outside imaging/ and
+# stages/ that have not switched yet (engines/synthetic.py, bench/retouch.py).
+to_rgb8 = rgb8_rounded
 
 
 def fit_within(pixels: np.ndarray, max_side: int) -> np.ndarray:

@@ -90,3 +90,12 @@ def to_canonical(pixels: np.ndarray) -> np.ndarray:
 
 def depth_of(pixels: np.ndarray) -> int:
     return 8 if pixels.dtype == np.uint8 else 16
+
+
+def check_canonical(pixels: np.ndarray) -> tuple[int, int]:
+    """(height, width) of canonical pixels; ValueError for anything else."""
+    if pixels.ndim != 3 or pixels.shape[2] not in (3, 4) or pixels.dtype.kind != "u":
+        raise ValueError(f"expected canonical (H, W, 3|4) pixels, got {pixels.shape}")
+    if pixels.dtype.itemsize not in (1, 2):
+        raise ValueError(f"expected 8 or 16 bit pixels, got {pixels.dtype}")
+    return pixels.shape[0], pixels.shape[1]

@@ -30,7 +30,9 @@ import cv2
 import mediapipe as mp
 import numpy as np
 
-from .landmarks import Face, check_canonical, region_polygons, small_rgb8, to_rgb8
+from ..imaging.convert import rgb8_high_byte, small_rgb8
+from ..imaging.pixels import check_canonical
+from .face_geometry import Face, region_polygons
 from .skin_cues import colour_model, detail, highlight, log_likelihood, mahalanobis, ramp, rise
 
 VERSION = "skin/2"
@@ -112,7 +114,7 @@ def skin_mask(pixels: np.ndarray, faces: list[Face], person: np.ndarray) -> np.n
     skin = np.zeros((height, width), np.float32)
     if not faces:
         return skin
-    lab = cv2.cvtColor(to_rgb8(pixels), cv2.COLOR_RGB2Lab).astype(np.float32)
+    lab = cv2.cvtColor(rgb8_high_byte(pixels), cv2.COLOR_RGB2Lab).astype(np.float32)
     for face in faces:
         roi = _reach(face, (height, width))
         if skin[roi].size:
