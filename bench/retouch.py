@@ -25,7 +25,8 @@ from pathlib import Path
 
 import numpy as np
 
-from sidecar.imaging.encode import fit_within, to_rgb8
+from sidecar.imaging.convert import rgb8_rounded
+from sidecar.imaging.encode import fit_within
 from sidecar.schema import RETOUCH_OPS
 
 from .harness import Harness, event_time, portrait, variant
@@ -35,7 +36,7 @@ SCREEN_SIDE = 1024
 
 
 def on_screen(pixels: np.ndarray) -> np.ndarray:
-    return to_rgb8(fit_within(pixels, SCREEN_SIDE), pixels.dtype.itemsize * 8)
+    return rgb8_rounded(fit_within(pixels, SCREEN_SIDE), pixels.dtype.itemsize * 8)
 
 
 def blend(original: np.ndarray, result: np.ndarray, t: float) -> np.ndarray:

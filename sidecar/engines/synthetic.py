@@ -18,7 +18,8 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from ..imaging.encode import fit_within, to_rgb8
+from ..imaging.convert import rgb8_rounded
+from ..imaging.encode import fit_within
 from ..schema import Op
 from .base import Engine, JobContext, RunInput
 
@@ -61,7 +62,7 @@ class SyntheticEngine(Engine):
             ctx.progress((step + 1) / steps)
             if (step + 1) % preview_every == 0 or step + 1 == steps:
                 depth = pixels.dtype.itemsize * 8
-                thumb = to_rgb8(fit_within(work, preview_side), depth)
+                thumb = rgb8_rounded(fit_within(work, preview_side), depth)
                 ctx.preview("step", thumb, step=step + 1, total_steps=steps)
         limit = 255 if pixels.dtype == np.uint8 else 65535
         return np.clip(np.rint(work), 0, limit).astype(pixels.dtype)

@@ -5,13 +5,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from .convert import rgb8_rounded
-
 PREVIEW_QUALITY = 85
-
-# The old name of `convert.rgb8_rounded`, kept only for callers outside imaging/ and
-# stages/ that have not switched yet (engines/synthetic.py, bench/retouch.py).
-to_rgb8 = rgb8_rounded
 
 
 def fit_within(pixels: np.ndarray, max_side: int) -> np.ndarray:
