@@ -19,7 +19,7 @@ async def health(request: web.Request) -> web.Response:
     described: dict[str, str] = {}
     for op, engine in app[ENGINES].items():
         engines.setdefault(engine.name, []).append(op.value)
-        describe = getattr(engine, "describe", None)
+        describe = engine.describe
         if describe is not None:  # e.g. which model and LoRAs are loaded
             described[engine.name] = describe() + "; "
     queued, running = app[SCHEDULER].counts()

@@ -78,7 +78,7 @@ async def skin_tone(request: web.Request) -> web.Response:
     if not await _run(request, store.has, key):  # a bad id is 404 whatever the engines
         raise ImageNotFound("no such image", details={"image_id": key[:64]})
     engine = request.app[ENGINES].get(Op.color)
-    measure = getattr(engine, "skin_tone", None)
+    measure = engine.skin_tone if engine is not None else None
     if measure is None:
         raise EngineUnavailable("no engine measures skin tone", details={"op": "color"})
 
