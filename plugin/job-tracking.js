@@ -14,6 +14,8 @@
 const queue = require('./queue.js');
 const { isTerminal, opName } = require('./contract.js');
 
+// What `fn` resolves to, or undefined when it fails (a best-effort step: its failure
+// changes nothing the user sees).
 async function quietly(fn) {
   try {
     return await fn();
@@ -185,4 +187,4 @@ class JobTracking {
   }
 }
 
-module.exports = { JobTracking };
+module.exports = { JobTracking, quietly };

@@ -17,7 +17,7 @@
 
 const { checkAdapter } = require('./adapter-contract.js');
 const { DocumentImages } = require('./document-images.js');
-const { JobTracking } = require('./job-tracking.js');
+const { JobTracking, quietly } = require('./job-tracking.js');
 const { ResultLayers } = require('./result-layers.js');
 const { DRAFT_LEVELS, isTerminal, opName } = require('./contract.js');
 
@@ -27,14 +27,6 @@ const BUSY_MESSAGE = 'Photoshop is busy (a dialog or another plugin); the result
 function messageOf(error) {
   const message = error?.error?.message ?? error?.message;
   return typeof message === 'string' && message ? message.split('\n')[0] : 'Something went wrong.';
-}
-
-async function quietly(fn) {
-  try {
-    return await fn();
-  } catch {
-    return undefined;
-  }
 }
 
 class Panel {
