@@ -7,6 +7,7 @@ and, with `preview.stream_steps`, a cheap preview of the predicted clean image.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import math
 import time
@@ -120,14 +121,7 @@ class DiffusionEngine(Engine):
         resume = job.resume_state(DiffusionResume)
         result = resume.classical
         if result is None:
-            inner = RunInput(
-                request=plain,
-                seed=job.seed,
-                pixels=job.pixels,
-                loader=job.loader,
-                size=job.size,
-                resume=resume.retouch,
-            )
+            inner = dataclasses.replace(job, request=plain, resume=resume.retouch)
             result = resume.classical = self.retouch.run(inner, _Share(ctx, 0.0, share))
         if params.refine <= 0:
             return result
