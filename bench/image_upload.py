@@ -10,24 +10,38 @@
    baseline's base64 in JSON (the client's encoding is counted: the design needs it).
 
 The table `image_upload.md` (product only): TIFF, raw, deflate-TIFF uploads, a re-upload,
-uploads back to back, and the pieces alone (BLAKE3, TIFF decode, store write).
+uploads back to back, the pieces alone (BLAKE3, TIFF decode, store write), and the raw
+result sent back (GET …/result?format=raw) with the sidecar's CPU time for it.
+
+The event loop never blocks: the timed uploads (http.client, one sendall per body, like
+a native client), TIFF encoding, hashing and the store writes run in a thread, so the
+WebSockets stay answered (the sidecar closes one that misses its 20 s heartbeat). Jobs
+are followed with sidecar.client's JobTracker, which reopens a closed stream and reads
+the jobs' states again; a sidecar that stops answering fails the wait within 15 s, and
+every wait has a time limit, each with the end of the sidecar's log.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import http.client
 import io
+import math
+import os
 import tempfile
 import time
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import numpy as np
 import tifffile
 
 from sidecar.cache import ImageStore, image_id
-from sidecar.client import raw_pixel_headers
+from sidecar.client import JobEnd, JobTracker, SidecarClient, raw_pixel_headers
 from sidecar.imaging import decode_image, read_header
 from sidecar.imaging.pixels import Limits
+from sidecar.schema import JobCreated
 
 from .harness import Harness, naive_upload_body, portrait, variant
 from .naive.cache import PREFIX_BYTES, image_key
@@ -35,6 +49,106 @@ from .report import Detail, Figure, Options, Outcome, machine, median, number, t
 from .sidecar import NaiveServer, Sidecar
 
 CHEEK = (0.25, 0.44)  # (y, x) as shares of the frame: inside the skin mask
+JOB_TIMEOUT_S = 900.0  # one full-size Apply on a busy 2-core machine takes seconds
+
+
+class _CountedStreams:
+    """The client as the tracker sees it, counting the event streams it opens: more
+    than one means the sidecar closed one (a blocked event loop misses heartbeats)."""
+
+    def __init__(self, client: SidecarClient) -> None:
+        self._client = client
+        self.opened = 0
+
+    def __getattr__(self, name: str):
+        return getattr(self._client, name)
+
+    @contextlib.asynccontextmanager
+    async def events(self) -> AsyncIterator:
+        self.opened += 1
+        async with self._client.events() as stream:
+            yield stream
+
+
+class Jobs:
+    """`async with Jobs(h) as jobs:` the product's jobs followed to their end by
+    sidecar.client's JobTracker on a WebSocket of its own. A stream the sidecar closes
+    is reopened and the watched jobs' states read again, so a `done` sent meanwhile is
+    not lost; a sidecar that stops answering ends the wait within the tracker's 15 s,
+    and no wait outlasts `timeout`: each failure says what happened, with the end of
+    the sidecar's log."""
+
+    def __init__(self, h: Harness, timeout: float = JOB_TIMEOUT_S) -> None:
+        self._h = h
+        self.timeout = timeout
+        self._client = _CountedStreams(h.client)
+        self._ends: dict[str, asyncio.Future[JobEnd]] = {}
+
+    @property
+    def reconnects(self) -> int:
+        return max(self._client.opened - 1, 0)
+
+    async def __aenter__(self) -> Jobs:
+        self._tracker = JobTracker(self._client, on_event=lambda key, event: None)
+        self._task = asyncio.create_task(self._tracker.run())
+        self._reader = asyncio.create_task(self._read_ends())
+        await asyncio.wait_for(self._tracker.connected.wait(), 60)
+        return self
+
+    async def __aexit__(self, *exc) -> None:
+        for task in (self._reader, self._task):
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    async def _read_ends(self) -> None:
+        while True:
+            _, job_id, end = await self._tracker.ended.get()
+            future = self._ends.get(job_id)
+            if future is not None and not future.done():
+                future.set_result(end)
+
+    def _failure(self, what: str) -> RuntimeError:
+        return RuntimeError(
+            f"{what}\n--- end of the sidecar's log ---\n{self._h.product.log_tail()}"
+        )
+
+    async def finished(self, job_id: str) -> JobEnd:
+        """The job's end once it is `done`; anything else raises at once."""
+        future = self._ends.setdefault(job_id, asyncio.get_running_loop().create_future())
+        await self._tracker.watch(job_id, job_id)
+        await asyncio.wait(
+            {future, self._task}, timeout=self.timeout, return_when=asyncio.FIRST_COMPLETED
+        )
+        if not future.done():
+            if self._task.done():
+                error = None if self._task.cancelled() else self._task.exception()
+                raise self._failure(f"following job {job_id}: the job tracker stopped ({error!r})")
+            raise self._failure(
+                f"job {job_id} did not end within {self.timeout:.0f} s"
+                f" (event stream reopened {self.reconnects} times)"
+            )
+        end = future.result()
+        if end.state != "done":
+            raise self._failure(f"job {job_id} ended {end.state}: {end.code} {end.message}")
+        return end
+
+    async def apply(self, body: dict) -> JobCreated:
+        """POST /v1/jobs and wait for `done` (a result-cache hit is done already)."""
+        created = await self._h.submit(body)
+        if not created.cached:
+            await self.finished(created.job_id)
+        return created
+
+
+def process_cpu_s(pid: int) -> float:
+    """CPU time of a process so far, all its threads, in seconds (Linux: utime + stime
+    from /proc, 10 ms steps; NaN elsewhere)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError, AttributeError):
+        return math.nan
 
 
 def tiff_bytes(pixels: np.ndarray, deflate: bool = False) -> bytes:
@@ -125,25 +239,45 @@ def hashing_figures(opts: Options, width: int, height: int) -> list[Figure]:
     ]
 
 
-async def edit_figure(h: Harness, pixels: np.ndarray) -> Figure:
-    """A one-pixel edit on the cheek, shown on both servers."""
+async def naive_upload(h: Harness, pixels: np.ndarray) -> str:
+    """`h.naive_upload` with the base64 body encoded in a thread, off the event loop."""
+    body = await asyncio.to_thread(naive_upload_body, pixels)
+    headers = {"Content-Type": "application/json"}
+    async with h.session.post(f"{h.naive_url}/upload", data=body, headers=headers) as r:
+        assert r.status == 200, await r.text()
+        return (await r.json())["key"]
+
+
+def wrong_pixels(a: np.ndarray, b: np.ndarray) -> int:
+    return int(np.count_nonzero(np.any(a != b, axis=2)))
+
+
+def edited_pair(pixels: np.ndarray) -> tuple[np.ndarray, np.ndarray, int]:
+    """An image, the same with one black pixel on the cheek, and that pixel's byte offset."""
     height, width = pixels.shape[:2]
     y, x = int(CHEEK[0] * height), int(CHEEK[1] * width)
     original = variant(pixels, 900)
     edited = original.copy()
     edited[y, x] = 0  # one black pixel
-    offset = (y * width + x) * pixels.shape[2] * pixels.dtype.itemsize
+    return original, edited, (y * width + x) * pixels.shape[2] * pixels.dtype.itemsize
+
+
+async def edit_figure(h: Harness, jobs: Jobs, pixels: np.ndarray) -> tuple[Figure, str]:
+    """A one-pixel edit on the cheek, shown on both servers; with the id of the product's
+    job on the edited image (its result serves the table's result rows)."""
+    height, width = pixels.shape[:2]
+    original, edited, offset = await asyncio.to_thread(edited_pair, pixels)
     assert offset > PREFIX_BYTES
     ids = [await h.upload(original), await h.upload(edited)]
-    product = [await h.apply({"op": "beauty", "image_id": i}) for i in ids]
+    product = [await jobs.apply({"op": "beauty", "image_id": i}) for i in ids]
     results = [
         np.frombuffer(await h.result(t.job_id), pixels.dtype).reshape(pixels.shape) for t in product
     ]
-    keys = [await h.naive_upload(original)]
+    keys = [await naive_upload(h, original)]
     first = await h.naive_apply(keys[0])
-    keys.append(await h.naive_upload(edited))
+    keys.append(await naive_upload(h, edited))
     second = await h.naive_apply(keys[1])
-    wrong = int(np.count_nonzero(np.any(second.pixels() != results[1], axis=2)))
+    wrong = await asyncio.to_thread(wrong_pixels, second.pixels(), results[1])
     product_text = (
         "noticed: new id, the Apply ran" if ids[0] != ids[1] and not product[1].cached else "MISSED"
     )
@@ -153,7 +287,7 @@ async def edit_figure(h: Harness, pixels: np.ndarray) -> Figure:
         if stale
         else "noticed"
     )
-    return Figure(
+    figure = Figure(
         "7c",
         f"A one-pixel edit {offset / 1e6:.1f} MB into the image ({width}×{height})",
         "",
@@ -168,6 +302,35 @@ async def edit_figure(h: Harness, pixels: np.ndarray) -> Figure:
         " hashes; px wrong = pixels of the returned result that differ from the product's"
         " result for the edited image",
     )
+    return figure, product[1].job_id
+
+
+async def result_rows(h: Harness, opts: Options, job_id: str, nbytes: int) -> list[list]:
+    """GET …/result?format=raw of a done full-size result: the time to the last byte in
+    this client, and the CPU time the sidecar process spent on it."""
+    pid = h.product.proc.pid if h.product.proc is not None else -1
+    await h.result(job_id)  # warm: the connection, the file in the page cache
+    seconds, cpu = [], []
+    for _ in range(opts.n(5, 2)):
+        await asyncio.sleep(opts.settle)  # what the sidecar did before is not counted
+        before = process_cpu_s(pid)
+        start = time.perf_counter()
+        body = await h.result(job_id)
+        seconds.append(time.perf_counter() - start)
+        await asyncio.sleep(0.2)  # its last writes and closes, counted
+        cpu.append(process_cpu_s(pid) - before)
+        assert len(body) == nbytes, (len(body), nbytes)
+        del body
+    t = median(seconds)
+    cpu_text = "n/a (no /proc)" if math.isnan(median(cpu)) else f"{median(cpu):.3f} CPU-s"
+    return [
+        [
+            "GET raw result (from the stored file)",
+            number(t * 1000),
+            number(nbytes / 1e6 / t),
+            f"sidecar process: {cpu_text} per GET (median; to 0.2 s past the last byte)",
+        ]
+    ]
 
 
 def upload_table(root: Path, h: Harness, opts: Options, pixels: np.ndarray, pause: float):
@@ -223,16 +386,20 @@ def upload_table(root: Path, h: Harness, opts: Options, pixels: np.ndarray, paus
 async def run(opts: Options) -> Outcome:
     width, height = (600, 400) if opts.quick else (6000, 4000)
     pause = 0.1 if opts.quick else 1.5  # a retoucher's uploads are seconds apart
-    pixels = portrait(width, height)
+    pixels = await asyncio.to_thread(portrait, width, height)
     mb = pixels.nbytes / 1e6
     with tempfile.TemporaryDirectory(prefix="bench-upload-") as tmp:
-        async with Harness(Path(tmp)) as h:
+        async with Harness(Path(tmp)) as h, Jobs(h) as jobs:
             warm = pixels[:256, :256].copy()
-            await h.apply({"op": "beauty", "image_id": await h.upload(warm)})
-            await h.naive_apply(await h.naive_upload(warm))
-            raw, naive = upload_figure(h, opts, pixels, pause)
-            edit = await edit_figure(h, pixels)
-            rows = upload_table(Path(tmp), h, opts, pixels, pause)
+            await jobs.apply({"op": "beauty", "image_id": await h.upload(warm)})
+            await h.naive_apply(await naive_upload(h, warm))
+            # blocking work (http.client, TIFF encoding, hashing, fsync) in a thread
+            raw, naive = await asyncio.to_thread(upload_figure, h, opts, pixels, pause)
+            edit, edited_job = await edit_figure(h, jobs, pixels)
+            rows = await asyncio.to_thread(upload_table, Path(tmp), h, opts, pixels, pause)
+            rows += await result_rows(h, opts, edited_job, pixels.nbytes)
+            reconnects = jobs.reconnects
+    hashing = await asyncio.to_thread(hashing_figures, opts, width, height)
     rows.insert(
         1,
         [
@@ -244,7 +411,7 @@ async def run(opts: Options) -> Outcome:
     )
     where = machine()
     figures = [
-        *hashing_figures(opts, width, height),
+        *hashing,
         edit,
         Figure(
             "8",
@@ -265,6 +432,7 @@ async def run(opts: Options) -> Outcome:
         "runs": opts.n(5, 2),
         "input": f"{width}x{height} RGB 16-bit ({mb:.0f} MB of pixels), sidecar in its own process",
         "target": "POST TIFF >= 500 MB/s of pixel data",
+        "event_stream_reconnects": reconnects,  # 0 unless the sidecar closed the stream
     }
     header = ["what", "median ms", "MB/s", "note"]
     detail = Detail("image_upload", "Image upload and hashing", header, rows, meta)

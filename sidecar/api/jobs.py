@@ -10,16 +10,18 @@ import numpy as np
 from aiohttp import web
 
 from .. import errors
+from ..cache.images import OpenImage
 from ..imaging.blend import result_at_intensity
 from ..imaging.encode import encode_file, fit_within
 from ..jobs import Job, Scheduler
 from ..jobs.remake import remake
 from ..schema import JobCreated, JobList, JobPatch, JobRequest, JobState, ResultQuery
 from .keys import IMAGES, IMAGING_POOL, SCHEDULER
-from .responses import model_response
+from .responses import file_part_response, model_response
 from .validation import json_body, query
 
 routes = web.RouteTableDef()
+RAW_MEDIA_TYPE = "application/octet-stream"
 
 
 def _job(request: web.Request) -> tuple[Scheduler, Job]:
@@ -73,7 +75,7 @@ async def cancel(request: web.Request) -> web.Response:
 
 
 @routes.get("/v1/jobs/{job_id}/result")
-async def result(request: web.Request) -> web.Response:
+async def result(request: web.Request) -> web.StreamResponse:
     scheduler, job = _job(request)
     options = query(request.query, ResultQuery)
     if job.precompute:
@@ -82,34 +84,84 @@ async def result(request: web.Request) -> web.Response:
         raise errors.Conflict(
             f"the job is {job.state.value}, not done", details={"state": job.state.value}
         )
+    images = request.app[IMAGES]
     loop = asyncio.get_running_loop()
     render = partial(loop.run_in_executor, request.app[IMAGING_POOL], _render)
-    pixels = await render(request.app[IMAGES], job, options)
-    if pixels is None:  # the store's limit removed it: made again, the job stays done
-        await remake(scheduler, job)
-        pixels = await render(request.app[IMAGES], job, options)
-        if pixels is None:
-            raise errors.ResultRemakeFailed(
-                "the result was made again but removed before it was served; "
-                "the image store's limit may be too small for it",
-                details={"reason": "evicted"},
-            )
+    # The raw result as it was made is the stored file's pixel bytes: sent from the
+    # file by the kernel, never loaded (a 24 MP 16-bit result is 144 MB).
+    as_stored = (
+        options.format == "raw"
+        and options.max_side is None
+        and (options.intensity is None or options.intensity >= 1.0)
+    )
+    pixels = None
+    for remade in (False, True):
+        if remade:  # the store's limit removed it (or it was damaged): made again
+            await remake(scheduler, job)  # the job stays done
+        if as_stored:
+            stored = await _open_stored(request, job.result_id)
+            if stored is not None:
+                with stored:  # the limit leaves the file alone until it is sent
+                    return await _send_stored(request, stored)
+        # in memory only (a write behind, or one that failed), or to be blended, shrunk
+        # or encoded: the pixels themselves; None when the file is gone or damaged
+        pixels = await render(images, job, options)
+        if pixels is not None:
+            break
+    if pixels is None:
+        raise errors.ResultRemakeFailed(
+            "the result was made again but removed before it was served; "
+            "the image store's limit may be too small for it",
+            details={"reason": "evicted"},
+        )
     height, width, channels = pixels.shape
-    depth = pixels.dtype.itemsize * 8
-    headers = {
+    headers = _image_headers(width, height, channels, pixels.dtype.itemsize * 8)
+    if options.format == "raw":
+        return web.Response(body=pixels.tobytes(), headers=headers, content_type=RAW_MEDIA_TYPE)
+    data = await loop.run_in_executor(
+        request.app[IMAGING_POOL], encode_file, pixels, options.format
+    )
+    return web.Response(body=data, headers=headers, content_type=f"image/{options.format}")
+
+
+def _image_headers(width: int, height: int, channels: int, depth: int) -> dict[str, str]:
+    return {
         "X-Image-Width": str(width),
         "X-Image-Height": str(height),
         "X-Image-Channels": str(channels),
         "X-Image-Depth": str(depth),
     }
-    if options.format == "raw":
-        return web.Response(
-            body=pixels.tobytes(), headers=headers, content_type="application/octet-stream"
-        )
-    data = await loop.run_in_executor(
-        request.app[IMAGING_POOL], encode_file, pixels, options.format
+
+
+async def _send_stored(request: web.Request, stored: OpenImage) -> web.StreamResponse:
+    info = stored.info
+    headers = _image_headers(info.width, info.height, info.channels, info.depth)
+    return await file_part_response(
+        request,
+        stored.file,
+        stored.offset,
+        stored.size,
+        headers=headers,
+        content_type=RAW_MEDIA_TYPE,
     )
-    return web.Response(body=data, headers=headers, content_type=f"image/{options.format}")
+
+
+async def _open_stored(request: web.Request, key: str) -> OpenImage | None:
+    """The store's file of `key`, open and checked (in the imaging pool: a file found
+    on disk at start is hashed the first time). Closed here if the request is
+    cancelled meanwhile, so the store's limit is never kept from it."""
+    loop = asyncio.get_running_loop()
+    opening = loop.run_in_executor(request.app[IMAGING_POOL], request.app[IMAGES].open_pixels, key)
+    try:
+        return await asyncio.shield(opening)
+    except asyncio.CancelledError:
+        opening.add_done_callback(_close_opened)
+        raise
+
+
+def _close_opened(opening: asyncio.Future) -> None:
+    if not opening.cancelled() and opening.exception() is None and opening.result() is not None:
+        opening.result().close()
 
 
 def _render(images, job: Job, options: ResultQuery) -> np.ndarray | None:

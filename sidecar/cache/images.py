@@ -2,8 +2,15 @@
 
 One file per image, `images/<id[:2]>/<id>.img`: a 32-byte header (magic, width,
 height, channels, depth) and the canonical pixel bytes. Files are written atomically
-and checked on read against their own id, so a damaged or foreign file in the
-folder is reported missing and removed, never served.
+and checked against their own id, so a damaged or foreign file in the folder is
+reported missing and removed, never served. `load` hashes the pixels on every read.
+`open_pixels` (the raw result, sent from the file as it is) hashes a file once: a
+file this store wrote, or has checked since, is trusted while it is the same file on
+disk (device, inode, size and modification time as recorded after the write, the
+check or the store's own touch); a file found at start, or changed by anyone else, is
+checked first. What this cannot see: bits that rot on the disk itself, and a write in
+place that keeps the size and lands within the same clock tick as the store's last
+touch of the file (file times are coarse); the next start checks such a file again.
 
 Writes are behind: `put` returns once the pixels are hashed and held in memory, and
 one writer thread persists them in order. Until then `has` and `load` serve the
@@ -25,6 +32,7 @@ no longer needed. A removed image is simply missing: `has` is False, `load` None
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import re
@@ -38,11 +46,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, TypeVar
 
+import blake3
 import numpy as np
 
 from ..imaging.pixels import DTYPES, raw_nbytes
 from .atomic import atomic_write, remove_stale_temps
-from .keys import image_id
+from .keys import image_id, image_key_header
 from .usage import SUFFIX, default_limit, stored_files
 
 _T = TypeVar("_T")
@@ -54,6 +63,15 @@ _ID = re.compile(r"^[0-9a-f]{64}$")
 DEFAULT_PENDING_BUDGET = 2 << 30  # bytes of pixels awaiting their disk write
 DEFAULT_UNSAVED_BUDGET = 1 << 30  # bytes of pixels kept in memory after a failed write
 _MISSING = (FileNotFoundError, NotADirectoryError)  # a miss, never an error
+_CHECK_CHUNK = 16 << 20  # bytes read at a time when a file is checked once
+# A file as it is on disk: device, inode, size, modification time (ns). Another write
+# (in place or a new file renamed over it) changes it; the store's touch changes the
+# time too, and records the new one.
+_Signature = tuple[int, int, int, int]
+
+
+def _signature(st: os.stat_result) -> _Signature:
+    return st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns
 
 
 @dataclass(frozen=True)
@@ -63,6 +81,40 @@ class StoredImage:
     height: int
     channels: int
     depth: int
+
+    @property
+    def nbytes(self) -> int:
+        return raw_nbytes(self.width, self.height, self.channels, self.depth)
+
+
+class OpenImage:
+    """A stored image's file, open and checked: its canonical pixel bytes are `size`
+    bytes from `offset` of `file`, to be sent as they are. The store's limit leaves the
+    file alone until `close` (a `with` block closes it)."""
+
+    def __init__(
+        self, info: StoredImage, file: BinaryIO, offset: int, release: Callable[[], None]
+    ) -> None:
+        self.info = info
+        self.file = file
+        self.offset = offset
+        self.size = info.nbytes
+        self._release: Callable[[], None] | None = release
+
+    def close(self) -> None:
+        release, self._release = self._release, None
+        if release is None:
+            return
+        try:
+            self.file.close()
+        finally:
+            release()
+
+    def __enter__(self) -> OpenImage:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
 
 
 class ImageStore:
@@ -86,6 +138,7 @@ class ImageStore:
             self._used += found.size
         self.max_bytes = max_bytes if max_bytes is not None else default_limit(root, self._used)
         self._reading: Counter[str] = Counter()
+        self._trusted: dict[str, _Signature] = {}  # files checked (or written) as they are
         self._in_use: Callable[[], Iterable[str | None]] = tuple
         self._budget = pending_budget
         self._changed = threading.Condition()
@@ -193,33 +246,94 @@ class ImageStore:
             held = self._pending.get(key) or self._unsaved.get(key)
             if held is not None:  # a copy: a pending array's memory is recycled later
                 return held[1].copy()
-        with self._files_lock:  # the limit leaves a file alone while it is read
-            self._reading[key] += 1
+        release = self._hold(key)
         try:
-            pixels = self._read(key)
+            read = self._read(key)
         finally:
+            release()
+        if read is None:
+            return None
+        pixels, signature = read
+        if verify:
+            if image_id(pixels) != key:
+                self._remove(key)
+                return None
+            self._trust(key, signature)
+        self._touch(key)
+        return pixels
+
+    def open_pixels(self, key: str) -> OpenImage | None:
+        """The stored file of `key`, open, its pixel bytes checked against the id (once
+        per file: see the module's notes), to be sent as they are; the limit leaves the
+        file alone until the `OpenImage` is closed. None when the image is held in
+        memory only (a write still behind, or one that failed: `load` has it), missing,
+        or damaged (then the file is removed)."""
+        if not _ID.match(key):
+            return None
+        with self._changed:
+            if key in self._pending or key in self._unsaved:
+                return None
+        release = self._hold(key)
+        try:
+            file = self.path_for(key).open("rb")
+        except _MISSING:
+            release()
+            self._drop(key)
+            return None
+        except BaseException:
+            release()
+            raise
+        try:
+            info = self._read_header(key, file)
+            signature = _signature(os.fstat(file.fileno()))
+            with self._files_lock:
+                trusted = self._trusted.get(key) == signature
+            if not trusted:
+                if not _pixels_match(key, info, file, _HEADER.size):
+                    raise _Damaged
+                self._trust(key, signature)
+        except _Damaged:
+            file.close()
+            release()
+            self._remove(key)
+            return None
+        except BaseException:
+            file.close()
+            release()
+            raise
+        self._touch(key)
+        return OpenImage(info, file, _HEADER.size, release)
+
+    def _hold(self, key: str) -> Callable[[], None]:
+        """Mark `key` as being read (the limit leaves its file alone); returns the
+        release, to be called once."""
+        with self._files_lock:
+            self._reading[key] += 1
+
+        def release() -> None:
             with self._files_lock:
                 self._reading[key] -= 1
                 if not self._reading[key]:
                     del self._reading[key]
-        if pixels is None:
-            return None
-        if verify and image_id(pixels) != key:
-            self._remove(key)
-            return None
-        self._touch(key)
-        return pixels
 
-    def _read(self, key: str) -> np.ndarray | None:
-        """One open file from header to last pixel: a removal meanwhile cannot tear it."""
+        return release
 
-        def pixels_of(file) -> np.ndarray | None:
+    def _trust(self, key: str, signature: _Signature) -> None:
+        with self._files_lock:
+            self._trusted[key] = signature
+
+    def _read(self, key: str) -> tuple[np.ndarray, _Signature] | None:
+        """One open file from header to last pixel: a removal meanwhile cannot tear it.
+        With the pixels, the file as it was when opened."""
+
+        def pixels_of(file) -> tuple[np.ndarray, _Signature] | None:
             info = self._read_header(key, file)
+            signature = _signature(os.fstat(file.fileno()))
             count = info.width * info.height * info.channels
             pixels = np.fromfile(file, dtype=DTYPES[info.depth], count=count)
             if pixels.size != count:  # cut short since the header was read
                 return None
-            return pixels.reshape(info.height, info.width, info.channels)
+            return pixels.reshape(info.height, info.width, info.channels), signature
 
         return self._open(key, pixels_of)
 
@@ -247,13 +361,19 @@ class ImageStore:
         """Mark a file on disk just used; False when there is none."""
         path = self.path_for(key)
         with self._files_lock:
+            trusted = self._trusted.pop(key, None)
             try:
+                if trusted is not None and _signature(os.stat(path)) != trusted:
+                    trusted = None  # changed on disk since it was checked
                 os.utime(path)  # its place in the order after a restart
             except _MISSING:
                 self._drop_locked(key)
                 return False
             except OSError:
                 pass  # a read-only folder: the order in memory still holds
+            if trusted is not None:  # the same file: trusted with its new time
+                with contextlib.suppress(OSError):
+                    self._trusted[key] = _signature(os.stat(path))
             if key in self._files:
                 self._files.move_to_end(key)
                 return True
@@ -308,6 +428,8 @@ class ImageStore:
             self._drop_locked(key)
             self._files[key] = size
             self._used += size
+            with contextlib.suppress(OSError):  # written here from pixels of this id
+                self._trusted[key] = _signature(os.stat(self.path_for(key)))
 
     def _remove(self, key: str) -> None:
         """A damaged file: deleted, and no longer counted."""
@@ -320,6 +442,7 @@ class ImageStore:
             self._drop_locked(key)
 
     def _drop_locked(self, key: str) -> None:
+        self._trusted.pop(key, None)
         size = self._files.pop(key, None)
         if size is not None:
             self._used -= size
@@ -375,6 +498,25 @@ class ImageStore:
         if size != _HEADER.size + raw_nbytes(width, height, channels, depth):
             return None
         return StoredImage(key, width, height, channels, depth)
+
+
+def _pixels_match(key: str, info: StoredImage, file: BinaryIO, offset: int) -> bool:
+    """Whether the pixel bytes of `file` from `offset` hash to `key` (the image id:
+    keys.image_id of the same pixels), read a chunk at a time."""
+    hasher = blake3.blake3(
+        image_key_header(info.width, info.height, info.channels, info.depth),
+        max_threads=blake3.blake3.AUTO,
+    )
+    buffer = memoryview(bytearray(min(_CHECK_CHUNK, info.nbytes)))
+    file.seek(offset)
+    left = info.nbytes
+    while left:
+        got = file.readinto(buffer[: min(len(buffer), left)])
+        if not got:  # cut short since the header was read
+            return False
+        hasher.update(buffer[:got])
+        left -= got
+    return hasher.hexdigest() == key
 
 
 class _Damaged(Exception):
