@@ -22,6 +22,7 @@ class EventLog:
         self.frame_bytes = 0
         self.bytes_by_job: Counter[str] = Counter()  # every message of a job, as sent
         self._waiters: list[tuple[str, tuple[str, ...], asyncio.Future]] = []
+        self.closed: str | None = None  # why the stream ended, once it has
 
     async def __aenter__(self) -> EventLog:
         self._stream_context = self._client.events()
@@ -36,6 +37,19 @@ class EventLog:
         await self._stream_context.__aexit__(None, None, None)
 
     async def _read(self) -> None:
+        """Reads until the stream ends; then every wait still pending fails at once (a
+        log that missed events cannot time a run, and must not wait 900 s for them)."""
+        try:
+            await self._follow()
+            self.closed = "the sidecar closed the event stream"
+        except Exception as exc:  # noqa: BLE001  (any end of the stream ends the waits)
+            self.closed = f"the event stream failed: {exc!r}"
+        for _, _, future in self._waiters:
+            if not future.done():
+                future.set_exception(ConnectionError(self.closed))
+        self._waiters.clear()
+
+    async def _follow(self) -> None:
         async for message in self._stream:
             event = message.event
             if event is None:  # a reply: this log sends nothing, so none comes
@@ -64,5 +78,8 @@ class EventLog:
             if message.event.job_id == job_id and message.event.type in kinds:
                 future.set_result(message.at)
                 return future
+        if self.closed is not None:
+            future.set_exception(ConnectionError(self.closed))
+            return future
         self._waiters.append((job_id, kinds, future))
         return future
