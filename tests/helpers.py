@@ -1,11 +1,16 @@
-"""Image files and request helpers shared by the tests."""
+"""Image files, request helpers and waits shared by the tests."""
 
 from __future__ import annotations
 
+import asyncio
+import inspect
 import io
 import json
 import socket
+import time
+from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler
+from typing import Any
 
 import cv2
 import numpy as np
@@ -75,3 +80,61 @@ class FakeHealth(BaseHTTPRequestHandler):
 
     def log_message(self, *args):
         pass
+
+
+class Changes:
+    """Waiting on a condition that changes only when something calls `note()` (an event
+    arrived, a callback ran): `await changes.until(predicate)` re-checks the predicate
+    at each change and returns its value once it holds; no clock is involved but the
+    timeout."""
+
+    def __init__(self) -> None:
+        self._changed = asyncio.Event()
+
+    def note(self) -> None:
+        self._changed.set()
+
+    async def until(self, predicate: Callable[[], Any], timeout: float = 10.0, what: str = ""):
+        try:
+            async with asyncio.timeout(timeout):
+                while not (value := predicate()):
+                    self._changed.clear()
+                    await self._changed.wait()
+                return value
+        except TimeoutError:
+            raise AssertionError(f"not within {timeout} s: {what or predicate}") from None
+
+
+# Polling, for what gives no signal to wait on: another process (is it up yet? has it
+# written its files?) or the OS. Every poll in the tests goes through these two; any
+# other pause in a test is itself what is tested (a slow client, a sampling period)
+# and says so where it is.
+
+
+def wait_until(
+    predicate: Callable[[], Any], timeout: float = 30.0, interval: float = 0.05, what: str = ""
+):
+    """Call `predicate` every `interval` seconds until it returns something true, and
+    return that; AssertionError after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while not (value := predicate()):
+        if time.monotonic() >= deadline:
+            raise AssertionError(f"not within {timeout} s: {what or predicate}")
+        time.sleep(interval)  # a poll: what it waits on gives no signal
+    return value
+
+
+async def async_wait_until(
+    predicate: Callable[[], Any], timeout: float = 30.0, interval: float = 0.05, what: str = ""
+):
+    """`wait_until` for the event loop: `predicate` may be a coroutine function."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if inspect.isawaitable(value):
+            value = await value
+        if value:
+            return value
+        if time.monotonic() >= deadline:
+            raise AssertionError(f"not within {timeout} s: {what or predicate}")
+        await asyncio.sleep(interval)  # a poll: what it waits on gives no signal

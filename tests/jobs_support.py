@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import asyncio
-import time
 
 import numpy as np
 import pytest
-from helpers import raw_headers
+from helpers import Changes, raw_headers
 
+from sidecar.api.keys import BUS
 from sidecar.cli import build_app
+from sidecar.jobs.events import COALESCED
 
 TERMINAL = {"done", "failed", "cancelled"}
 
@@ -58,13 +59,51 @@ async def status(client, auth, job_id: str) -> dict:
 
 
 async def wait_for(client, auth, job_id: str, states=TERMINAL, timeout=30.0) -> dict:
-    deadline = time.monotonic() + timeout
+    """The job's status once its state is one of `states`: read again at each of the
+    job's state events on the app's bus (subscribed before the first read, so no change
+    falls between; a state changes before its event is published)."""
+    bus = client.app[BUS]
+    subscription = bus.subscribe({job_id})
+    job: dict = {}
+    try:
+        async with asyncio.timeout(timeout):
+            while (job := await status(client, auth, job_id))["state"] not in states:
+                await _next_state_event(subscription)
+    except TimeoutError:
+        raise AssertionError(f"job stuck in {job.get('state')}") from None
+    finally:
+        bus.unsubscribe(subscription)
+    return job
+
+
+async def until_ended(bus, scheduler, job_ids, timeout: float = 30.0) -> None:
+    """Until every job in `job_ids` is done, failed or cancelled, checked at each of
+    their state events on `bus`; on the loop the app runs on (a LiveServer's: through
+    `server.call`)."""
+    wanted = set(job_ids)
+    subscription = bus.subscribe(wanted)
+
+    def unfinished() -> list[str]:
+        return [j for j in wanted if scheduler.get(j).state.value not in TERMINAL]
+
+    try:
+        async with asyncio.timeout(timeout):
+            while unfinished():
+                await _next_state_event(subscription)
+    except TimeoutError:
+        raise AssertionError(f"jobs stuck: {unfinished()[:5]}") from None
+    finally:
+        bus.unsubscribe(subscription)
+
+
+async def _next_state_event(subscription) -> None:
+    """Until the subscription hands out a state event (progress and previews change no
+    state)."""
     while True:
-        job = await status(client, auth, job_id)
-        if job["state"] in states:
-            return job
-        assert time.monotonic() < deadline, f"job stuck in {job['state']}"
-        await asyncio.sleep(0.01)
+        item = await subscription.get()
+        assert item is not None, "the bus closed the subscription"
+        if not isinstance(item.event, COALESCED):
+            return
 
 
 class EventLog:
@@ -72,12 +111,28 @@ class EventLog:
 
     def __init__(self, bus) -> None:
         self.events: list = []
+        self._ended: set[str] = set()
+        self._changes = Changes()
         self._subscription = bus.subscribe()
         self._task = asyncio.create_task(self._collect())
 
     async def _collect(self) -> None:
         while (item := await self._subscription.get()) is not None:
             self.events.append(item.event)
+            if item.event.type in TERMINAL:
+                self._ended.add(item.job_id)
+            self._changes.note()
+
+    async def until(self, predicate, timeout: float = 10.0, what: str = ""):
+        """Until `predicate()` holds, checked as each event reaches the log."""
+        return await self._changes.until(predicate, timeout, what)
+
+    async def ended(self, *job_ids: str, timeout: float = 30.0) -> None:
+        """Until each job's terminal event is in the log. The bus hands out state events
+        in the order they were published: every state event published before the last
+        of these ends is in the log too (a job's own, and those of jobs run before it)."""
+        wanted = set(job_ids)
+        await self._changes.until(lambda: wanted <= self._ended, timeout, f"ends of {wanted}")
 
     def of(self, job_id: str, kind: str | None = None) -> list:
         return [e for e in self.events if e.job_id == job_id and (kind is None or e.type == kind)]

@@ -12,10 +12,9 @@ import os
 import subprocess
 import sys
 import threading
-import time
 from pathlib import Path
 
-from helpers import free_port
+from helpers import free_port, wait_until
 
 from sidecar.api import AccessLogger
 from sidecar.cli import build_app
@@ -138,16 +137,19 @@ class SidecarProcess:
             self.proc = subprocess.Popen(
                 [*command, *self.serve_args], env=self.env, stdout=log, stderr=log
             )
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            assert self.proc.poll() is None, "the sidecar exited: " + self.log()[-2000:]
-            try:
-                if self.http().request("GET", "/v1/health", timeout=2).status == 200:
-                    return self
-            except OSError:
-                pass
-            time.sleep(0.05)
-        raise AssertionError("the sidecar did not come up")
+        wait_until(self._healthy, timeout, what="the sidecar up")
+        return self
+
+    def _healthy(self) -> bool:
+        """Whether it answers /v1/health: the one sign, from another process, that it is
+        up (polled)."""
+        assert self.proc is not None and self.proc.poll() is None, (
+            "the sidecar exited: " + self.log()[-2000:]
+        )
+        try:
+            return self.http().request("GET", "/v1/health", timeout=2).status == 200
+        except OSError:
+            return False
 
     @property
     def token(self) -> str:

@@ -10,10 +10,11 @@ import contextlib
 import json
 from datetime import UTC, datetime
 
+from helpers import Changes
 from jobs_support import noise_image_fixture, submit, synthetic_app_fixture  # noqa: F401 (fixtures)
 
 from sidecar.api.keys import BUS
-from sidecar.client import FakeSidecar, JobEnd, JobTracker, SidecarClient
+from sidecar.client import FakeSidecar, JobEnd, JobTracker, SidecarClient, SidecarError
 from sidecar.schema import Done, Progress, Started
 
 
@@ -153,26 +154,49 @@ async def test_a_done_replayed_after_the_job_ended_through_the_sidecar_is_ignore
     assert len(seen) == events
 
 
-async def test_after_a_reconnection_the_watched_jobs_statuses_are_read_again():
+async def test_after_a_reconnection_the_watched_jobs_statuses_are_read_again(monkeypatch):
     """A job that ended while no stream was open, on a sidecar that kept its status but
     not its events (it restarted): the resync after the reconnection ends it."""
     fake = FakeSidecar()
     job_id, _ = await _two_jobs(fake)
     seen: list = []
+    changes = Changes()  # noted at each event the tracker handles and each failed poll
+    failed_polls: list[str] = []
+    status = fake.status
+
+    async def failing_status(asked):
+        try:
+            return await status(asked)
+        except SidecarError:
+            failed_polls.append(asked)
+            changes.note()
+            raise
+
+    monkeypatch.setattr(fake, "status", failing_status)
     async with tracking(fake, seen) as tracker:
+        handled: list = []
+        handle = tracker._event
+
+        def handle_and_note(event):
+            handle(event)
+            handled.append(event)
+            changes.note()
+
+        monkeypatch.setattr(tracker, "_event", handle_and_note)
         await tracker.watch(job_id, "mine")
         fake.emit(job_id, "started")
-        await asyncio.sleep(0.05)
+        await changes.until(lambda: ("mine", "started") in seen, what="the started event")
         fake.unreachable = True
         fake.drop_streams()
         fake.finish(job_id, "failed", code="out_of_memory", message="the GPU is full")
         fake.history.clear()  # the restarted sidecar replays nothing
-        await asyncio.sleep(0.1)  # the tracker's poll fails meanwhile
+        await changes.until(lambda: failed_polls, what="a poll while unreachable")
         assert tracker.watched  # not ended yet
         fake.unreachable = False
         key, ended_id, end = await asyncio.wait_for(tracker.ended.get(), 10)
-        fake.deliver(_done(job_id, 0))  # a late terminal event of the ended job
-        await asyncio.sleep(0.05)
+        late = _done(job_id, 0)
+        fake.deliver(late)  # a late terminal event of the ended job
+        await changes.until(lambda: late in handled, what="the late done handled")
     assert (key, ended_id) == ("mine", job_id)
     assert end == JobEnd("failed", code="out_of_memory", message="the GPU is full")
     methods = [method for method, _ in fake.calls]

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import time
 
 from bench.memory import PeakRss, run_peak_mb
 from bench.report import Figure
@@ -81,14 +80,47 @@ def test_summary_writes_markdown_json_and_the_latency_plot(tmp_path):
     assert (tmp_path / "latency.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+# The child spikes (200 MB, freed at once) when told to on its stdin, says so on its
+# stdout, and lives on until its stdin closes.
+SPIKE = (
+    "import sys; sys.stdin.readline(); b = bytearray(200_000_000); del b; "
+    "print('freed', flush=True); sys.stdin.read()"
+)
+
+
+class EndsOnceWatched:
+    """The child as run_peak_mb sees it: told to end (its stdin closed) at run_peak_mb's
+    second look, so it has read the child's memory at least once while it lived."""
+
+    def __init__(self, proc: subprocess.Popen) -> None:
+        self.proc = proc
+        self.pid = proc.pid
+        self.looks = 0
+
+    @property
+    def returncode(self) -> int | None:
+        return self.proc.returncode
+
+    def poll(self) -> int | None:
+        self.looks += 1
+        if self.looks == 2:
+            self.proc.stdin.close()
+        return self.proc.poll()
+
+
 def test_peak_rss_catches_a_short_spike_of_a_child_process():
-    code = "import time; time.sleep(0.2); b = bytearray(200_000_000); del b; time.sleep(0.8)"
-    child = subprocess.Popen([sys.executable, "-c", code])
-    peak = PeakRss(child.pid)
-    time.sleep(0.1)
-    with peak.measure():
-        time.sleep(0.5)
-    status, whole_life = run_peak_mb(child)
+    pipes = {"stdin": subprocess.PIPE, "stdout": subprocess.PIPE, "text": True}
+    with subprocess.Popen([sys.executable, "-c", SPIKE], **pipes) as child:
+        try:
+            peak = PeakRss(child.pid)
+            with peak.measure():
+                child.stdin.write("spike\n")
+                child.stdin.flush()
+                assert child.stdout.readline() == "freed\n"
+            status, whole_life = run_peak_mb(EndsOnceWatched(child))
+        finally:
+            if child.poll() is None:
+                child.kill()
     assert status == 0
     assert peak.mb is not None and peak.mb > 150
     assert whole_life > 150

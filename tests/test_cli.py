@@ -8,12 +8,11 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
 
 import pytest
-from helpers import free_port
+from helpers import free_port, wait_until
 
 
 def cli(*args: str, env: dict[str, str], **kwargs) -> subprocess.CompletedProcess:
@@ -45,15 +44,17 @@ def test_serve_health_token_and_graceful_stop(tmp_path):
         text=True,
     )
     try:
-        health = None
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline and health is None:
+
+        def health() -> dict | None:
+            assert proc.poll() is None, "the sidecar exited"
             try:
                 with urllib.request.urlopen(f"http://127.0.0.1:{port}/v1/health", timeout=2) as r:
-                    health = json.load(r)
+                    return json.load(r)
             except (urllib.error.URLError, ConnectionError):
-                time.sleep(0.1)
-        assert health is not None, "sidecar did not come up"
+                return None  # not listening yet
+
+        # another process: its health answer is the one sign that it is up
+        health = wait_until(health, timeout=30, interval=0.1, what="the sidecar up")
         assert health["status"] == "ok" and health["version"]
 
         token = cli("token", env=env, check=True).stdout.strip()

@@ -3,13 +3,11 @@ document stops it; it gives way to any user job; a likely next action prefetches
 
 from __future__ import annotations
 
-import asyncio
-
 import numpy as np
 import pytest
-from jobs_support import upload, wait_for
+from jobs_support import EventLog, upload, wait_for
 
-from sidecar.api.keys import ENGINES, SCHEDULER
+from sidecar.api.keys import BUS, ENGINES, SCHEDULER
 from sidecar.cli import build_app
 from sidecar.schema import Op
 
@@ -82,6 +80,7 @@ async def test_background_work_gives_way_to_a_user_job(aiohttp_client, slow_app,
     pixels = np.random.default_rng(4).integers(0, 256, (32, 48, 3), dtype=np.uint8)
     image_id = await upload(client, auth, pixels)
     scheduler = slow_app[SCHEDULER]
+    events = EventLog(slow_app[BUS])
     # a long background job, as precompute's would be
     body = {
         "op": "beauty",
@@ -91,7 +90,7 @@ async def test_background_work_gives_way_to_a_user_job(aiohttp_client, slow_app,
     }
     background = (await (await client.post("/v1/jobs", json=body, headers=auth)).json())["job_id"]
     await wait_for(client, auth, background, {"running"})
-    await asyncio.sleep(0.1)
+    await events.until(lambda: events.of(background, "progress"), what="a background step")
     user = {"op": "beauty", "image_id": image_id, "params": {"steps": 2, "step_ms": 5}}
     user_id = (await (await client.post("/v1/jobs", json=user, headers=auth)).json())["job_id"]
     done = await wait_for(client, auth, user_id, timeout=30)

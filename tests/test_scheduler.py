@@ -43,6 +43,7 @@ async def test_waiting_jobs_run_in_priority_order(client, auth, image_id, events
     ids = [await submit(client, auth, image_id, priority=p, steps=1, step_ms=1) for p in order]
     for job_id in ids:
         await wait_for(client, auth, job_id)
+    await events.ended(*ids)
     expected = [ids[4], ids[2], ids[1], ids[3], ids[0], ids[5]]
     assert events.started_order() == [blocker, *expected]
     assert "requeued" not in events.types(blocker)  # a hero is never pre-empted
@@ -61,6 +62,7 @@ async def test_starring_moves_a_job_to_the_front_without_interrupting(
     assert (await status(client, auth, queued[0]))["position"] == 1
     for job_id in queued:
         await wait_for(client, auth, job_id)
+    await events.ended(*queued)
     assert events.started_order() == [running, queued[2], queued[0], queued[1]]
     assert "requeued" not in events.types(running)
 
@@ -70,10 +72,12 @@ async def test_active_job_preempts_at_a_step_boundary_and_the_other_resumes(
 ):
     background = await submit(client, auth, image_id, steps=20, step_ms=25)
     await wait_for(client, auth, background, {"running"})
-    await asyncio.sleep(0.1)
+    # a step or more done, so the pre-empted run has saved steps to go on from
+    await events.until(lambda: events.of(background, "progress"), what="a background step")
     active = await submit(client, auth, image_id, priority="active", steps=2, step_ms=5)
     done_active = await wait_for(client, auth, active)
     done_background = await wait_for(client, auth, background)
+    await events.ended(active, background)
     assert done_active["state"] == done_background["state"] == "done"
     types = events.types(background)
     assert "requeued" in types
@@ -94,6 +98,7 @@ async def test_preemption_waits_for_the_step_in_progress(client, auth, image_id,
     await wait_for(client, auth, slow, {"running"})
     active = await submit(client, auth, image_id, priority="active", steps=1, step_ms=1)
     await wait_for(client, auth, active)
+    await events.ended(active)
     requeued = events.of(slow, "requeued")[0]
     started = [e for e in events.of(active, "started")][0]
     assert requeued.seq > 0 and started.ts >= requeued.ts
@@ -124,7 +129,7 @@ async def test_cancel_queued_running_finished_and_unknown(client, auth, image_id
     response = await client.delete("/v1/jobs/" + "0" * 32, headers=auth)
     assert response.status == 404
     assert (await response.json())["error"]["code"] == "job_not_found"
-    await asyncio.sleep(0.05)
+    await events.ended(queued, running, quick)  # quick ran after the others' every event
     assert events.types(queued) == ["queued", "cancelled"]
     assert events.types(running).count("cancelled") == 1
 
@@ -139,7 +144,7 @@ async def test_two_clients_cancelling_at_once_cancel_once(client, auth, image_id
     assert sorted(r.status for r in responses) in ([200, 202], [202, 202])
     await wait_for(client, auth, running)
     await wait_for(client, auth, other)
-    await asyncio.sleep(0.05)
+    await events.ended(running, other)  # other ran after running's every event
     assert events.types(running).count("cancelled") == 1
     assert (await status(client, auth, other))["state"] == "done"  # not the wrong job
 
@@ -149,7 +154,7 @@ async def test_events_carry_seq_stage_progress_and_eta(client, auth, image_id, e
     await wait_for(client, auth, first)
     second = await submit(client, auth, image_id, steps=5, step_ms=10, params={"n": 2})
     await wait_for(client, auth, second)
-    await asyncio.sleep(0.05)
+    await events.ended(first, second)
     for job_id in (first, second):
         seqs = [e.seq for e in events.of(job_id)]
         assert seqs == list(range(len(seqs)))

@@ -13,13 +13,12 @@ import shutil
 import subprocess
 import sys
 import threading
-import time
 import xml.etree.ElementTree as ET
 from http.server import ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
-from helpers import FakeHealth, free_port
+from helpers import FakeHealth, free_port, wait_until
 
 from sidecar import cli, service
 from sidecar.service_files import PLATFORMS, TASK_NAMESPACE, UNIT_NAME, plan, this_platform
@@ -237,9 +236,8 @@ def test_real_install_status_uninstall_as_a_user_unit(capsys):
     try:
         assert cli.main(["service", "install", "--port", port]) == 0
         assert path.exists()
-        deadline = time.monotonic() + 90
-        while service.running_health(int(port)) is None and time.monotonic() < deadline:
-            time.sleep(0.5)
+        # started by systemd, in a process of its own: polled until it answers
+        wait_until(lambda: service.running_health(int(port)), 90, 0.5, "the service up")
         assert cli.main(["service", "status", "--port", port]) == 0
         assert "systemctl: active" in capsys.readouterr().out
     finally:

@@ -11,10 +11,11 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
+from helpers import Changes
 from jobs_support import upload
 
-from sidecar.api.images import _run_gated
-from sidecar.api.keys import ENGINES, IMAGING_POOL
+from sidecar.api.images import SKIN_TONE_AT_ONCE, _run_gated
+from sidecar.api.keys import ENGINES, IMAGING_POOL, SKIN_TONE_GATE
 from sidecar.schema import Op
 
 
@@ -42,9 +43,24 @@ class BlockingTone:
                 self.running -= 1
 
 
+class CountedGate(asyncio.Semaphore):
+    """The skin-tone gate, noting each request that comes to it."""
+
+    def __init__(self, value: int) -> None:
+        super().__init__(value)
+        self.asked = 0
+        self.changes = Changes()
+
+    async def acquire(self):
+        self.asked += 1
+        self.changes.note()
+        return await super().acquire()
+
+
 async def test_one_skin_tone_at_a_time_and_uploads_go_on_meanwhile(app, aiohttp_client, auth):
     tone = BlockingTone()
     app[ENGINES][Op.color].skin_tone = tone.skin_tone  # this engine's measure, blocking
+    gate = app[SKIN_TONE_GATE] = CountedGate(SKIN_TONE_AT_ONCE)
     client = await aiohttp_client(app)
     ids = [await upload(client, auth, np.full((32, 32, 3), v, np.uint8)) for v in (1, 2, 3)]
 
@@ -56,7 +72,9 @@ async def test_one_skin_tone_at_a_time_and_uploads_go_on_meanwhile(app, aiohttp_
     requests = [asyncio.create_task(get(i)) for i in ids]
     try:
         assert await asyncio.to_thread(tone.entered.wait, 10)
-        await asyncio.sleep(0.1)  # time for the others to take a thread, were they let
+        # all three at the gate: one measuring, the others waiting there (were they let
+        # through, they would have asked the pool for a thread when they came to it)
+        await gate.changes.until(lambda: gate.asked == 3, what="three requests at the gate")
         # three skin tones are waiting on the imaging pool's two threads: an upload still
         # gets one
         fresh = await asyncio.wait_for(upload(client, auth, np.zeros((8, 8, 3), np.uint8)), 5)
@@ -71,11 +89,16 @@ async def test_one_skin_tone_at_a_time_and_uploads_go_on_meanwhile(app, aiohttp_
 
 async def test_a_request_that_goes_away_keeps_the_gate_until_its_thread_is_done():
     gate = asyncio.Semaphore(1)
-    release = threading.Event()
+    entered, release = threading.Event(), threading.Event()
+
+    def compute(timeout):
+        entered.set()
+        return release.wait(timeout)
+
     with ThreadPoolExecutor(max_workers=2) as pool:
         request = SimpleNamespace(app={IMAGING_POOL: pool})
-        task = asyncio.create_task(_run_gated(request, gate, release.wait, 10))
-        await asyncio.sleep(0.05)
+        task = asyncio.create_task(_run_gated(request, gate, compute, 10))
+        assert await asyncio.to_thread(entered.wait, 10)  # its computation runs
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await task

@@ -3,6 +3,7 @@ to its size cap, and survives being killed mid-write again and again."""
 
 from __future__ import annotations
 
+import os
 import random
 import subprocess
 import sys
@@ -60,11 +61,13 @@ def test_a_damaged_or_foreign_file_is_a_miss_and_is_removed(tmp_path, damage):
 def test_the_least_recently_used_files_go_past_the_cap(tmp_path):
     one = {"a": np.zeros(10_000, np.uint8)}  # ~10 KB a file: three fit under the cap
     tier = DiskTier(tmp_path, cap_bytes=35_000)
-    for key in ("old", "used", "new"):
+    an_hour_ago = time.time() - 3600
+    for age, key in enumerate(("old", "used", "new")):
         stored(tier, key, one)
-        time.sleep(0.02)
+        # written a minute apart: the order does not hang on the clock's resolution
+        written = an_hour_ago + 60 * age
+        os.utime(tier.path_for(key), (written, written))
     assert tier.get("old") is not None  # reading "old" makes it the most recent
-    time.sleep(0.02)
     stored(tier, "newest", one)
     present = {k for k in ("old", "used", "new", "newest") if tier.path_for(k).exists()}
     assert present == {"old", "new", "newest"}  # "used" was the least recently used

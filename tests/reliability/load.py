@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 
 import aiohttp
 import numpy as np
+from helpers import Changes
 
 from sidecar.schema import TERMINAL_STATES
 
@@ -30,6 +31,7 @@ class Watch:
     events: int = 0
     closed: str | None = None
     connected: asyncio.Event = field(default_factory=asyncio.Event)
+    changes: Changes = field(default_factory=Changes)  # noted at each end and the close
 
     async def follow(self, session: aiohttp.ClientSession, url: str, token: str) -> None:
         async with session.ws_connect(f"{url}/v1/ws?token={token}", max_msg_size=0) as ws:
@@ -48,7 +50,20 @@ class Watch:
                 self.latencies_ms.append((arrived - sent).total_seconds() * 1000)
                 if event["type"] in TERMINAL_STATES:
                     self.ends[event["job_id"]].append(event["type"])
+                    self.changes.note()
             self.closed = f"closed: {ws.close_code}"
+            self.changes.note()
+
+    def ended(self, job_ids) -> bool:
+        return all(self.ends.get(j) for j in job_ids)
+
+    async def until_ended(self, job_ids, timeout: float = 120.0) -> bool:
+        """Until every job in `job_ids` has had its terminal event, or the socket closed
+        (then False); AssertionError after `timeout` seconds."""
+        await self.changes.until(
+            lambda: self.ended(job_ids) or self.closed, timeout, "the jobs' ends"
+        )
+        return self.ended(job_ids)
 
 
 @dataclass
@@ -137,10 +152,8 @@ async def run_load(
                 for n in range(clients)
             )
         )
-        while not all(watch.ends.get(j) for j in job_ids):
-            if watch.closed:
-                raise AssertionError(f"the watching socket was {watch.closed}")
-            await asyncio.sleep(0.05)
+        if not await watch.until_ended(job_ids):
+            raise AssertionError(f"the watching socket was {watch.closed}")
         seconds = time.perf_counter() - started
     return LoadResult(job_ids, sum(counts, Counter()), seconds)
 

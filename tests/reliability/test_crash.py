@@ -6,13 +6,13 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import time
+from functools import partial
 
 import cv2
 import numpy as np
 import pytest
 from fuzzing import tally
-from helpers import encode_png
+from helpers import encode_png, wait_until
 from live_server import SidecarProcess
 
 from sidecar.cache.atomic import TEMP_PREFIX
@@ -45,18 +45,18 @@ def run_batch_through_kills(tmp_path, *, images: int, kills: int, steps: int) ->
     ]  # fmt: skip
     log = (tmp_path / "batch.log").open("wb")
     batch = subprocess.Popen(command, env=sidecar.env, stdout=log, stderr=log)
+
+    def written(count: int) -> bool:  # the batch's files, from another process: polled
+        assert batch.poll() is None, (tmp_path / "batch.log").read_text()
+        return len(outputs(out)) >= count
+
     try:
         for kill in range(kills):
             # let some images finish, then kill mid-job
-            want = (kill + 1) * images // (kills + 2)
-            deadline = time.monotonic() + 120
-            while len(outputs(out)) < max(want, 1):
-                assert batch.poll() is None, (tmp_path / "batch.log").read_text()
-                assert time.monotonic() < deadline, "the batch made no progress"
-                time.sleep(0.05)
-            sidecar.kill()
+            want = max((kill + 1) * images // (kills + 2), 1)
+            wait_until(partial(written, want), 120, what="the batch making progress")
+            sidecar.kill()  # returns once the process is gone, and its port with it
             tally("faults")
-            time.sleep(0.3)
             sidecar.start()  # same port, folders and token: the batch reconnects
         assert batch.wait(300) == 0, (tmp_path / "batch.log").read_text()
         names = outputs(out)

@@ -8,11 +8,12 @@ from __future__ import annotations
 import asyncio
 import errno
 import json
-import time
+import threading
 
 import numpy as np
 import pytest
 from fuzzing import tally
+from helpers import async_wait_until
 from jobs_support import EventLog, submit, upload, wait_for
 
 import sidecar.cache.disk
@@ -88,7 +89,7 @@ async def test_a_fault_mid_job_fails_that_job_and_the_next_one_runs(
     assert status["error"]["code"] == code
     assert "secret" not in json.dumps(status)  # the detail is in the log only
     assert (await wait_for(client, auth, after))["state"] == "done"
-    await asyncio.sleep(0.05)
+    await log.ended(broken, after)  # after ran once broken's every event was out
     kinds = log.types(broken)
     assert kinds[-1] == "failed" and kinds.count("failed") == 1
     assert [e.error.code for e in log.of(broken, "failed")] == [code]
@@ -177,11 +178,9 @@ async def test_clients_that_vanish_mid_stream_cost_nothing(client, auth, app, im
                     break
     await watcher.close()
     assert (await wait_for(client, auth, job_id))["state"] == "done"
-    for _ in range(200):
-        if bus.subscriber_count <= base:
-            break
-        await asyncio.sleep(0.02)
-    assert bus.subscriber_count <= base
+    # the vanished clients' handlers unsubscribe once they notice: nothing to wait on
+    # but the count (polled)
+    await async_wait_until(lambda: bus.subscriber_count <= base, 4, 0.02, "subscriptions gone")
 
 
 def test_images_kept_in_memory_after_failed_writes_are_bounded(tmp_path, monkeypatch):
@@ -202,16 +201,21 @@ async def test_a_cancel_racing_the_end_of_a_job_is_refused_or_honoured(
     store = app[IMAGES]
     real_put = store.put
     storing = asyncio.Event()
+    answered = threading.Event()
     loop = asyncio.get_running_loop()
 
     def slow_put(*args, **kwargs):
         loop.call_soon_threadsafe(storing.set)
-        time.sleep(0.3)  # a large result being hashed
+        # a large result being hashed: still at it when the DELETE is answered
+        assert answered.wait(10), "the DELETE was never answered"
         return real_put(*args, **kwargs)
 
     monkeypatch.setattr(store, "put", slow_put)
     job_id = await submit(client, auth, image_id, steps=1, step_ms=1)
     await asyncio.wait_for(storing.wait(), 10)
-    answer = await client.delete(f"/v1/jobs/{job_id}", headers=auth)
+    try:
+        answer = await client.delete(f"/v1/jobs/{job_id}", headers=auth)
+    finally:
+        answered.set()
     assert answer.status == 409, await answer.text()
     assert (await wait_for(client, auth, job_id))["state"] == "done"

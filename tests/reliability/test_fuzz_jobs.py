@@ -5,7 +5,6 @@ runs to done or cancelled: none fails in the engine for a request the API let in
 from __future__ import annotations
 
 import json
-import time
 
 import numpy as np
 import pytest
@@ -13,9 +12,10 @@ from fuzzing import fuzz, tally
 from helpers import raw_headers
 from hypothesis import given
 from hypothesis import strategies as st
+from jobs_support import until_ended
 from live_server import LiveServer
 
-from sidecar.api.keys import SCHEDULER
+from sidecar.api.keys import BUS, SCHEDULER
 from sidecar.api.openapi_routes import OPERATIONS
 from sidecar.settings import Settings
 
@@ -140,10 +140,7 @@ def test_random_job_requests_are_queued_or_refused_and_queued_ones_run(server):
     assert len(accepted) >= 10, f"{len(accepted)} accepted: the strategy is off"
     print("accepted", len(accepted))
     scheduler = server.app[SCHEDULER]
-    deadline = time.monotonic() + 120
-    while any(scheduler.get(j).state.value in ("queued", "running") for j in accepted):
-        assert time.monotonic() < deadline, "jobs stuck"
-        time.sleep(0.05)
+    server.call(until_ended(server.app[BUS], scheduler, accepted, timeout=120), timeout=130)
     failed = [scheduler.get(j) for j in accepted if scheduler.get(j).state.value == "failed"]
     assert not failed, [(j.request, j.error) for j in failed]
 

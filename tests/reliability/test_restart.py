@@ -4,15 +4,15 @@ come back in their order and run to the end; what the ETA learned survives too."
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import sqlite3
 import subprocess
 import sys
-import time
 
 import aiohttp
 import numpy as np
-from helpers import free_port
+from helpers import async_wait_until, free_port
 from jobs_support import status, submit, upload, wait_for
 
 from sidecar.cli import build_app
@@ -93,17 +93,25 @@ def start_sidecar(tmp_path, port: int) -> subprocess.Popen:
 
 
 async def wait_healthy(session: aiohttp.ClientSession, base: str, proc) -> None:
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
+    async def healthy() -> bool:  # another process: its health answer, polled
         assert proc.poll() is None, "sidecar exited"
         try:
             async with session.get(f"{base}/v1/health") as response:
-                if response.status == 200:
-                    return
+                return response.status == 200
         except aiohttp.ClientConnectionError:
-            pass
-        await asyncio.sleep(0.1)
-    raise AssertionError("sidecar did not come up")
+            return False
+
+    await async_wait_until(healthy, 60, 0.1, "the sidecar up")
+
+
+async def sse_events(session: aiohttp.ClientSession, base: str, auth: dict, job_id: str):
+    """The job's events from its SSE stream (GET /v1/jobs/{id}/events), as they come;
+    the stream ends with the job."""
+    async with session.get(f"{base}/v1/jobs/{job_id}/events", headers=auth) as response:
+        assert response.status == 200, "a queued job was lost"
+        async for line in response.content:
+            if line.startswith(b"data: "):
+                yield json.loads(line[6:])
 
 
 async def test_a_killed_sidecar_runs_its_interrupted_and_queued_jobs_again(tmp_path):
@@ -135,27 +143,21 @@ async def test_a_killed_sidecar_runs_its_interrupted_and_queued_jobs_again(tmp_p
                 async with session.post(f"{base}/v1/jobs", json=body, headers=auth) as r:
                     assert r.status == 202
                     ids.append((await r.json())["job_id"])
-            while True:
-                async with session.get(f"{base}/v1/jobs/{ids[0]}", headers=auth) as r:
-                    if (await r.json())["progress"] > 0.05:
+            async with asyncio.timeout(60):  # kill it mid-job, some steps in
+                async for event in sse_events(session, base, auth, ids[0]):
+                    if event["type"] == "progress" and event["progress"] > 0.05:
                         break
-                await asyncio.sleep(0.05)
-            await asyncio.sleep(0.5)  # the image's write-behind reaches the disk
+            # the image is on disk already: POST /v1/jobs answers 202 only once it is
             proc.kill()  # kill -9 (TerminateProcess on Windows)
             proc.wait(10)
 
             proc = start_sidecar(tmp_path, port)
             await wait_healthy(session, base, proc)
             states = {}
-            deadline = time.monotonic() + 60
-            while time.monotonic() < deadline and len(states) < 3:
-                for job_id in ids:
-                    async with session.get(f"{base}/v1/jobs/{job_id}", headers=auth) as r:
-                        assert r.status == 200, "a queued job was lost"
-                        state = (await r.json())["state"]
-                    if state in ("done", "failed", "cancelled"):
-                        states[job_id] = state
-                await asyncio.sleep(0.1)
+            async with asyncio.timeout(60):
+                for job_id in ids:  # each stream ends with its job's end
+                    async for event in sse_events(session, base, auth, job_id):
+                        states[job_id] = event["type"]
             assert states == dict.fromkeys(ids, "done")
     finally:
         proc.kill()
@@ -235,14 +237,12 @@ def test_a_crash_right_after_the_202_or_the_done_loses_nothing(tmp_path):
 
 
 def finished(sidecar, job_id: str) -> dict:
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        job = sidecar.http().request("GET", f"/v1/jobs/{job_id}").json()
-        assert "state" in job, job  # known, not job_not_found
-        if job["state"] in ("done", "failed", "cancelled"):
-            return job
-        time.sleep(0.02)
-    raise AssertionError("the job did not finish")
+    """The job's status once it has ended: its SSE stream ends with its end."""
+    stream = sidecar.http().request("GET", f"/v1/jobs/{job_id}/events", timeout=60)
+    assert stream.status == 200, stream.body[:300]  # known, not job_not_found
+    job = sidecar.http().request("GET", f"/v1/jobs/{job_id}").json()
+    assert job["state"] in ("done", "failed", "cancelled"), job
+    return job
 
 
 async def test_done_comes_only_once_the_result_and_its_record_are_on_disk(

@@ -3,7 +3,6 @@ one terminal state, its event stream agrees with its status, and the counts add 
 
 from __future__ import annotations
 
-import asyncio
 import random
 from collections import Counter
 
@@ -23,9 +22,10 @@ def app(settings):
     return build_app(settings, engines=["synthetic"])
 
 
-async def storm(client, auth, image_id: str, jobs: int, rng: random.Random) -> list[str]:
+async def storm(client, auth, image_id: str, jobs: int, rng: random.Random, drained) -> list[str]:
     """Submit `jobs` jobs; between submits, cancel or reprioritise earlier ones at random
-    (some already finished, some running, some waiting)."""
+    (some already finished, some running, some waiting). `drained()` waits until no job
+    is left waiting."""
     ids: list[str] = []
     for n in range(jobs):
         body = {
@@ -42,7 +42,7 @@ async def storm(client, auth, image_id: str, jobs: int, rng: random.Random) -> l
         assert response.status == 202, await response.text()
         ids.append((await response.json())["job_id"])
         if rng.random() < 0.05:  # now and then the queue drains and a long job runs alone
-            await asyncio.sleep(0.03)
+            await drained()
         for _ in range(rng.choice([0, 0, 1, 2])):
             target = rng.choice(ids[-20:])
             if rng.random() < 0.5:
@@ -59,12 +59,13 @@ async def test_a_thousand_job_storm_ends_every_job_exactly_once(client, auth, ap
     pixels = np.random.default_rng(3).integers(0, 256, (24, 32, 3), dtype=np.uint8)
     image_id = await upload(client, auth, pixels)
     log = EventLog(app[BUS])
-    ids = await storm(client, auth, image_id, 1000, random.Random(1234))
     scheduler = app[SCHEDULER]
-    async with asyncio.timeout(120):
-        while any(scheduler.get(j).state.value not in TERMINAL_STATES for j in ids):
-            await asyncio.sleep(0.05)
-    await asyncio.sleep(0.1)  # the last events reach the log
+
+    async def drained() -> None:  # the queue changes only with a job's events
+        await log.until(lambda: scheduler.counts()[0] == 0, 30, "an empty queue")
+
+    ids = await storm(client, auth, image_id, 1000, random.Random(1234), drained)
+    await log.ended(*ids, timeout=120)
 
     final = {j: scheduler.get(j).state.value for j in ids}
     terminal_events = Counter()

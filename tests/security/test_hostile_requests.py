@@ -5,16 +5,16 @@ file outside the stores, none is a 500."""
 
 from __future__ import annotations
 
-import asyncio
 import re
 
 import numpy as np
 import pytest
 from fuzzing import tally
 from helpers import raw_headers
+from jobs_support import until_ended
 from live_server import LiveServer
 
-from sidecar.api.keys import IMAGES, SCHEDULER
+from sidecar.api.keys import BUS, IMAGES, SCHEDULER
 from sidecar.api.openapi_routes import OPERATIONS
 from sidecar.cli import build_app
 
@@ -55,16 +55,10 @@ def job(server, portrait) -> tuple[str, str]:
     ]
     body = {"op": "beauty", "image_id": image_id, "params": {"steps": 2, "step_ms": 1}}
     job_id = http.json("POST", "/v1/jobs", body).json()["job_id"]
-    server.call(_wait_done(server, job_id))
+    scheduler = server.app[SCHEDULER]
+    server.call(until_ended(server.app[BUS], scheduler, [job_id], timeout=10), timeout=15)
+    assert scheduler.get(job_id).state.value == "done"
     return image_id, job_id
-
-
-async def _wait_done(server, job_id):
-    for _ in range(500):
-        if server.app[SCHEDULER].get(job_id).state.value == "done":
-            return
-        await asyncio.sleep(0.01)
-    raise AssertionError("job did not finish")
 
 
 def tree(root) -> dict[str, int]:

@@ -212,7 +212,9 @@ async def test_oversized_png_is_refused_from_its_header_before_the_body_ends(
         for start in range(0, len(body), 64 * 1024):
             sent = start
             yield body[start : start + 64 * 1024]
-            await asyncio.sleep(0.005)  # a real network: the refusal can overtake the body
+            # what is tested: a body that trickles in, as over a real network, which the
+            # refusal from its header overtakes (not a wait for anything)
+            await asyncio.sleep(0.005)
 
     status, payload = await post(client, auth, chunks(), {"Content-Type": "image/png"})
     assert status == 422
