@@ -17,7 +17,7 @@ import numpy as np
 import tifffile
 
 from sidecar.client import raw_pixel_headers as raw_headers  # noqa: F401 (the tests' too)
-from sidecar.settings import LOOPBACK
+from sidecar.settings import LOOPBACK, Settings
 
 
 def free_port() -> int:
@@ -26,6 +26,28 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind((LOOPBACK, 0))
         return sock.getsockname()[1]
+
+
+# Gray+alpha inputs: (format, depth, the TIFF's extra sample)
+GRAY_ALPHA = [
+    ("tiff", 8, "unassalpha"),
+    ("tiff", 8, "assocalpha"),
+    ("tiff", 16, "unassalpha"),
+    ("tiff", 16, "assocalpha"),
+    ("png", 8, None),
+    ("png", 16, None),
+]
+
+
+def settings_under(tmp_path, **overrides) -> Settings:
+    """Settings whose folders are all under `tmp_path` (port 0: any free one)."""
+    return Settings(
+        cache_dir=tmp_path / "cache",
+        config_dir=tmp_path / "config",
+        data_dir=tmp_path / "data",
+        port=0,
+        **overrides,
+    )
 
 
 def encode_png(pixels: np.ndarray) -> bytes:

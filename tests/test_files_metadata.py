@@ -11,7 +11,7 @@ import cv2
 import numpy as np
 import pytest
 import tifffile
-from helpers import free_port
+from helpers import GRAY_ALPHA, free_port
 from PIL import Image, ImageCms, PngImagePlugin
 
 from sidecar.cli import main
@@ -240,17 +240,6 @@ def test_apply_carries_metadata_across_formats(shoot, tmp_path):
     assert run("apply", str(tif), str(again)) == 0
     tags = tiff_tags(again)
     assert tags[34665]["DateTimeOriginal"] == DATE and tags[34675] == profile()
-
-
-# Gray+alpha inputs: (format, depth, the TIFF's extra sample)
-GRAY_ALPHA = [
-    ("tiff", 8, "unassalpha"),
-    ("tiff", 8, "assocalpha"),
-    ("tiff", 16, "unassalpha"),
-    ("tiff", 16, "assocalpha"),
-    ("png", 8, None),
-    ("png", 16, None),
-]
 
 
 def gray_alpha(depth: int, height: int = 23, width: int = 37) -> np.ndarray:

@@ -6,6 +6,7 @@ import cv2
 import numpy as np
 import pytest
 from helpers import (
+    GRAY_ALPHA,
     encode_jpeg,
     encode_png,
     encode_tiff,
@@ -105,17 +106,7 @@ async def test_gray_becomes_rgb_and_gray_alpha_becomes_rgba(client, auth, portra
     assert info["channels"] == 3
 
 
-@pytest.mark.parametrize(
-    ("kind", "depth", "extra"),
-    [
-        ("tiff", 8, "unassalpha"),
-        ("tiff", 8, "assocalpha"),
-        ("tiff", 16, "unassalpha"),
-        ("tiff", 16, "assocalpha"),
-        ("png", 8, None),
-        ("png", 16, None),
-    ],
-)
+@pytest.mark.parametrize(("kind", "depth", "extra"), GRAY_ALPHA)
 async def test_gray_alpha_tiff_and_png_upload_as_rgba_at_their_depth(
     client, auth, portrait, kind, depth, extra
 ):

@@ -12,6 +12,7 @@ import json
 
 import numpy as np
 import pytest
+from helpers import settings_under
 from jobs_support import status, submit, upload, wait_for
 
 from sidecar.api.keys import BUS, IMAGES, SCHEDULER
@@ -32,13 +33,7 @@ def picture(n: int) -> np.ndarray:
 
 @pytest.fixture
 def small(tmp_path) -> Settings:
-    return Settings(
-        cache_dir=tmp_path / "cache",
-        config_dir=tmp_path / "config",
-        data_dir=tmp_path / "data",
-        port=0,
-        store_max_bytes=LIMIT,
-    )
+    return settings_under(tmp_path, store_max_bytes=LIMIT)
 
 
 async def start(aiohttp_client, settings: Settings):

@@ -16,7 +16,7 @@ import threading
 
 import numpy as np
 import pytest
-from helpers import async_wait_until
+from helpers import async_wait_until, settings_under
 from jobs_support import submit, synthetic_app_fixture, upload, wait_for  # noqa: F401
 
 import sidecar.api.jobs as jobs_api
@@ -213,13 +213,7 @@ LIMIT = 12 * IMAGE_BYTES
 
 @pytest.fixture
 def small(tmp_path) -> Settings:
-    return Settings(
-        cache_dir=tmp_path / "cache",
-        config_dir=tmp_path / "config",
-        data_dir=tmp_path / "data",
-        port=0,
-        store_max_bytes=LIMIT,
-    )
+    return settings_under(tmp_path, store_max_bytes=LIMIT)
 
 
 async def fill(client, auth, store: ImageStore, first: int, count: int) -> None:

@@ -14,7 +14,7 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
-from helpers import FakeHealth, files_under, free_port
+from helpers import FakeHealth, files_under, free_port, settings_under
 from jobs_support import submit, upload, wait_for
 
 import sidecar.cache.images
@@ -149,13 +149,7 @@ def test_the_setting_comes_from_the_flag_or_the_environment(monkeypatch):
 # -- through the app, with jobs running ----------------------------------------------------
 @pytest.fixture
 def limited(tmp_path) -> Settings:
-    return Settings(
-        cache_dir=tmp_path / "cache",
-        config_dir=tmp_path / "config",
-        data_dir=tmp_path / "data",
-        port=0,
-        store_max_bytes=LIMIT,
-    )
+    return settings_under(tmp_path, store_max_bytes=LIMIT)
 
 
 @pytest.fixture
