@@ -22,7 +22,16 @@ from pathlib import Path
 from .report import Options, machine, write_report
 from .summary import write_summary
 
-MODULES = ("retouch", "cache", "diffusion", "batch", "image_upload", "queue", "scheduler")
+MODULES = (
+    "retouch",
+    "cache",
+    "diffusion",
+    "batch",
+    "image_upload",
+    "queue",
+    "scheduler",
+    "cluster",
+)
 
 
 def _order(number: str) -> tuple[int, bool, str]:
@@ -55,6 +64,9 @@ def main(argv: list[str] | None = None) -> int:
     for name in args.only or MODULES:
         if name == "diffusion" and importlib.util.find_spec("torch") is None:
             print("== diffusion: skipped (no torch: the diffusion extra)", file=sys.stderr)
+            continue
+        if name == "cluster" and importlib.util.find_spec("ray") is None:
+            print("== cluster: skipped (no ray: the cluster extra)", file=sys.stderr)
             continue
         module_started = time.perf_counter()
         print(f"== {name}", file=sys.stderr, flush=True)

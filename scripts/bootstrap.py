@@ -14,6 +14,9 @@ pulls gigabytes of CUDA packages). For an NVIDIA GPU, point RETOUCH_TORCH_INDEX_
 the PyTorch wheel index of your CUDA version before the first run (delete .venv to
 switch later). torch has no wheels for Intel Macs at the pinned version: there the
 diffusion extra is left out and the classical engine (the default) runs alone.
+The dev set-up also installs the cluster extra (ray, for `batch --cluster` and its
+tests), wherever ray has wheels at its pin: not on Intel Macs either, where
+`batch --cluster` says it needs ray and its tests are skipped.
 RETOUCH_PYTHON names the Python 3.11 to build .venv with when this one is not 3.11.
 """
 
@@ -32,6 +35,8 @@ ROOT = Path(__file__).resolve().parents[1]
 VENV = ROOT / ".venv"
 STAMP = VENV / ".setup-stamp"
 TORCH = "torch==2.13.0"
+# What only the cluster extra brings (left out where ray has no wheels at its pin).
+CLUSTER_ONLY = ("ray",)
 # Intel Macs: the pins below have no macOS x86_64 wheels (docs/platforms.md); these are
 # the newest releases that do, and mediapipe takes them.
 INTEL_MAC_PINS = {"jax": "0.4.38", "jaxlib": "0.4.38", "sentencepiece": "0.2.2"}
@@ -60,6 +65,11 @@ def has_torch_wheels() -> bool:
     return not intel_mac()
 
 
+def has_ray_wheels() -> bool:
+    """False on Intel Macs: ray's last macOS x86_64 wheels are 2.49.2's."""
+    return not intel_mac()
+
+
 def constraints(overrides: dict[str, str] | None = None) -> list[str]:
     """requirements.lock's pins, with this platform's replacements."""
     if overrides is None:
@@ -74,7 +84,9 @@ def constraints(overrides: dict[str, str] | None = None) -> list[str]:
 
 def extras_for(dev: bool) -> list[str]:
     extras = ["diffusion"] if has_torch_wheels() else []
-    return [*extras, "dev"] if dev else extras
+    if not dev:
+        return extras
+    return [*extras, *(["cluster"] if has_ray_wheels() else []), "dev"]
 
 
 def base_python() -> list[str]:

@@ -19,7 +19,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "scripts"))
 
-from bootstrap import INTEL_MAC_PINS, TORCH, constraints  # noqa: E402
+from bootstrap import CLUSTER_ONLY, INTEL_MAC_PINS, TORCH, constraints  # noqa: E402
 
 # glibc 2.17 (CentOS 7) up to 2.36 (Debian 12): pip does not widen Linux tags itself
 LINUX_TAGS = [f"manylinux_2_{minor}_x86_64" for minor in range(36, 16, -1)] + [
@@ -27,12 +27,13 @@ LINUX_TAGS = [f"manylinux_2_{minor}_x86_64" for minor in range(36, 16, -1)] + [
     "linux_x86_64",
 ]
 # name: pip --platform tags (pip widens macOS tags to older releases), the set-up's
-# replacement pins there, and whether it installs the diffusion extra (torch) there
+# replacement pins there, and whether it installs the diffusion extra (torch) and the
+# cluster extra (ray) there
 PLATFORMS = {
-    "macOS arm64": (["macosx_14_0_arm64"], {}, True),
-    "macOS x86_64": (["macosx_14_0_x86_64"], INTEL_MAC_PINS, False),
-    "Windows x86_64": (["win_amd64"], {}, True),
-    "Linux x86_64": (LINUX_TAGS, {}, True),
+    "macOS arm64": (["macosx_14_0_arm64"], {}, True, True),
+    "macOS x86_64": (["macosx_14_0_x86_64"], INTEL_MAC_PINS, False, False),
+    "Windows x86_64": (["win_amd64"], {}, True, True),
+    "Linux x86_64": (LINUX_TAGS, {}, True, True),
 }
 MISSING = re.compile(
     r"(?:No matching distribution found for|Cannot install) ([A-Za-z0-9_.\-]+==[^\s;,]+)"
@@ -81,12 +82,14 @@ def missing_on(tags: list[str], requirements: list[str]) -> list[str]:
 def main() -> int:
     requirements = pins()
     rows = []
-    for platform, (tags, overrides, with_torch) in PLATFORMS.items():
+    for platform, (tags, overrides, with_torch, with_ray) in PLATFORMS.items():
         missing = missing_on(tags, requirements)
         installed = constraints(overrides) + ([TORCH] if with_torch else [])
+        if not with_ray:
+            installed = [pin for pin in installed if pin.partition("==")[0] not in CLUSTER_ONLY]
         still = missing_on(tags, installed)
         print(f"{platform}: missing {missing}; with the set-up's pins {still}", file=sys.stderr)
-        rows.append((platform, missing, overrides, with_torch, still))
+        rows.append((platform, missing, overrides, with_torch, with_ray, still))
     write(rows, len(requirements))
     return 0
 
@@ -100,14 +103,16 @@ def write(rows: list[tuple], count: int) -> None:
         "package index has a wheel at that version for CPython 3.11 on the platform.",
         "",
         "It then checks the pins `scripts/bootstrap.py` uses there (its replacement pins;",
-        "torch only where the diffusion extra is installed) the same way.",
+        "torch only where the diffusion extra is installed, ray only where the cluster extra",
+        "is) the same way.",
         "",
         "| platform | pins without a wheel | the set-up there | without a wheel after it |",
         "|---|---|---|---|",
     ]
-    for platform, missing, overrides, with_torch, still in rows:
+    for platform, missing, overrides, with_torch, with_ray, still in rows:
         changes = [f"{name} {version}" for name, version in overrides.items()]
         changes += [] if with_torch else ["no diffusion extra (torch)"]
+        changes += [] if with_ray else ["no cluster extra (ray)"]
         lines.append(
             f"| {platform} | {', '.join(missing) or 'none'} | "
             f"{', '.join(changes) or 'as locked'} | {', '.join(still) or 'none'} |"
@@ -120,6 +125,9 @@ NOTES = [
     "- torch publishes no macOS x86_64 (Intel Mac) wheels after 2.2. On an Intel Mac the",
     "  set-up leaves out the diffusion extra (torch, diffusers, transformers, peft): the",
     "  classical retouch engine, the default, runs; `serve --model` says it needs the extra.",
+    "- ray publishes no macOS x86_64 wheels after 2.49.2. On an Intel Mac the set-up leaves",
+    "  out the cluster extra (ray): `batch --cluster` says it needs ray, its tests are",
+    "  skipped, and the single-machine batch runs.",
     "- mediapipe needs jax, jaxlib and sentencepiece; the locked jaxlib and sentencepiece",
     "  have no Intel Mac wheels, so the set-up pins the newest releases that do there.",
     "- The browser-panel tests' set-up (`scripts/setup-browser`: npm and Debian's Chromium)",

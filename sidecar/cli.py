@@ -153,6 +153,21 @@ def _parser() -> argparse.ArgumentParser:
     batch.add_argument(
         "--hero", action="append", default=[], metavar="FILE", help="do this file first"
     )
+    batch.add_argument(
+        "--cluster",
+        metavar="ADDRESS",
+        help="run on a Ray cluster (the cluster extra) instead of a sidecar: auto (the "
+        "running one), local[N] (started here with N workers) or HOST:PORT (its head); "
+        "IN_DIR and OUT_DIR on a folder every node sees (docs/scale.md)",
+    )
+    batch.add_argument(
+        "--worker-cpus",
+        type=int,
+        default=1,
+        metavar="N",
+        help="with --cluster: CPUs per worker (one worker per GPU where there are GPUs, "
+        "else one per N CPUs; default 1)",
+    )
     for command in (apply, batch):
         command.add_argument("--op", required=True, help="beauty, dodge_burn, volume or color")
         command.add_argument("--intensity", type=float, default=1.0, help="0..1 (default 1)")

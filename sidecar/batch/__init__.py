@@ -13,6 +13,8 @@ answers the rest that it has already done.
   of the sidecar (`sidecar.client`); this room speaks to the sidecar only through it
 - outputs.py: what is uploaded, and the result written as the output file
 - report.py, display.py: outcomes, the summary and the exit code; the progress bars
+- on_cluster.py, cluster_display.py: `batch --cluster`, the same files done on a Ray
+  cluster (`sidecar.cluster`) instead of a sidecar, and its progress (a row per worker)
 - command.py: `run_command`, which cli.py calls
 """
 

@@ -4,6 +4,7 @@ the same document with the result as one more layer (docs/batch.md)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 from ..cache.atomic import atomic_write
@@ -12,6 +13,9 @@ from ..imaging.files import decode_result, output_file, output_format
 from ..imaging.metadata import read_file_metadata
 from ..imaging.tiff import encode_tiff
 from .plan import IMAGE_TYPES
+
+# how an output's chunks reach its path: atomic_write(path, chunks, mode=...)
+Write = Callable[..., None]
 
 # a document's new layer is named as the panel names it in Photoshop
 LAYER_NAMES = {
@@ -36,15 +40,25 @@ def upload_body(source: Path) -> tuple[bytes | memoryview, str]:
     return source.read_bytes(), IMAGE_TYPES[source.suffix.lower()]
 
 
-def write_output(target: Path, result: bytes, source: Path | None = None, op: str = "") -> None:
+def write_output(
+    target: Path,
+    result: bytes,
+    source: Path | None = None,
+    op: str = "",
+    *,
+    write: Write | None = None,
+) -> None:
     """`result` (the sidecar's PNG or TIFF) as `target`, atomically, in the target's
     format, carrying the metadata of `source` (the input file): its ICC profile, EXIF,
     XMP, IPTC and resolution, and grayscale when it was gray. A Photoshop document is
-    `source` with the result as one more layer, named after `op`."""
+    `source` with the result as one more layer, named after `op`. `write` puts the
+    file's chunks at `target` (`atomic_write` unless given: the cluster's workers pass
+    one that writes each output once, `sidecar.cluster.claims`)."""
     if psd.is_psd(target) and source is not None:
         pixels = decode_result(result)
         chunks = [psd.with_result_layer(source, pixels, LAYER_NAMES.get(op, op or "Retouch"))]
     else:
         meta = read_file_metadata(source) if source is not None else None
         chunks = output_file(result, output_format(target.name), meta)
-    atomic_write(target, chunks, mode=0o666)  # the umask decides, as for any new file
+    # the umask decides, as for any new file
+    (write or atomic_write)(target, chunks, mode=0o666)

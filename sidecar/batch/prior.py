@@ -26,14 +26,23 @@ class SessionPrior:
         b = sum(t[1] for t in self.tones) / len(self.tones)
         return {"prior_a": round(a, 3), "prior_b": round(b, 3)}
 
+    def add(self, tone: tuple[float, float] | None) -> None:
+        """One of the first images measured: its tone, or None when it has no skin."""
+        self.seen += 1
+        if tone is not None:
+            self.tones.append(tone)
+
+    def stop(self) -> None:
+        """The tone cannot be measured: no prior for the rest of the shoot."""
+        self.active = False
+
     async def learn(self, client: SidecarApi, image_id: str) -> None:
         if not self.active or self.seen >= self.FIRST:
             return
-        self.seen += 1
         try:
             tone = await client.skin_tone(image_id)
         except SidecarError:  # a sidecar that cannot measure it: no prior, no failure
-            self.active = False
+            self.seen += 1
+            self.stop()
             return
-        if tone.a is not None and tone.b is not None:
-            self.tones.append((tone.a, tone.b))
+        self.add((tone.a, tone.b) if tone.a is not None and tone.b is not None else None)

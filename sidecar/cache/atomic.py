@@ -16,6 +16,18 @@ TEMP_PREFIX = ".tmp-"
 
 
 def atomic_write(path: Path, chunks: Iterable[bytes | memoryview], *, mode: int = 0o600) -> None:
+    tmp = write_temp(path, chunks, mode=mode)
+    try:
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    fsync_dir(path.parent)
+
+
+def write_temp(path: Path, chunks: Iterable[bytes | memoryview], *, mode: int = 0o600) -> Path:
+    """`chunks` in a new temp file beside `path` (`.tmp-NAME.XXXXXXXX`), fsynced; the
+    caller renames it onto `path` or removes it. Nothing is left behind on an error."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f"{TEMP_PREFIX}{path.name}.{secrets.token_hex(4)}")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
@@ -27,11 +39,10 @@ def atomic_write(path: Path, chunks: Iterable[bytes | memoryview], *, mode: int 
                     written = file.write(view)
                     view = view[written:]
             os.fsync(file.fileno())
-        os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
-    fsync_dir(path.parent)
+    return tmp
 
 
 def fsync_dir(directory: Path) -> None:
