@@ -95,9 +95,7 @@ async def run(opts: Options) -> Outcome:
     base = portrait(width, height)
     with tempfile.TemporaryDirectory(prefix="bench-cache-") as tmp:
         async with Harness(Path(tmp)) as h:
-            warm = base[:256, :256].copy()
-            await h.apply({"op": "beauty", "image_id": await h.upload(warm)})
-            await h.naive_apply(await h.naive_upload(warm))
+            await h.warm_up(base)
             times = await measure(h, opts, base)
             rss = h.product.peak.mb or 0.0, h.naive.peak.mb or 0.0
         ids = times.pop("ids")
@@ -105,28 +103,29 @@ async def run(opts: Options) -> Outcome:
     size = f"{width}×{height}"
     where = machine()
     full = "to the last byte of the full result in the client"
+
+    def versus(number: str, title: str, product: str, baseline: str, **how) -> Figure:
+        """A figure in ms of two of the runs' timings, the product's and the baseline's."""
+        return Figure(number, title, "ms", times[product], times[baseline], machine=where, **how)
+
     figures = [
-        Figure(
+        versus(
             "2",
             f"Second Apply, same image and params ({size} 16-bit)",
-            "ms",
-            times["again"],
-            times["naive again"],
+            "again",
+            "naive again",
             product_how=f"POST /v1/jobs (answered cached: true) + GET …/result raw, {full}",
             baseline_how=f"POST /apply, pickle cache hit, {full}",
-            machine=where,
             note=f"the product's answer alone (POST → cached: true) took"
             f" {number(median(times['again, answer']))} ms",
         ),
-        Figure(
+        versus(
             "3",
             "First Apply after background precompute vs the baseline's (cold) first Apply",
-            "ms",
-            times["precomputed"],
-            times["naive cold"],
+            "precomputed",
+            "naive cold",
             product_how=f"POST /v1/precompute, wait, then POST /v1/jobs + GET …/result raw, {full}",
             baseline_how=f"POST /apply, cold (it has no precompute), {full}",
-            machine=where,
             note=f"the product cold in the same runs took {number(median(times['cold']))} ms"
             f" ({number(median(times['cold, done']))} ms to its done event);"
             f" precompute itself took {number(median(times['precompute itself']))} ms in the"

@@ -25,6 +25,13 @@ from pathlib import Path
 from .harness import Harness, event_time
 from .report import Figure, Options, Outcome, machine, median
 
+# each figure's unit: the scale from the measured field, and which way is better
+UNITS: dict[str, tuple[float, dict]] = {
+    "steps/s": (1.0, {"lower_is_better": False}),
+    "KB": (1e-3, {"words": ("smaller", "larger")}),  # from bytes
+    "ms": (1000.0, {"words": ("sooner", "later")}),  # from seconds
+}
+
 
 async def product_job(h: Harness, size: int, steps: int, previews: bool, prompt: str) -> dict:
     body = {
@@ -122,67 +129,64 @@ async def run(opts: Options) -> Outcome:
                 out.append(value * scale)
         return out
 
+    def side_by_side(number: str, title: str, unit: str, previews: str, field: str, **how):
+        """A figure of one field of the jobs, both sides with step previews `previews`
+        ("on", "off"); the unit gives the field's scale and which way is better."""
+        scale, wording = UNITS[unit]
+        product = values(f"product {previews}", field, scale)
+        baseline = values(f"naive {previews}", field, scale)
+        return Figure(number, title, unit, product, baseline, machine=where, **wording, **how)
+
     product_frames = median([len(j["frame_bytes"]) for j in got["product on"]])
-    common = {"machine": where}
     figures = [
-        Figure(
+        side_by_side(
             "5a",
             f"Diffusion step rate, step previews on ({what})",
             "steps/s",
-            values("product on", "rate"),
-            values("naive on", "rate"),
-            lower_is_better=False,
+            "on",
+            "rate",
             product_how="streamed previews (x0 → RGB at 1/8, at most every 200 ms and the last"
             " step), steps ÷ time between its denoise and decode stage events",
             baseline_how="full VAE decode + JPEG + hex in SSE JSON after every step, steps ÷"
             " time between its started and done events",
             note=f"the product sent {product_frames:.0f} step previews a job, the baseline {steps}",
-            **common,
         ),
-        Figure(
+        side_by_side(
             "5b",
             "Diffusion step rate, step previews off",
             "steps/s",
-            values("product off", "rate"),
-            values("naive off", "rate"),
-            lower_is_better=False,
+            "off",
+            "rate",
             product_how="the same job with preview.stream_steps false",
             baseline_how="the same pipeline with no step callback work",
             note="both run the same diffusers pipeline here; a ratio near 1 is expected",
-            **common,
         ),
-        Figure(
+        side_by_side(
             "5c",
             "Bytes per step preview",
             "KB",
-            values("product on", "frame_bytes", 1e-3),
-            values("naive on", "frame_bytes", 1e-3),
-            words=("smaller", "larger"),
+            "on",
+            "frame_bytes",
             product_how="binary WebSocket frame: header + JPEG of the 4× upscaled 1/8 projection",
             baseline_how=f"SSE event: JSON with the {size} px JPEG in hex",
-            **common,
         ),
-        Figure(
+        side_by_side(
             "5d",
             "Bytes sent per job, step previews on",
             "KB",
-            values("product on", "job_bytes", 1e-3),
-            values("naive on", "job_bytes", 1e-3),
-            words=("smaller", "larger"),
+            "on",
+            "job_bytes",
             product_how="every WebSocket message of the job (events, previews, final image)",
             baseline_how="the whole SSE stream (events, previews, final image)",
-            **common,
         ),
-        Figure(
+        side_by_side(
             "5e",
             "First step preview after the request",
             "ms",
-            values("product on", "first", 1000),
-            values("naive on", "first", 1000),
-            words=("sooner", "later"),
+            "on",
+            "first",
             product_how="POST /v1/jobs → first step preview on the WebSocket",
             baseline_how="POST /generate → first preview event on the SSE stream",
-            **common,
         ),
     ]
     # for the plot, each side's run with its median step rate

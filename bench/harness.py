@@ -99,6 +99,14 @@ class Harness:
             if server is not None:
                 server.stop()
 
+    async def warm_up(self, pixels: np.ndarray) -> None:
+        """One small beauty Apply on each server (a 256 px corner of `pixels`): the
+        servers are already running when a retoucher works, their models loaded."""
+        warm = pixels[:256, :256].copy()
+        await self.apply({"op": "beauty", "image_id": await self.upload(warm)})
+        if self.naive is not None:
+            await self.naive_apply(await self.naive_upload(warm))
+
     # -- the product ---------------------------------------------------------------
     async def upload(self, pixels: np.ndarray) -> str:
         return (await self.client.upload_pixels(pixels)).image_id

@@ -16,7 +16,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 
-def _status_kb(pid: int, field: str) -> int | None:
+def status_kb(pid: int, field: str) -> int | None:
+    """A field of /proc/PID/status in kB (VmRSS, VmHWM), or None where there is none."""
     try:
         for line in Path(f"/proc/{pid}/status").read_text().splitlines():
             if line.startswith(field + ":"):
@@ -50,13 +51,13 @@ class PeakRss:
             try:
                 yield
             finally:
-                self._note(_status_kb(self.pid, "VmHWM"))
+                self._note(status_kb(self.pid, "VmHWM"))
             return
         stop = threading.Event()
 
         def sample() -> None:
             while not stop.is_set():
-                self._note(_status_kb(self.pid, "VmRSS"))
+                self._note(status_kb(self.pid, "VmRSS"))
                 time.sleep(0.005)
 
         sampler = threading.Thread(target=sample, daemon=True)
@@ -74,6 +75,6 @@ def run_peak_mb(proc: subprocess.Popen, interval: float = 0.01) -> tuple[int, fl
     exec, so it starts at the parent's RSS when the child was forked.)"""
     peak_kb = 0
     while proc.poll() is None:
-        peak_kb = max(peak_kb, _status_kb(proc.pid, "VmHWM") or 0)
+        peak_kb = max(peak_kb, status_kb(proc.pid, "VmHWM") or 0)
         time.sleep(interval)
     return proc.returncode, peak_kb / 1024

@@ -73,9 +73,7 @@ async def run(opts: Options) -> Outcome:
     got: dict[str, list[dict]] = {"product": [], "naive": []}
     with tempfile.TemporaryDirectory(prefix="bench-queue-") as tmp:
         async with Harness(Path(tmp)) as h:
-            warm = base[:256, :256].copy()
-            await h.apply({"op": "beauty", "image_id": await h.upload(warm)})
-            await h.naive_apply(await h.naive_upload(warm))
+            await h.warm_up(base)
             ids = [await h.upload(p) for p in shoot]
             keys = [await h.naive_upload(p) for p in shoot]
             front_id, front_key = await h.upload(front), await h.naive_upload(front)

@@ -224,10 +224,7 @@ async def run(opts: Options) -> Outcome:
     base = portrait(width, height)
     with tempfile.TemporaryDirectory(prefix="bench-retouch-") as tmp:
         async with Harness(Path(tmp)) as h:
-            # the servers are already running when a retoucher works: load their models
-            warm = base[:256, :256].copy()
-            await h.apply({"op": "beauty", "image_id": await h.upload(warm)})
-            await h.naive_apply(await h.naive_upload(warm))
+            await h.warm_up(base)
             outcome = await apply_figures(h, opts, base)
             outcome.details.append(await per_op_table(h, opts, base))
     return outcome

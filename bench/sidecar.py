@@ -12,7 +12,7 @@ import sys
 import time
 from pathlib import Path
 
-from .memory import PeakRss
+from .memory import PeakRss, status_kb
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -96,13 +96,8 @@ class Server:
     def rss_mb(self) -> float:
         """Resident memory of the process now, in MB (from /proc: NaN where there is none)."""
         assert self.proc is not None
-        status = Path(f"/proc/{self.proc.pid}/status")
-        if not status.exists():
-            return math.nan
-        for line in status.read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-        raise RuntimeError("no VmRSS")
+        kb = status_kb(self.proc.pid, "VmRSS")
+        return math.nan if kb is None else kb / 1024
 
 
 class Sidecar(Server):

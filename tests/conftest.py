@@ -5,6 +5,7 @@ import sys
 
 import numpy as np
 import pytest
+from helpers import closing_fixture
 
 from sidecar.cli import build_app
 from sidecar.settings import Settings
@@ -57,6 +58,24 @@ def token(settings, app) -> str:
 @pytest.fixture
 def auth(token) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
+
+
+def _retouch_engine():
+    """A retouch engine on a fresh stage cache, shared by the module's tests."""
+    from retouch_support import new_engine
+
+    return new_engine()
+
+
+def _face_finder():
+    """A face finder (one face at most), shared by the module's tests."""
+    from sidecar.stages.face_mesh import FaceFinder
+
+    return FaceFinder()
+
+
+engine = closing_fixture(_retouch_engine)
+finder = closing_fixture(_face_finder)
 
 
 @pytest.fixture(scope="session")

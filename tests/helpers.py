@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import inspect
 import io
 import json
@@ -14,6 +15,7 @@ from typing import Any
 
 import cv2
 import numpy as np
+import pytest
 import tifffile
 
 from sidecar.client import raw_pixel_headers as raw_headers  # noqa: F401 (the tests' too)
@@ -102,6 +104,19 @@ class FakeHealth(BaseHTTPRequestHandler):
 
     def log_message(self, *args):
         pass
+
+
+def closing_fixture(make: Callable[[], Any]):
+    """A fixture of what `make()` returns (a model, a finder: slow to load), shared by
+    a module's tests and closed after its last one; `make`'s docstring is its own."""
+
+    @pytest.fixture(scope="module")
+    def fixture():
+        with contextlib.closing(make()) as resource:
+            yield resource
+
+    fixture.__doc__ = make.__doc__
+    return fixture
 
 
 class Changes:

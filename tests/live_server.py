@@ -5,6 +5,7 @@ thread of its own (for synchronous clients: hypothesis, schemathesis), and a
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import http.client
 import json
 import math
@@ -12,9 +13,10 @@ import os
 import subprocess
 import sys
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 
-from helpers import free_port, wait_until
+from helpers import free_port, settings_under, wait_until
 
 from sidecar.api import AccessLogger
 from sidecar.cli import build_app
@@ -111,6 +113,14 @@ class LiveServer:
 
     def http(self, token: str | None = "") -> Http:
         return Http(self.port, self.token if token == "" else token)
+
+
+@contextlib.contextmanager
+def synthetic_server(root: Path, **settings) -> Iterator[LiveServer]:
+    """`with synthetic_server(root) as server:` a LiveServer with the synthetic engine
+    only (fast, no models), its folders under `root`, `settings` overriding the rest."""
+    with LiveServer(settings_under(root, **settings), engines=("synthetic",)) as live:
+        yield live
 
 
 class SidecarProcess:

@@ -12,17 +12,9 @@ import pytest
 from portrait_metrics import CRITERIA, KEEP_OUT, MAX_CHANGED, failures
 from portrait_quality import OPS, evaluate
 from portrait_set import NO_FACE, REAL, REGIONS, portrait_set
-from retouch_support import new_engine
 
 SET = portrait_set()
 FACES = [p for p in SET if p.has_face]
-
-
-@pytest.fixture(scope="module")
-def engine():
-    engine = new_engine()
-    yield engine
-    engine.close()
 
 
 @pytest.fixture(scope="module")

@@ -15,13 +15,6 @@ from sidecar.schema import Op
 OPS = ("beauty", "dodge_burn", "volume", "color")
 
 
-@pytest.fixture(scope="module")
-def engine():
-    engine = new_engine()
-    yield engine
-    engine.close()
-
-
 @pytest.mark.parametrize("op", sorted(o.value for o in LINEAR))
 def test_intensity_of_a_linear_op_is_the_blend(engine, portrait, op):
     full = run_op(engine, portrait, op).astype(np.float64)

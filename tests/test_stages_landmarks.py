@@ -14,13 +14,6 @@ from sidecar.stages.face_mesh import FaceFinder
 
 
 @pytest.fixture(scope="module")
-def finder():
-    finder = FaceFinder()
-    yield finder
-    finder.close()
-
-
-@pytest.fixture(scope="module")
 def face(finder, portrait) -> Face:
     (face,) = finder.find(portrait)
     return face

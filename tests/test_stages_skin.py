@@ -5,10 +5,10 @@ from __future__ import annotations
 import cv2
 import numpy as np
 import pytest
+from helpers import closing_fixture
 
 from sidecar.stages import skin
 from sidecar.stages.face_geometry import Face, region_polygons
-from sidecar.stages.face_mesh import FaceFinder
 from sidecar.stages.skin import PersonSegmenter, face_regions_mask, skin_mask
 
 CHEEKS_AND_CHIN = [(195, 125), (255, 122), (225, 170)]
@@ -18,19 +18,11 @@ FLAG_AND_SUIT = [(40, 150), (20, 40), (60, 250), (100, 300), (300, 330), (60, 40
 
 
 @pytest.fixture(scope="module")
-def faces(portrait) -> list[Face]:
-    finder = FaceFinder()
-    try:
-        return finder.find(portrait)
-    finally:
-        finder.close()
+def faces(finder, portrait) -> list[Face]:
+    return finder.find(portrait)
 
 
-@pytest.fixture(scope="module")
-def segmenter():
-    segmenter = PersonSegmenter()
-    yield segmenter
-    segmenter.close()
+segmenter = closing_fixture(PersonSegmenter)
 
 
 @pytest.fixture(scope="module")

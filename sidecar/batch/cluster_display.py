@@ -8,7 +8,6 @@ import time
 from dataclasses import dataclass
 
 from rich.console import Console
-from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn
 
 from ..cluster import Ended, Event, Placed, Resent, Sent, WorkerDown, WorkerUp
 from .display import Display
@@ -33,18 +32,7 @@ class WorkerRow:
 
 class ClusterDisplay(Display):
     def __init__(self, total: int, console: Console) -> None:
-        self.console = console
-        self.progress = Progress(
-            TextColumn("{task.description}"),
-            BarColumn(),
-            TaskProgressColumn(),
-            TextColumn("{task.fields[detail]}"),
-            console=console,
-            disable=not console.is_terminal,
-        )
-        self.total = total
-        self.count = 0  # outcomes shown, skipped ones included
-        self.overall = self.progress.add_task("images", total=total, detail=f"0/{total}")
+        self._overall_bar(total, console)  # a row per worker, not one for the image
         self.workers: dict[int, WorkerRow] = {}
         self.started: float | None = None  # the first image sent
         self.ended = 0  # images ended on the cluster (this run's work)

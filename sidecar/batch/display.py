@@ -16,20 +16,25 @@ class Display:
     pipe) the bars are off and only plain lines are printed."""
 
     def __init__(self, total: int, console: Console) -> None:
+        self._overall_bar(total, console, TimeRemainingColumn())
+        self.current = self.progress.add_task("", total=1.0, detail="waiting")
+
+    def _overall_bar(self, total: int, console: Console, *columns) -> None:
+        """The bars (a name, the bar, its percentage, a detail field, then `columns`)
+        with the overall one, images done of `total`; off where not a terminal."""
         self.console = console
         self.progress = Progress(
             TextColumn("{task.description}"),
             BarColumn(),
             TaskProgressColumn(),
             TextColumn("{task.fields[detail]}"),
-            TimeRemainingColumn(),
+            *columns,
             console=console,
             disable=not console.is_terminal,
         )
         self.total = total
-        self.count = 0
+        self.count = 0  # outcomes shown, skipped ones included
         self.overall = self.progress.add_task("images", total=total, detail=f"0/{total}")
-        self.current = self.progress.add_task("", total=1.0, detail="waiting")
 
     def __enter__(self) -> Display:
         self.progress.start()

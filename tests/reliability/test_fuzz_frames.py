@@ -16,11 +16,10 @@ from fuzzing import fuzz, tally
 from helpers import wait_until
 from hypothesis import given
 from hypothesis import strategies as st
-from live_server import LiveServer
+from live_server import LiveServer, synthetic_server
 
 from sidecar.api.keys import BUS
 from sidecar.api.stream import MAX_CLIENT_MESSAGE
-from sidecar.cli import build_app
 from sidecar.schema import PreviewHeader
 from sidecar.schema.frames import FrameError, decode_preview_frame, encode_preview_frame
 
@@ -69,11 +68,7 @@ def test_a_damaged_frame_is_a_frame_error_and_nothing_else(header, jpeg, data):
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    from sidecar.settings import Settings
-
-    root = tmp_path_factory.mktemp("ws")
-    settings = Settings(cache_dir=root / "cache", config_dir=root / "config", data_dir=root / "d")
-    with LiveServer(settings, app=build_app(settings, engines=["synthetic"])) as live:
+    with synthetic_server(tmp_path_factory.mktemp("ws")) as live:
         yield live
 
 

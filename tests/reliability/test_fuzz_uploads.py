@@ -10,12 +10,10 @@ from fuzzing import fuzz, tally
 from helpers import encode_png, encode_tiff
 from hypothesis import given
 from hypothesis import strategies as st
-from live_server import LiveServer
+from live_server import synthetic_server
 
 from sidecar.api.keys import IMAGES
 from sidecar.cache.keys import image_id
-from sidecar.cli import build_app
-from sidecar.settings import Settings
 
 MAX_BYTES = 200_000
 CODES = {
@@ -45,20 +43,15 @@ MEDIA = [
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     root = tmp_path_factory.mktemp("uploads")
-    settings = Settings(
-        cache_dir=root / "cache",
-        config_dir=root / "config",
-        data_dir=root / "data",
-        max_upload_bytes=MAX_BYTES,
-        max_megapixels=0.02,
-        max_side=400,
-    )
-    with LiveServer(settings, app=build_app(settings, engines=["synthetic"])) as live:
+    with synthetic_server(
+        root, max_upload_bytes=MAX_BYTES, max_megapixels=0.02, max_side=400
+    ) as live:
         live.accepted = set()
         yield live
         live.app[IMAGES].flush()
-        stored = {p.stem for p in settings.images_dir.rglob("*.img")}
-        leftovers = [p for p in settings.images_dir.rglob("*") if p.name.startswith(".tmp-")]
+        images = live.settings.images_dir
+        stored = {p.stem for p in images.rglob("*.img")}
+        leftovers = [p for p in images.rglob("*") if p.name.startswith(".tmp-")]
         assert stored == live.accepted and not leftovers
 
 

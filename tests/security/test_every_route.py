@@ -11,11 +11,10 @@ import re
 
 import pytest
 import raw_ws
-from live_server import LiveServer
+from live_server import synthetic_server
 
 from sidecar.api.keys import SCHEDULER
 from sidecar.api.openapi_routes import OPERATIONS
-from sidecar.cli import build_app
 
 IDS = {"image_id": "0" * 64, "job_id": "0" * 32, "seq": "0", "document_id": "doc"}
 PROTECTED = [op for op in OPERATIONS if not op.public]
@@ -33,13 +32,17 @@ def body_of(op) -> tuple[bytes | None, dict]:
     return None, {}
 
 
+def send(http, op, headers: dict | None = None, query: str = ""):
+    """The operation with placeholder ids and a body of its media type, plus `headers`."""
+    body, content_type = body_of(op)
+    return http.request(
+        op.method.upper(), target(op) + query, body, {**content_type, **(headers or {})}
+    )
+
+
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    from sidecar.settings import Settings
-
-    root = tmp_path_factory.mktemp("routes")
-    settings = Settings(cache_dir=root / "c", config_dir=root / "k", data_dir=root / "d")
-    with LiveServer(settings, app=build_app(settings, engines=["synthetic"])) as live:
+    with synthetic_server(tmp_path_factory.mktemp("routes")) as live:
         yield live
 
 
@@ -60,17 +63,14 @@ def wrong_tokens(token: str) -> list[dict]:
 @pytest.mark.parametrize("op", PROTECTED, ids=lambda op: f"{op.method} {op.path}")
 def test_every_protected_operation_needs_the_token(server, op):
     http = server.http(token=None)
-    body, headers = body_of(op)
     for auth in wrong_tokens(server.token):
-        answer = http.request(op.method.upper(), target(op), body, {**headers, **auth})
+        answer = send(http, op, auth)
         assert answer.status == 401, (op.path, auth, answer.status, answer.body[:200])
         if op.method != "head":
             assert answer.code == "unauthorized"
         assert answer.headers["WWW-Authenticate"].startswith("Bearer")
     if op.method not in ("get", "head"):  # a query token is for reads only
-        answer = http.request(
-            op.method.upper(), f"{target(op)}?token={server.token}", body, headers
-        )
+        answer = send(http, op, query=f"?token={server.token}")
         assert answer.status == 401
 
 
@@ -104,12 +104,8 @@ REBOUND_HOSTS = [
 
 @pytest.mark.parametrize("op", OPERATIONS, ids=lambda op: f"{op.method} {op.path}")
 def test_every_operation_refuses_a_rebound_host(server, op):
-    http = server.http()
-    body, headers = body_of(op)
     for host in REBOUND_HOSTS:
-        answer = http.request(
-            op.method.upper(), target(op), body, {**headers, "Host": host.format(port=server.port)}
-        )
+        answer = send(server.http(), op, {"Host": host.format(port=server.port)})
         assert answer.status in (400, 403), (host, answer.status)  # 400: no valid Host at all
         if answer.status == 403 and op.method != "head":
             assert answer.code == "forbidden_host"
@@ -138,15 +134,8 @@ NON_WEB_ORIGINS = [
 
 @pytest.mark.parametrize("op", OPERATIONS, ids=lambda op: f"{op.method} {op.path}")
 def test_every_operation_refuses_a_foreign_origin(server, op):
-    http = server.http()
-    body, headers = body_of(op)
     for origin in FOREIGN_ORIGINS:
-        answer = http.request(
-            op.method.upper(),
-            target(op),
-            body,
-            {**headers, "Origin": origin.format(port=server.port)},
-        )
+        answer = send(server.http(), op, {"Origin": origin.format(port=server.port)})
         assert answer.status == 403, (origin, answer.status)
         if op.method != "head":
             assert answer.code == "forbidden_origin"
@@ -156,17 +145,12 @@ def test_every_operation_refuses_a_foreign_origin(server, op):
 def test_a_non_web_origin_changes_nothing(server, op):
     """What the route answers with the token (or, when public, without), and 401 on a
     protected route without it: the Origin decides nothing."""
-    body, headers = body_of(op)
     for origin in NON_WEB_ORIGINS:
-        answer = server.http().request(
-            op.method.upper(), target(op), body, {**headers, "Origin": origin}
-        )
+        answer = send(server.http(), op, {"Origin": origin})
         assert answer.status not in (401, 403), (origin, answer.status, answer.body[:200])
         if op.public:
             continue
-        answer = server.http(token=None).request(
-            op.method.upper(), target(op), body, {**headers, "Origin": origin}
-        )
+        answer = send(server.http(token=None), op, {"Origin": origin})
         assert answer.status == 401, (origin, answer.status)
 
 

@@ -16,7 +16,6 @@ from live_server import LiveServer
 
 from sidecar.api.keys import BUS, IMAGES, SCHEDULER
 from sidecar.api.openapi_routes import OPERATIONS
-from sidecar.cli import build_app
 
 TRAVERSALS = [
     "..",
@@ -41,7 +40,7 @@ TRAVERSALS = [
 
 @pytest.fixture
 def server(settings):
-    with LiveServer(settings, app=build_app(settings, engines=["synthetic"])) as live:
+    with LiveServer(settings, engines=("synthetic",)) as live:
         yield live
 
 
