@@ -93,18 +93,15 @@
  * again later (placements.js).
  */
 
+// The methods that change a document (each may reject with 'modal_busy'), and all of them.
+const DOCUMENT_CHANGES = Object.freeze([
+  'placeDraft', 'commitResult', 'discardDraft',
+  'replaceResult', 'setLayerOpacity', 'commitOpacity',
+]);
 const ADAPTER_METHODS = Object.freeze([
-  'activeDocument',
-  'documents',
-  'readPixels',
-  'placeDraft',
-  'commitResult',
-  'discardDraft',
-  'replaceResult',
-  'setLayerOpacity',
-  'commitOpacity',
-  'showThumbnail',
-  'watchDocuments',
+  'activeDocument', 'documents', 'readPixels',
+  ...DOCUMENT_CHANGES,
+  'showThumbnail', 'watchDocuments',
 ]);
 
 /** Throws a TypeError naming every method the adapter lacks; returns the adapter. */
@@ -122,4 +119,4 @@ function checkAdapter(adapter) {
  * @property {(token: string) => Promise<void>} save
  */
 
-module.exports = { ADAPTER_METHODS, checkAdapter };
+module.exports = { ADAPTER_METHODS, DOCUMENT_CHANGES, checkAdapter };

@@ -7,19 +7,8 @@ const assert = require('node:assert/strict');
 const { Panel } = require('../panel-state.js');
 const { JobTracking } = require('../job-tracking.js');
 const {
-  pixels,
-  draftPixels,
-  doc,
-  fakeAdapter,
-  fakeClient,
-  setup,
-  settle,
-  deferred,
-  jpeg,
-  event,
-  preview,
-  emitPreview,
-  done,
+  fakeAdapter, fakeClient, setup, settle, hold, done, applying, applyingWithDraft, // the world, and driving it
+  pixels, draftPixels, doc, jpeg, event, preview, // what goes through it
 } = require('./panel-fakes.js');
 
 // --- On its own -------------------------------------------------------------------
@@ -152,8 +141,7 @@ test('star sends one PATCH and marks the row; cancel sends a DELETE while the jo
 
 test('the panel follows each job it submits and stops once the job is settled', async () => {
   const s = setup();
-  const running = s.panel.apply('beauty');
-  await settle();
+  const { running } = await applying(s);
   assert.deepEqual(s.events.followed, ['job-1']);
   done(s, 'job-1');
   await running;
@@ -194,10 +182,7 @@ const status = (jobId, state, fields = {}) => ({
 
 test('resync completes an Apply whose done event was missed: the final replaces the draft, one step', async () => {
   const s = setup();
-  const running = s.panel.apply('beauty');
-  await settle();
-  emitPreview(s, 'job-1', 'draft', 1);
-  await settle();
+  const { running } = await applyingWithDraft(s);
   // The stream drops here; the job finishes meanwhile.
   s.client.statuses.set('job-1', status('job-1', 'done', { finished_at: '2025-01-01T00:00:09Z' }));
   await s.panel.resync();
@@ -216,10 +201,7 @@ test('resync completes an Apply whose done event was missed: the final replaces 
 
 test('resync fails an Apply whose job failed meanwhile, and removes its draft', async () => {
   const s = setup();
-  const running = s.panel.apply('beauty');
-  await settle();
-  emitPreview(s, 'job-1', 'draft', 1);
-  await settle();
+  const { running } = await applyingWithDraft(s);
   const error = { code: 'internal', message: 'Out of GPU memory.', details: {} };
   s.client.statuses.set('job-1', status('job-1', 'failed', { error }));
   await s.panel.resync();
@@ -272,10 +254,7 @@ const replayedHistory = (s, jobId) => {
 
 test('a second done for a placed Apply, by event, replay or resync, places, replaces and removes nothing', async () => {
   const s = setup();
-  const running = s.panel.apply('beauty');
-  await settle();
-  emitPreview(s, 'job-1', 'draft', 1);
-  await settle();
+  const { running } = await applyingWithDraft(s);
   done(s, 'job-1');
   assert.deepEqual(await running, { jobId: 'job-1', layerId: 'layer-2' });
   const row = s.panel.rows[0];
@@ -297,10 +276,8 @@ test('a second done for a placed Apply, by event, replay or resync, places, repl
 
 test('a done that comes again while the final is going in, then by a resync, is placed once', async () => {
   const s = setup();
-  const committing = deferred();
-  s.adapter.gates.set('commitResult', committing.promise);
-  const running = s.panel.apply('beauty');
-  await settle();
+  const committing = hold(s.adapter, 'commitResult');
+  const { running } = await applying(s);
   done(s, 'job-1');
   await settle();
   assert.equal(s.adapter.named('commitResult').length, 1, 'the final is going in');
@@ -321,10 +298,8 @@ test('a done that comes again while the final is going in, then by a resync, is 
 
 test('a resync whose answer comes after the done event neither reopens the row nor places again', async () => {
   const s = setup();
-  const running = s.panel.apply('beauty');
-  await settle();
-  const asking = deferred();
-  s.client.gates.set('job', asking.promise);
+  const { running } = await applying(s);
+  const asking = hold(s.client, 'job');
   // The status was read before the job ended; its answer comes after the done event.
   s.client.statuses.set('job-1', status('job-1', 'running', { progress: 0.4 }));
   const resyncing = s.panel.resync();

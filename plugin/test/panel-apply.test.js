@@ -6,25 +6,15 @@ const assert = require('node:assert/strict');
 const { Panel } = require('../panel-state.js');
 const { ADAPTER_METHODS, checkAdapter } = require('../adapter-contract.js');
 const {
-  pixels,
-  fakeAdapter,
-  fakeClient,
-  setup,
-  settle,
-  event,
-  preview,
-  emitPreview,
-  done,
-  applied,
-  thumbnails,
+  fakeAdapter, fakeClient, setup, settle, emitPreview, done, applied, applying, thumbnails, // the world, and driving it
+  pixels, event, // what goes through it
 } = require('./panel-fakes.js');
 
 // --- Apply --------------------------------------------------------------------------
 
 test('an Apply without previews places one new layer with the final pixels in one history step', async () => {
   const s = setup();
-  const running = s.panel.apply('dodge_burn');
-  await settle();
+  const { running } = await applying(s, 'dodge_burn');
   s.events.emit('event', event('started', 'job-1'));
   done(s, 'job-1');
   const answer = await running;

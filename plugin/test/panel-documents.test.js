@@ -129,12 +129,17 @@ test('a precompute whose upload finishes after a switch does not stop the new do
   assert.deepEqual(s.client.named('precompute').map(([request]) => request.documentId), ['doc-2']);
 });
 
-test('stepping back to a state uploaded before asks HEAD and skips the upload', async () => {
-  const s = setup();
+// The portrait in front, the user idle; an edit, the user idle again: two states uploaded.
+async function uploadTwoStates(s) {
   await s.panel.documentSelected(PORTRAIT);
   await s.panel.userIdle();
   await s.panel.historyChanged({ ...PORTRAIT, layerStackHash: 'hash-2' });
   await s.panel.userIdle();
+}
+
+test('stepping back to a state uploaded before asks HEAD and skips the upload', async () => {
+  const s = setup();
+  await uploadTwoStates(s);
   assert.equal(s.client.named('uploadRaw').length, 2);
   await s.panel.historyChanged(PORTRAIT); // undo: back to the first state
   await s.panel.userIdle();
@@ -145,10 +150,7 @@ test('stepping back to a state uploaded before asks HEAD and skips the upload', 
 
 test('a state the sidecar no longer holds is uploaded again', async () => {
   const s = setup();
-  await s.panel.documentSelected(PORTRAIT);
-  await s.panel.userIdle();
-  await s.panel.historyChanged({ ...PORTRAIT, layerStackHash: 'hash-2' });
-  await s.panel.userIdle();
+  await uploadTwoStates(s);
   s.client.stored.clear(); // the sidecar's store was emptied
   await s.panel.historyChanged(PORTRAIT);
   await s.panel.userIdle();

@@ -5,24 +5,13 @@
 const test = require('node:test');
 const assert = require('node:assert/strict');
 const {
-  pixels,
-  draftPixels,
-  setup,
-  settle,
-  deferred,
-  jpeg,
-  event,
-  emitPreview,
-  done,
-  thumbnails,
+  setup, settle, hold, emitPreview, done, applying, applyingWithDraft, thumbnails, // the world, and driving it
+  pixels, draftPixels, jpeg, event, // what goes through it
 } = require('./panel-fakes.js');
 
 test('the first draft goes into the document from raw pixels and the final replaces it: one layer, one step', async () => {
   const s = setup();
-  const running = s.panel.apply('beauty');
-  await settle();
-  const header = emitPreview(s, 'job-1', 'draft', 1);
-  await settle();
+  const { running, header } = await applyingWithDraft(s);
 
   assert.deepEqual(s.client.named('preview'), [['job-1', header.seq, { format: 'raw' }]]);
   assert.deepEqual(s.adapter.named('placeDraft'), [
@@ -56,8 +45,7 @@ test('the first draft goes into the document from raw pixels and the final repla
 
 test('only the first of the draft, preview and refine levels is placed, once per job', async () => {
   const s = setup();
-  const running = s.panel.apply('volume');
-  await settle();
+  const { running } = await applying(s, 'volume');
   const first = emitPreview(s, 'job-1', 'draft', 1);
   emitPreview(s, 'job-1', 'preview', 2);
   await settle();
@@ -79,8 +67,7 @@ test('only the first of the draft, preview and refine levels is placed, once per
 test('step and final previews are never placed; the first draft-level preview after them is', async () => {
   const s = setup();
   s.panel.streamSteps = true;
-  const running = s.panel.apply('generate');
-  await settle();
+  const { running } = await applying(s, 'generate');
   emitPreview(s, 'job-1', 'step', 1, { step: 3, total_steps: 20 });
   emitPreview(s, 'job-1', 'final', 2);
   await settle();
@@ -105,8 +92,7 @@ test('a draft that beats the submit answer is replayed once the job is followed,
   s.client.onSubmit = (answer) => {
     early = emitPreview(s, answer.job_id, 'draft', 1);
   };
-  const running = s.panel.apply('beauty');
-  await settle();
+  const { running } = await applying(s);
   assert.ok(early, 'the draft went by before the submit was answered');
   assert.deepEqual(s.client.named('preview'), [['job-1', early.seq, { format: 'raw' }]]);
   assert.equal(s.adapter.named('placeDraft').length, 1);
@@ -133,8 +119,7 @@ test('an early draft of a job that is already done by its submit answer is not p
 
 test('a draft that arrives after the job is done is never placed', async () => {
   const s = setup();
-  const running = s.panel.apply('beauty');
-  await settle();
+  const { running } = await applying(s);
   done(s, 'job-1');
   emitPreview(s, 'job-1', 'draft', 1); // in the same turn as the done event
   await running;
@@ -149,10 +134,8 @@ test('a draft that arrives after the job is done is never placed', async () => {
 
 test('a draft that arrives while the final is being fetched is not even fetched', async () => {
   const s = setup();
-  const fetching = deferred();
-  s.client.gates.set('result', fetching.promise);
-  const running = s.panel.apply('beauty');
-  await settle();
+  const fetching = hold(s.client, 'result');
+  const { running } = await applying(s);
   done(s, 'job-1');
   await settle();
   assert.deepEqual(s.client.named('result'), [['job-1', { format: 'raw' }]]);
@@ -167,12 +150,8 @@ test('a draft that arrives while the final is being fetched is not even fetched'
 
 test('a draft whose raw pixels are still on their way when the job is done is dropped', async () => {
   const s = setup();
-  const fetching = deferred();
-  s.client.gates.set('preview', fetching.promise);
-  const running = s.panel.apply('beauty');
-  await settle();
-  emitPreview(s, 'job-1', 'draft', 1);
-  await settle();
+  const fetching = hold(s.client, 'preview');
+  const { running } = await applyingWithDraft(s);
   done(s, 'job-1');
   await settle();
   assert.equal(s.adapter.named('commitResult').length, 0, 'the final waits for the draft fetch');
@@ -186,12 +165,8 @@ test('a draft whose raw pixels are still on their way when the job is done is dr
 
 test('a final that arrives while its draft is being placed waits for it and replaces it', async () => {
   const s = setup();
-  const placing = deferred();
-  s.adapter.gates.set('placeDraft', placing.promise);
-  const running = s.panel.apply('color');
-  await settle();
-  emitPreview(s, 'job-1', 'draft', 1);
-  await settle();
+  const placing = hold(s.adapter, 'placeDraft');
+  const { running } = await applyingWithDraft(s, 'color');
   done(s, 'job-1');
   await settle();
   assert.equal(s.adapter.named('commitResult').length, 0);
@@ -206,10 +181,7 @@ test('a final that arrives while its draft is being placed waits for it and repl
 test('a draft whose fetch fails is skipped, not retried, and the final is placed as a new layer', async () => {
   const s = setup();
   s.client.failures.set('preview', Object.assign(new Error('that preview is gone'), { status: 404 }));
-  const running = s.panel.apply('beauty');
-  await settle();
-  emitPreview(s, 'job-1', 'draft', 1);
-  await settle();
+  const { running } = await applyingWithDraft(s);
   emitPreview(s, 'job-1', 'preview', 2);
   await settle();
   assert.equal(s.client.named('preview').length, 1);
@@ -227,10 +199,7 @@ test('a draft whose fetch fails is skipped, not retried, and the final is placed
 test('a draft the adapter cannot place is skipped and the final is still placed', async () => {
   const s = setup();
   s.adapter.failures.set('placeDraft', new Error('The document is busy.'));
-  const running = s.panel.apply('beauty');
-  await settle();
-  emitPreview(s, 'job-1', 'draft', 1);
-  await settle();
+  const { running } = await applyingWithDraft(s);
   done(s, 'job-1');
   await running;
   assert.equal(s.adapter.named('commitResult')[0][1].draft, undefined);
@@ -240,10 +209,7 @@ test('a draft the adapter cannot place is skipped and the final is still placed'
 
 test('a user step between the draft and the final is kept: the final becomes a step of its own', async () => {
   const s = setup();
-  const running = s.panel.apply('beauty');
-  await settle();
-  emitPreview(s, 'job-1', 'draft', 1);
-  await settle();
+  const { running } = await applyingWithDraft(s);
   s.adapter.userStep('Brush Tool');
   done(s, 'job-1');
   await running;
@@ -262,10 +228,7 @@ test('a user step between the draft and the final is kept: the final becomes a s
 
 test('a failed job removes its draft: no layer, no history step, and the sidecar message shows', async () => {
   const s = setup();
-  const running = s.panel.apply('beauty');
-  await settle();
-  emitPreview(s, 'job-1', 'draft', 1);
-  await settle();
+  const { running } = await applyingWithDraft(s);
   assert.equal(s.adapter.steps().length, 1);
   const error = { code: 'engine_unavailable', message: 'The diffusion engine is not loaded.', details: {} };
   s.events.emit('event', event('failed', 'job-1', { error }));
@@ -291,8 +254,7 @@ test('a failed job removes its draft: no layer, no history step, and the sidecar
 
 test('a failed job without a draft leaves the document untouched', async () => {
   const s = setup();
-  const running = s.panel.apply('beauty');
-  await settle();
+  const { running } = await applying(s);
   s.events.emit('event', event('failed', 'job-1', { error: { code: 'internal', message: 'Out of memory.' } }));
   assert.equal(await running, null);
   assert.deepEqual(s.adapter.documentChanges(), []);
@@ -302,10 +264,7 @@ test('a failed job without a draft leaves the document untouched', async () => {
 
 test('a draft discarded after a user step is deleted in a step of its own; the user step stays', async () => {
   const s = setup();
-  const running = s.panel.apply('beauty');
-  await settle();
-  emitPreview(s, 'job-1', 'draft', 1);
-  await settle();
+  const { running } = await applyingWithDraft(s);
   s.adapter.userStep('Crop');
   s.events.emit('event', event('failed', 'job-1', { error: { code: 'internal', message: 'Boom.' } }));
   assert.equal(await running, null);
@@ -315,10 +274,7 @@ test('a draft discarded after a user step is deleted in a step of its own; the u
 
 test('a cancelled job removes its draft, leaves zero steps and returns the panel to idle', async () => {
   const s = setup();
-  const running = s.panel.apply('beauty');
-  await settle();
-  emitPreview(s, 'job-1', 'draft', 1);
-  await settle();
+  const { running } = await applyingWithDraft(s);
   await s.panel.cancelJob();
   assert.deepEqual(s.client.named('cancel'), [['job-1']]);
   s.events.emit('event', event('cancelled', 'job-1'));
@@ -337,10 +293,7 @@ test('a cancelled job removes its draft, leaves zero steps and returns the panel
 test('a final that cannot be fetched removes the draft and reports the failure', async () => {
   const s = setup();
   s.client.failures.set('result', new Error('The result is gone.'));
-  const running = s.panel.apply('beauty');
-  await settle();
-  emitPreview(s, 'job-1', 'draft', 1);
-  await settle();
+  const { running } = await applyingWithDraft(s);
   done(s, 'job-1');
   assert.equal(await running, null);
 
@@ -352,8 +305,7 @@ test('a final that cannot be fetched removes the draft and reports the failure',
 
 test('previews of another job reach neither the thumbnail nor the document', async () => {
   const s = setup();
-  const running = s.panel.apply('beauty');
-  await settle();
+  const { running } = await applying(s);
   emitPreview(s, 'job-99', 'draft', 9);
   await settle();
   assert.deepEqual(thumbnails(s), [null]);
@@ -365,8 +317,7 @@ test('previews of another job reach neither the thumbnail nor the document', asy
 
 test('step previews reach the thumbnail only while streamSteps is on, and never the document', async () => {
   const s = setup();
-  const first = s.panel.apply('beauty');
-  await settle();
+  const { running: first } = await applying(s);
   emitPreview(s, 'job-1', 'step', 1, { step: 1, total_steps: 20 });
   await settle();
   assert.deepEqual(thumbnails(s), [null]);
@@ -375,8 +326,7 @@ test('step previews reach the thumbnail only while streamSteps is on, and never 
   await first;
 
   s.panel.streamSteps = true;
-  const second = s.panel.apply('volume');
-  await settle();
+  const { running: second } = await applying(s, 'volume');
   assert.equal(s.client.named('submit')[1][0].preview.stream_steps, true);
   emitPreview(s, 'job-2', 'step', 3, { step: 1, total_steps: 20 });
   emitPreview(s, 'job-2', 'step', 4, { step: 2, total_steps: 20 });

@@ -5,15 +5,9 @@
 const test = require('node:test');
 const assert = require('node:assert/strict');
 const { Panel } = require('../panel-state.js');
+const contract = require('../adapter-contract.js');
 
-const DOCUMENT_CHANGES = new Set([
-  'placeDraft',
-  'commitResult',
-  'discardDraft',
-  'replaceResult',
-  'setLayerOpacity',
-  'commitOpacity',
-]);
+const DOCUMENT_CHANGES = new Set(contract.DOCUMENT_CHANGES);
 
 function pixels(fill) {
   return { bytes: new Uint8Array(6).fill(fill), width: 2, height: 1, channels: 3, depth: 8 };
@@ -394,25 +388,38 @@ async function applied(s, op = 'beauty', options) {
   return running;
 }
 
+// Holds a fake's method (the adapter's or the client's) at its start until the
+// answer's resolve().
+function hold(fake, name) {
+  const gate = deferred();
+  fake.gates.set(name, gate.promise);
+  return gate;
+}
+
+// Starts an Apply and lets the panel run to where it waits for its job's events. Answers
+// { running }: the Apply's promise, in an object so that it is not awaited here.
+async function applying(s, op = 'beauty') {
+  const running = s.panel.apply(op);
+  await settle();
+  return { running };
+}
+
+// The same, then the job sends its first draft and the panel takes it in. Answers
+// { running } and the draft's header.
+async function applyingWithDraft(s, op = 'beauty') {
+  const { running } = await applying(s, op);
+  const header = emitPreview(s, `job-${s.client.named('submit').length}`, 'draft', 1);
+  await settle();
+  return { running, header };
+}
+
 const thumbnails = (s) => s.adapter.named('showThumbnail').map(([shown]) => shown);
 
 module.exports = {
-  DOCUMENT_CHANGES,
-  pixels,
-  draftPixels,
-  PORTRAIT,
-  doc,
-  fakeAdapter,
-  fakeClient,
-  fakeEvents,
-  setup,
-  settle,
-  deferred,
-  jpeg,
-  event,
-  preview,
-  emitPreview,
-  done,
-  applied,
-  thumbnails,
+  // The fakes and the world they make.
+  DOCUMENT_CHANGES, fakeAdapter, fakeClient, fakeEvents, setup,
+  // What goes through them.
+  pixels, draftPixels, PORTRAIT, doc, jpeg, event, preview,
+  // Driving a test.
+  settle, deferred, hold, emitPreview, done, applied, applying, applyingWithDraft, thumbnails,
 };

@@ -4,7 +4,7 @@
 const test = require('node:test');
 const assert = require('node:assert/strict');
 const { createRow } = require('../queue.js');
-const { pixels, doc, setup, settle, event, emitPreview, done } = require('./panel-fakes.js');
+const { pixels, doc, setup, settle, event, emitPreview, done, applying } = require('./panel-fakes.js');
 
 // --- The queue ----------------------------------------------------------------------
 
@@ -126,8 +126,7 @@ test('cancelling sends a DELETE for the current job or a given row, nothing for 
   await s.panel.cancelJob('job-6');
   assert.deepEqual(s.client.named('cancel'), [['job-5']]);
 
-  const running = s.panel.apply('beauty');
-  await settle();
+  const { running } = await applying(s);
   await s.panel.cancelJob();
   assert.deepEqual(s.client.named('cancel'), [['job-5'], ['job-1']]);
   s.events.emit('event', event('cancelled', 'job-1'));
