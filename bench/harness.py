@@ -116,7 +116,7 @@ class Harness:
 
     async def result(self, job_id: str, **query) -> bytes:
         """The full result as raw pixels (`query`: intensity, max_side)."""
-        return await self.client.result(job_id, "raw", **query)
+        return await self.client.result(job_id, {"format": "raw", **query})
 
     async def finished(self, job_id: str, timeout: float = 900) -> float:
         """Arrival time of the job's `done` event; a job that fails or is cancelled

@@ -68,9 +68,9 @@ async def test_a_job_from_upload_to_result_in_the_contracts_models(sidecar, pixe
     status = await sidecar.status(created.job_id)
     assert isinstance(status, JobStatus) and status.state == "done"
     assert created.job_id in [job.job_id for job in (await sidecar.list_jobs()).jobs]
-    raw = await sidecar.result(created.job_id, "raw")
+    raw = await sidecar.result(created.job_id, {"format": "raw"})
     assert len(raw) == pixels.nbytes
-    half = await sidecar.result(created.job_id, "raw", max_side=28)
+    half = await sidecar.result(created.job_id, {"format": "raw", "max_side": 28})
     assert len(half) == pixels.nbytes // 4
     with pytest.raises(SidecarError) as refused:
         await sidecar.cancel(created.job_id)  # it has ended

@@ -98,7 +98,7 @@ async def _collect(
     if end.state != "done" or job_id is None:
         return Outcome(name, "failed", job_id, end.code or end.state, end.message)
     try:
-        data = await client.result(job_id, result_format(task.target))
+        data = await client.result(job_id, {"format": result_format(task.target)})
         await asyncio.to_thread(write_output, task.target, data, task.source, op)
     except SidecarError as exc:
         return Outcome(name, "failed", job_id, exc.code, exc.message)

@@ -18,6 +18,7 @@ from ..schema import (
     PrecomputeRequest,
     PrecomputeStarted,
     Priority,
+    ResultQuery,
     SkinTone,
 )
 from .messages import SocketMessage
@@ -63,14 +64,10 @@ class SidecarApi(Protocol):
     async def list_jobs(self) -> JobList: ...
 
     async def result(
-        self,
-        job_id: str,
-        format: str = "png",
-        *,
-        intensity: float | None = None,
-        max_side: int | None = None,
+        self, job_id: str, query: ResultQuery | Mapping[str, Any] | None = None
     ) -> bytes:
-        """The result's bytes: a PNG or TIFF file, or raw pixels (`format="raw"`)."""
+        """The result's bytes: a PNG or TIFF file, or raw pixels (`format="raw"`),
+        optionally blended (`intensity`) and downscaled (`max_side`)."""
 
     async def cancel(self, job_id: str) -> JobStatus: ...
 

@@ -41,6 +41,7 @@ from ..schema import (
     QueueCounts,
     Queued,
     Requeued,
+    ResultQuery,
     SkinTone,
     StageEvent,
     Started,
@@ -298,13 +299,9 @@ class FakeSidecar:
         return JobList(jobs=list(self.statuses.values()))
 
     async def result(
-        self,
-        job_id: str,
-        format: str = "png",
-        *,
-        intensity: float | None = None,
-        max_side: int | None = None,
+        self, job_id: str, query: ResultQuery | Mapping[str, Any] | None = None
     ) -> bytes:
+        parse_request(ResultQuery, query or {}, "query")  # refused as the sidecar would
         self._call("result", job_id)
         status = self._job(job_id)
         if status.state is not JobState.done:

@@ -140,16 +140,10 @@ class SidecarClient:
         return await self._model(JobList, "GET", "/v1/jobs")
 
     async def result(
-        self,
-        job_id: str,
-        format: str = "png",
-        *,
-        intensity: float | None = None,
-        max_side: int | None = None,
+        self, job_id: str, query: ResultQuery | Mapping[str, Any] | None = None
     ) -> bytes:
-        given = {"format": format, "intensity": intensity, "max_side": max_side}
-        fields = {name: value for name, value in given.items() if value is not None}
-        query = parse_request(ResultQuery, fields, "query")
+        """The result's bytes (`query`: format png, tiff or raw, blend, downscale)."""
+        query = parse_request(ResultQuery, query or {}, "query")
         params = {name: str(value) for name, value in _json(query).items()}
         return await self._call("GET", f"/v1/jobs/{job_id}/result", params=params)
 
