@@ -143,10 +143,7 @@ class DiffusionEngine(Engine):
                 width=width,
                 height=height,
                 num_inference_steps=params.steps,
-                guidance_scale=params.guidance,
-                generator=torch.Generator("cpu").manual_seed(job.seed),
-                output_type="np",
-                callback_on_step_end=on_step,
+                **_denoise_args(job.seed, params.guidance, on_step),
             )
             return out.images[0]
 
@@ -182,10 +179,7 @@ class DiffusionEngine(Engine):
                 strength=params.refine,
                 # img2img runs strength × num_inference_steps: `steps` are those that run
                 num_inference_steps=math.ceil(params.steps / params.refine),
-                guidance_scale=params.guidance,
-                generator=torch.Generator("cpu").manual_seed(job.seed),
-                output_type="np",
-                callback_on_step_end=on_step,
+                **_denoise_args(job.seed, params.guidance, on_step),
             )
             return out.images[0]
 
@@ -320,3 +314,15 @@ def _skin_box(analysis) -> Box | None:
         min(int(np.ceil(x1 + margin)), analysis.width),
         min(int(np.ceil(y1 + margin)), analysis.height),
     )
+
+
+def _denoise_args(seed: int, guidance: float, on_step) -> dict:
+    """What every denoising call shares: the job's seed on a CPU generator (the same
+    noise on any device, so the same bits for the same seed), the guidance, float
+    output, and the step callback (previews, cancel, pre-emption)."""
+    return {
+        "guidance_scale": guidance,
+        "generator": torch.Generator("cpu").manual_seed(seed),
+        "output_type": "np",
+        "callback_on_step_end": on_step,
+    }
