@@ -8,8 +8,10 @@ import numpy as np
 import pytest
 from helpers import Changes, raw_headers
 
-from sidecar.api.keys import BUS
+from sidecar.api.keys import BUS, ENGINES
 from sidecar.cli import build_app
+from sidecar.engines.stepping import Stepper
+from sidecar.engines.synthetic import SyntheticEngine
 from sidecar.jobs.events import COALESCED
 
 TERMINAL = {"done", "failed", "cancelled"}
@@ -27,6 +29,27 @@ async def noise_image_fixture(client, auth) -> str:
     """A small noise image, uploaded: jobs on it take as long as their steps say."""
     pixels = np.random.default_rng(4).integers(0, 256, (48, 64, 3), dtype=np.uint8)
     return await upload(client, auth, pixels)
+
+
+@pytest.fixture(name="stepper")
+def stepper_fixture(app, client):
+    """The app's synthetic engine under the test's hand: each job step waits for
+    `stepper.release(...)` (or `open()`), and `await stepper.reached(job_id, k)` waits
+    for a job to be in its step k (sidecar/engines/stepping.py). Opened at the end, so
+    no held step outlives the test (this tears down before `client` does)."""
+    stepper = attach_stepper(app)
+    yield stepper
+    stepper.open()
+
+
+def attach_stepper(app) -> Stepper:
+    """A Stepper on every synthetic engine of `app` (open it when done)."""
+    engines = {id(e): e for e in app[ENGINES].values() if isinstance(e, SyntheticEngine)}
+    assert engines, "the app has no synthetic engine"
+    stepper = Stepper()
+    for engine in engines.values():
+        engine.stepper = stepper
+    return stepper
 
 
 async def upload(client, auth, pixels: np.ndarray) -> str:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from jobs_support import EventLog, upload, wait_for
+from jobs_support import EventLog, attach_stepper, upload, wait_for
 
 from sidecar.api.keys import BUS, ENGINES, SCHEDULER
 from sidecar.cli import build_app
@@ -81,23 +81,32 @@ async def test_background_work_gives_way_to_a_user_job(aiohttp_client, slow_app,
     image_id = await upload(client, auth, pixels)
     scheduler = slow_app[SCHEDULER]
     events = EventLog(slow_app[BUS])
-    # a long background job, as precompute's would be
-    body = {
-        "op": "beauty",
-        "image_id": image_id,
-        "priority": "background",
-        "params": {"steps": 40, "step_ms": 25},
-    }
-    background = (await (await client.post("/v1/jobs", json=body, headers=auth)).json())["job_id"]
-    await wait_for(client, auth, background, {"running"})
-    await events.until(lambda: events.of(background, "progress"), what="a background step")
-    user = {"op": "beauty", "image_id": image_id, "params": {"steps": 2, "step_ms": 5}}
-    user_id = (await (await client.post("/v1/jobs", json=user, headers=auth)).json())["job_id"]
-    done = await wait_for(client, auth, user_id, timeout=30)
-    # the normal job ran while the background one waited for it (pre-empted at a step)
-    assert scheduler.get(background).state.value in ("queued", "running")
-    assert done["state"] == "done"
-    assert (await wait_for(client, auth, background, timeout=30))["state"] == "done"
+    stepper = attach_stepper(slow_app)
+    try:
+        # a long background job, as precompute's would be
+        body = {
+            "op": "beauty",
+            "image_id": image_id,
+            "priority": "background",
+            "params": {"steps": 40},
+        }
+        response = await client.post("/v1/jobs", json=body, headers=auth)
+        background = (await response.json())["job_id"]
+        stepper.release(background)
+        await stepper.reached(background, 2)  # a step done, held in the next
+        user = {"op": "beauty", "image_id": image_id, "params": {"steps": 2}}
+        user_id = (await (await client.post("/v1/jobs", json=user, headers=auth)).json())["job_id"]
+        stepper.release(background)  # it ends that step and gives way there
+        stepper.release(user_id, 2)  # the user job's every step; none more for background
+        done = await wait_for(client, auth, user_id, timeout=30)
+        # the normal job ran while the background one waited for it (pre-empted at a step)
+        assert scheduler.get(background).state.value in ("queued", "running")
+        await events.until(lambda: events.of(background, "requeued"), what="background requeued")
+        assert done["state"] == "done"
+        stepper.open()
+        assert (await wait_for(client, auth, background, timeout=30))["state"] == "done"
+    finally:
+        stepper.open()
 
 
 async def test_a_likely_next_action_prefetches_its_stages(client, auth, app, portrait):

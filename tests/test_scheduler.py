@@ -7,11 +7,12 @@ import asyncio
 import cv2
 import numpy as np
 import pytest
-from jobs_support import EventLog, status, submit, upload, wait_for
+from jobs_support import EventLog, status, stepper_fixture, submit, upload, wait_for  # noqa: F401
 
 from sidecar.api.keys import BUS
 from sidecar.cli import build_app
 from sidecar.engines import Engine
+from sidecar.engines.stepping import Stepper, StepperTimeout
 from sidecar.schema import Op
 
 
@@ -36,11 +37,12 @@ async def events(client, app):
     yield log
 
 
-async def test_waiting_jobs_run_in_priority_order(client, auth, image_id, events):
-    blocker = await submit(client, auth, image_id, priority="hero", steps=10, step_ms=30)
-    await wait_for(client, auth, blocker, {"running"})
+async def test_waiting_jobs_run_in_priority_order(client, auth, image_id, events, stepper):
+    blocker = await submit(client, auth, image_id, priority="hero", steps=3)
+    await stepper.reached(blocker, 1)  # held in its first step while the others queue
     order = ["background", "normal", "hero", "normal", "active", "background"]
-    ids = [await submit(client, auth, image_id, priority=p, steps=1, step_ms=1) for p in order]
+    ids = [await submit(client, auth, image_id, priority=p, steps=1) for p in order]
+    stepper.open()
     for job_id in ids:
         await wait_for(client, auth, job_id)
     await events.ended(*ids)
@@ -50,16 +52,17 @@ async def test_waiting_jobs_run_in_priority_order(client, auth, image_id, events
 
 
 async def test_starring_moves_a_job_to_the_front_without_interrupting(
-    client, auth, image_id, events
+    client, auth, image_id, events, stepper
 ):
-    running = await submit(client, auth, image_id, steps=10, step_ms=30)
-    await wait_for(client, auth, running, {"running"})
-    queued = [await submit(client, auth, image_id, steps=1, step_ms=1) for _ in range(3)]
+    running = await submit(client, auth, image_id, steps=3)
+    await stepper.reached(running, 1)  # held there until the queue has been rearranged
+    queued = [await submit(client, auth, image_id, steps=1) for _ in range(3)]
     assert [(await status(client, auth, j))["position"] for j in queued] == [0, 1, 2]
     response = await client.patch(f"/v1/jobs/{queued[2]}", json={"priority": "hero"}, headers=auth)
     assert response.status == 200
     assert (await response.json())["position"] == 0
     assert (await status(client, auth, queued[0]))["position"] == 1
+    stepper.open()
     for job_id in queued:
         await wait_for(client, auth, job_id)
     await events.ended(*queued)
@@ -68,20 +71,38 @@ async def test_starring_moves_a_job_to_the_front_without_interrupting(
 
 
 async def test_active_job_preempts_at_a_step_boundary_and_the_other_resumes(
-    client, auth, image_id, events, app
+    client, auth, image_id, events, app, stepper
 ):
-    background = await submit(client, auth, image_id, steps=20, step_ms=25)
-    await wait_for(client, auth, background, {"running"})
-    # a step or more done, so the pre-empted run has saved steps to go on from
-    await events.until(lambda: events.of(background, "progress"), what="a background step")
-    active = await submit(client, auth, image_id, priority="active", steps=2, step_ms=5)
+    background = await submit(client, auth, image_id, steps=20)
+
+    # a step done, so the pre-empted run has saved steps to go on from; held in step 2
+    # (each step's progress is in the log before the next step ends: the bus coalesces
+    # progress a subscriber has not taken yet)
+    def progressed(n: int):
+        return events.until(lambda: len(events.of(background, "progress")) >= n)
+
+    stepper.release(background)
+    await stepper.reached(background, 2)
+    await progressed(1)
+    active = await submit(client, auth, image_id, priority="active", steps=2)
+    stepper.release(background)  # it ends step 2 and gives way there
+    stepper.release(active, 2)
     done_active = await wait_for(client, auth, active)
+    await progressed(2)
+    for step in range(3, 21):  # the resumed run, a step at a time
+        await stepper.reached(background, step)
+        stepper.release(background)
+        await progressed(step)
     done_background = await wait_for(client, auth, background)
+    stepper.open()
     await events.ended(active, background)
     assert done_active["state"] == done_background["state"] == "done"
     types = events.types(background)
     assert "requeued" in types
     assert events.started_order()[:3] == [background, active, background]
+    # it gave way at the first boundary after the active job came: two steps in
+    before = events.of(background)[: types.index("requeued")]
+    assert [e.progress for e in before if e.type == "progress"][-1] == pytest.approx(2 / 20)
     # the pre-empted job went on from its saved steps instead of starting over
     fractions = [e.progress for e in events.of(background, "progress")]
     assert fractions == sorted(fractions) and len(fractions) == 20
@@ -93,10 +114,14 @@ async def test_active_job_preempts_at_a_step_boundary_and_the_other_resumes(
     assert a == b
 
 
-async def test_preemption_waits_for_the_step_in_progress(client, auth, image_id, events):
-    slow = await submit(client, auth, image_id, steps=4, step_ms=300)
-    await wait_for(client, auth, slow, {"running"})
-    active = await submit(client, auth, image_id, priority="active", steps=1, step_ms=1)
+async def test_preemption_waits_for_the_step_in_progress(client, auth, image_id, events, stepper):
+    slow = await submit(client, auth, image_id, steps=4)
+    await stepper.reached(slow, 1)  # in its first step, held there
+    active = await submit(client, auth, image_id, priority="active", steps=1)
+    # the active job waits while the step is in progress, however long it takes
+    assert (await status(client, auth, active))["state"] == "queued"
+    assert (await status(client, auth, slow))["state"] == "running"
+    stepper.open()
     await wait_for(client, auth, active)
     await events.ended(active)
     requeued = events.of(slow, "requeued")[0]
@@ -104,9 +129,9 @@ async def test_preemption_waits_for_the_step_in_progress(client, auth, image_id,
     assert requeued.seq > 0 and started.ts >= requeued.ts
 
 
-async def test_cancel_queued_running_finished_and_unknown(client, auth, image_id, events):
-    running = await submit(client, auth, image_id, steps=50, step_ms=20)
-    await wait_for(client, auth, running, {"running"})
+async def test_cancel_queued_running_finished_and_unknown(client, auth, image_id, events, stepper):
+    running = await submit(client, auth, image_id, steps=50)
+    await stepper.reached(running, 1)  # held in its first step while it is cancelled
     queued = await submit(client, auth, image_id, steps=1)
 
     response = await client.delete(f"/v1/jobs/{queued}", headers=auth)
@@ -114,13 +139,14 @@ async def test_cancel_queued_running_finished_and_unknown(client, auth, image_id
 
     response = await client.delete(f"/v1/jobs/{running}", headers=auth)
     assert response.status == 202
+    stepper.open()  # it stops at the end of the step it is in
     final = await wait_for(client, auth, running, timeout=2.0)
     assert final["state"] == "cancelled"
     assert final["progress"] < 1.0
     result = await client.get(f"/v1/jobs/{running}/result", headers=auth)
     assert result.status == 409
 
-    quick = await submit(client, auth, image_id, steps=1, step_ms=1)
+    quick = await submit(client, auth, image_id, steps=1)
     await wait_for(client, auth, quick)
     response = await client.delete(f"/v1/jobs/{quick}", headers=auth)
     assert response.status == 409
@@ -134,14 +160,15 @@ async def test_cancel_queued_running_finished_and_unknown(client, auth, image_id
     assert events.types(running).count("cancelled") == 1
 
 
-async def test_two_clients_cancelling_at_once_cancel_once(client, auth, image_id, events):
-    running = await submit(client, auth, image_id, steps=50, step_ms=20)
-    await wait_for(client, auth, running, {"running"})
-    other = await submit(client, auth, image_id, steps=1, step_ms=1)
+async def test_two_clients_cancelling_at_once_cancel_once(client, auth, image_id, events, stepper):
+    running = await submit(client, auth, image_id, steps=50)
+    await stepper.reached(running, 1)  # held in its first step while it is cancelled
+    other = await submit(client, auth, image_id, steps=1)
     responses = await asyncio.gather(
         *(client.delete(f"/v1/jobs/{running}", headers=auth) for _ in range(2))
     )
     assert sorted(r.status for r in responses) in ([200, 202], [202, 202])
+    stepper.open()
     await wait_for(client, auth, running)
     await wait_for(client, auth, other)
     await events.ended(running, other)  # other ran after running's every event
@@ -163,6 +190,18 @@ async def test_events_carry_seq_stage_progress_and_eta(client, auth, image_id, e
     # the second run of the same op and size knows how long it will take from the start
     assert events.of(second, "progress")[0].eta_s is not None
     assert events.of(second, "progress")[-1].eta_s == pytest.approx(0.0, abs=0.05)
+
+
+def test_a_step_never_released_fails_with_a_clear_error_instead_of_hanging():
+    stepper = Stepper(timeout=0.05)
+    stepper.release("other")  # another job's release is not this one's
+    with pytest.raises(StepperTimeout, match="job a waited 0.05 s in step 3"):
+        stepper.step("a", 3)
+    assert stepper.at("a") == 3
+    stepper.release()  # any job's
+    stepper.step("a", 4)
+    stepper.open()
+    stepper.step("a", 5)
 
 
 class BrokenEngine(Engine):
@@ -254,9 +293,9 @@ async def test_same_request_gives_the_same_bits(client, auth, image_id):
     assert ra == rb
 
 
-async def test_listing_is_in_queue_order(client, auth, image_id):
-    running = await submit(client, auth, image_id, steps=20, step_ms=20)
-    await wait_for(client, auth, running, {"running"})
+async def test_listing_is_in_queue_order(client, auth, image_id, stepper):
+    running = await submit(client, auth, image_id, steps=20)
+    await stepper.reached(running, 1)  # held there while the queue is listed
     low = await submit(client, auth, image_id, priority="background", steps=1)
     high = await submit(client, auth, image_id, priority="hero", steps=1)
     response = await client.get("/v1/jobs", headers=auth)

@@ -44,6 +44,7 @@ class RunInput:
 
     request: JobRequest
     seed: int
+    job_id: str | None = None  # the job this is a run of (None outside the scheduler)
     pixels: np.ndarray | None = None  # canonical (H, W, C) uint8/uint16; None until loaded
     # Reads the pixels on first use, so an engine whose stages are cached can show a
     # draft before a 24 MP image has come off the disk.

@@ -8,6 +8,8 @@ the input, softened. Params: steps (1..1000), step_ms (0..10000), preview_every,
 preview_side (16..2048 px, default 256), soften (default true; false leaves the
 pixels as they are, so previews keep full detail when measuring transport).
 Not registered by default; `retouch-sidecar serve --engine synthetic` adds it.
+A test that needs to know where a job is attaches a `Stepper` (`engine.stepper`):
+each step then waits for the test's release instead of sleeping (see stepping.py).
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from ..imaging.convert import rgb8_rounded
 from ..imaging.encode import fit_within
 from ..schema import Op
 from .base import Engine, JobContext, RunInput
+from .stepping import Stepper
 
 PREVIEW_SIDE = 256
 
@@ -38,6 +41,7 @@ class SyntheticEngine(Engine):
     name = "synthetic"
     version = "synthetic/2"
     ops = frozenset({Op.beauty, Op.dodge_burn, Op.volume, Op.color})
+    stepper: Stepper | None = None  # when set, steps wait for its releases, not step_ms
 
     def run(self, job: RunInput, ctx: JobContext) -> np.ndarray:
         params = job.request.params
@@ -55,8 +59,9 @@ class SyntheticEngine(Engine):
             started = time.perf_counter()
             if soften:
                 work = cv2.GaussianBlur(work, (3, 3), 0)
-            left = step_s - (time.perf_counter() - started)
-            if left > 0:
+            if self.stepper is not None:
+                self.stepper.step(job.job_id or "", step + 1)
+            elif (left := step_s - (time.perf_counter() - started)) > 0:
                 time.sleep(left)
             resume.work, resume.steps_done = work, step + 1
             ctx.progress((step + 1) / steps)

@@ -103,7 +103,7 @@ def prepare_run(
     with what a pre-empted run left) and its step context; None when its image is no
     longer stored."""
     request = job.request
-    run_input = RunInput(request=request, seed=job.seed, resume=job.resume)
+    run_input = RunInput(request=request, seed=job.seed, job_id=job.job_id, resume=job.resume)
     megapixels = 1.0
     if request.image_id is not None:
         info = images.info(request.image_id)
