@@ -10,9 +10,10 @@ import json
 import os
 import signal
 import threading
-import time
 from dataclasses import dataclass
 from pathlib import Path
+
+from helpers import wait_until
 
 from sidecar.batch.on_cluster import ShootFiles
 from sidecar.cache.atomic import TEMP_PREFIX
@@ -48,11 +49,8 @@ def records(log: Path, kind: str) -> list[dict]:
 
 def wait_for(path: Path, timeout: float = 120.0) -> Path:
     """Until `path` exists (what a worker does, seen from the test)."""
-    deadline = time.monotonic() + timeout
-    while not path.exists():
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"{path} did not appear in {timeout} s")
-        time.sleep(0.02)
+    # another process writes it: the file appearing is the only sign there is
+    wait_until(path.exists, timeout, 0.02, what=f"{path} to appear")
     return path
 
 

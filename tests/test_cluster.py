@@ -11,14 +11,13 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
 from cluster_support import WatchedFiles, records, wait_for
-from helpers import encode_jpeg, encode_png, encode_tiff, free_port
+from helpers import encode_jpeg, encode_png, encode_tiff, free_port, wait_until
 from psd_tools import PSDImage
 from psd_tools.api.layers import PixelLayer
 from rich.console import Console
@@ -248,7 +247,11 @@ def test_ctrl_c_stops_the_workers_and_the_local_cluster_and_leaves_whole_files(c
         pixels = cv2.imread(str(out / name), cv2.IMREAD_UNCHANGED)
         assert pixels is not None and pixels.shape == (SIDE, SIDE, 3), name
     assert len(cluster_processes) >= 3  # the local cluster's own and its workers
-    wait_until(lambda: not [pid for pid in cluster_processes if alive(pid)])
+    wait_until(
+        lambda: not [pid for pid in cluster_processes if alive(pid)],
+        30,
+        what="every process of the local cluster to end",
+    )
 
 
 def descendants(root: int) -> list[int]:
@@ -267,13 +270,6 @@ def descendants(root: int) -> list[int]:
             found.append(child)
             todo.append(child)
     return found
-
-
-def wait_until(condition, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "a process of the local cluster is still running"
-        time.sleep(0.05)
 
 
 def alive(pid: int) -> bool:

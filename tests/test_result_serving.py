@@ -171,8 +171,8 @@ async def test_a_good_file_found_at_start_is_checked_once(aiohttp_client, settin
     await client.close()
 
     checks = []
-    real = store_module._pixels_match
-    monkeypatch.setattr(store_module, "_pixels_match", lambda *a: checks.append(a[0]) or real(*a))
+    real = store_module.pixels_match
+    monkeypatch.setattr(store_module, "pixels_match", lambda *a: checks.append(a[0]) or real(*a))
     app, client, auth = await start(aiohttp_client, settings)
     ran = {job.job_id for job, _ in app[SCHEDULER].listing()}
     assert (await fetch(client, auth, job_id))[:2] == first[:2]
@@ -300,8 +300,8 @@ def test_open_pixels_is_none_while_held_in_memory_then_the_file(tmp_path, portra
 
 def test_a_store_trusts_what_it_wrote_and_checks_what_it_found(tmp_path, portrait, monkeypatch):
     checks = []
-    real = store_module._pixels_match
-    monkeypatch.setattr(store_module, "_pixels_match", lambda *a: checks.append(a[0]) or real(*a))
+    real = store_module.pixels_match
+    monkeypatch.setattr(store_module, "pixels_match", lambda *a: checks.append(a[0]) or real(*a))
     store = ImageStore(tmp_path)
     key = store.put(portrait)[0].image_id
     store.flush()

@@ -32,92 +32,43 @@ no longer needed. A removed image is simply missing: `has` is False, `load` None
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
-import re
-import stat
-import struct
 import threading
-from collections import Counter, OrderedDict
+from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, TypeVar
 
-import blake3
 import numpy as np
 
-from ..imaging.pixels import DTYPES, raw_nbytes
+from ..imaging.pixels import DTYPES
 from .atomic import atomic_write, remove_stale_temps
-from .keys import image_id, image_key_header
-from .usage import SUFFIX, default_limit, stored_files
+from .file_limit import MISSING, StoredFiles
+from .image_file import (
+    HEADER,
+    ID_PATTERN,
+    MAGIC,
+    Damaged,
+    OpenImage,
+    Signature,
+    StoredImage,
+    parse_header,
+    pixels_match,
+    signature_of,
+)
+from .keys import image_id
+from .usage import SUFFIX
 
 _T = TypeVar("_T")
 log = logging.getLogger(__name__)
 
-_MAGIC = b"RTIMG\x00\x01\x00"
-_HEADER = struct.Struct("<8sIIBB14x")  # 32 bytes
-_ID = re.compile(r"^[0-9a-f]{64}$")
 DEFAULT_PENDING_BUDGET = 2 << 30  # bytes of pixels awaiting their disk write
 DEFAULT_UNSAVED_BUDGET = 1 << 30  # bytes of pixels kept in memory after a failed write
-_MISSING = (FileNotFoundError, NotADirectoryError)  # a miss, never an error
-_CHECK_CHUNK = 16 << 20  # bytes read at a time when a file is checked once
-# A file as it is on disk: device, inode, size, modification time (ns). Another write
-# (in place or a new file renamed over it) changes it; the store's touch changes the
-# time too, and records the new one.
-_Signature = tuple[int, int, int, int]
 
 
-def _signature(st: os.stat_result) -> _Signature:
-    return st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns
-
-
-@dataclass(frozen=True)
-class StoredImage:
-    image_id: str
-    width: int
-    height: int
-    channels: int
-    depth: int
-
-    @property
-    def nbytes(self) -> int:
-        return raw_nbytes(self.width, self.height, self.channels, self.depth)
-
-
-class OpenImage:
-    """A stored image's file, open and checked: its canonical pixel bytes are `size`
-    bytes from `offset` of `file`, to be sent as they are. The store's limit leaves the
-    file alone until `close` (a `with` block closes it)."""
-
-    def __init__(
-        self, info: StoredImage, file: BinaryIO, offset: int, release: Callable[[], None]
-    ) -> None:
-        self.info = info
-        self.file = file
-        self.offset = offset
-        self.size = info.nbytes
-        self._release: Callable[[], None] | None = release
-
-    def close(self) -> None:
-        release, self._release = self._release, None
-        if release is None:
-            return
-        try:
-            self.file.close()
-        finally:
-            release()
-
-    def __enter__(self) -> OpenImage:
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
-
-
-class ImageStore:
+class ImageStore(StoredFiles):
     def __init__(
         self,
         root: Path,
@@ -129,16 +80,7 @@ class ImageStore:
         self.root = root
         self.root.mkdir(parents=True, exist_ok=True)
         remove_stale_temps(self.root)
-        # files on disk, least recently used first; one lock orders uses and removals
-        self._files_lock = threading.Lock()
-        self._files: OrderedDict[str, int] = OrderedDict()
-        self._used = 0
-        for found in stored_files(self.root):
-            self._files[found.key] = found.size
-            self._used += found.size
-        self.max_bytes = max_bytes if max_bytes is not None else default_limit(root, self._used)
-        self._reading: Counter[str] = Counter()
-        self._trusted: dict[str, _Signature] = {}  # files checked (or written) as they are
+        self._init_files(root, max_bytes)
         self._in_use: Callable[[], Iterable[str | None]] = tuple
         self._budget = pending_budget
         self._changed = threading.Condition()
@@ -151,13 +93,13 @@ class ImageStore:
         self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="image-writer")
 
     def path_for(self, key: str) -> Path:
-        if not _ID.match(key):
+        if not ID_PATTERN.match(key):
             raise ValueError("not an image id")
         return self.root / key[:2] / f"{key}{SUFFIX}"
 
     def has(self, key: str) -> bool:
         """Whether the image is stored (a use: it moves to the end of the eviction order)."""
-        if not _ID.match(key):
+        if not ID_PATTERN.match(key):
             return False
         with self._changed:
             if key in self._pending or key in self._unsaved:
@@ -268,7 +210,7 @@ class ImageStore:
         file alone until the `OpenImage` is closed. None when the image is held in
         memory only (a write still behind, or one that failed: `load` has it), missing,
         or damaged (then the file is removed)."""
-        if not _ID.match(key):
+        if not ID_PATTERN.match(key):
             return None
         with self._changed:
             if key in self._pending or key in self._unsaved:
@@ -276,7 +218,7 @@ class ImageStore:
         release = self._hold(key)
         try:
             file = self.path_for(key).open("rb")
-        except _MISSING:
+        except MISSING:
             release()
             self._drop(key)
             return None
@@ -285,14 +227,14 @@ class ImageStore:
             raise
         try:
             info = self._read_header(key, file)
-            signature = _signature(os.fstat(file.fileno()))
+            signature = signature_of(os.fstat(file.fileno()))
             with self._files_lock:
                 trusted = self._trusted.get(key) == signature
             if not trusted:
-                if not _pixels_match(key, info, file, _HEADER.size):
-                    raise _Damaged
+                if not pixels_match(key, info, file, HEADER.size):
+                    raise Damaged
                 self._trust(key, signature)
-        except _Damaged:
+        except Damaged:
             file.close()
             release()
             self._remove(key)
@@ -302,33 +244,15 @@ class ImageStore:
             release()
             raise
         self._touch(key)
-        return OpenImage(info, file, _HEADER.size, release)
+        return OpenImage(info, file, HEADER.size, release)
 
-    def _hold(self, key: str) -> Callable[[], None]:
-        """Mark `key` as being read (the limit leaves its file alone); returns the
-        release, to be called once."""
-        with self._files_lock:
-            self._reading[key] += 1
-
-        def release() -> None:
-            with self._files_lock:
-                self._reading[key] -= 1
-                if not self._reading[key]:
-                    del self._reading[key]
-
-        return release
-
-    def _trust(self, key: str, signature: _Signature) -> None:
-        with self._files_lock:
-            self._trusted[key] = signature
-
-    def _read(self, key: str) -> tuple[np.ndarray, _Signature] | None:
+    def _read(self, key: str) -> tuple[np.ndarray, Signature] | None:
         """One open file from header to last pixel: a removal meanwhile cannot tear it.
         With the pixels, the file as it was when opened."""
 
-        def pixels_of(file) -> tuple[np.ndarray, _Signature] | None:
+        def pixels_of(file) -> tuple[np.ndarray, Signature] | None:
             info = self._read_header(key, file)
-            signature = _signature(os.fstat(file.fileno()))
+            signature = signature_of(os.fstat(file.fileno()))
             count = info.width * info.height * info.channels
             pixels = np.fromfile(file, dtype=DTYPES[info.depth], count=count)
             if pixels.size != count:  # cut short since the header was read
@@ -343,118 +267,27 @@ class ImageStore:
         try:
             with self.path_for(key).open("rb") as file:
                 return read(file)
-        except _MISSING:
+        except MISSING:
             self._drop(key)
-        except _Damaged:
+        except Damaged:
             self._remove(key)
         return None
 
     def _read_header(self, key: str, file) -> StoredImage:
-        raw = file.read(_HEADER.size)
-        parsed = self._parse_header(key, raw, os.fstat(file.fileno()).st_size)
+        raw = file.read(HEADER.size)
+        parsed = parse_header(key, raw, os.fstat(file.fileno()).st_size)
         if parsed is None:
-            raise _Damaged
+            raise Damaged
         return parsed
-
-    # -- the size limit ----------------------------------------------------------------
-    def _touch(self, key: str) -> bool:
-        """Mark a file on disk just used; False when there is none."""
-        path = self.path_for(key)
-        with self._files_lock:
-            trusted = self._trusted.pop(key, None)
-            try:
-                if trusted is not None and _signature(os.stat(path)) != trusted:
-                    trusted = None  # changed on disk since it was checked
-                os.utime(path)  # its place in the order after a restart
-            except _MISSING:
-                self._drop_locked(key)
-                return False
-            except OSError:
-                pass  # a read-only folder: the order in memory still holds
-            if trusted is not None:  # the same file: trusted with its new time
-                with contextlib.suppress(OSError):
-                    self._trusted[key] = _signature(os.stat(path))
-            if key in self._files:
-                self._files.move_to_end(key)
-                return True
-            try:  # a file the index does not know (made by another process)
-                found = path.stat()
-            except OSError:
-                return False
-            if not stat.S_ISREG(found.st_mode):
-                return False
-            self._files[key] = found.st_size
-            self._used += found.st_size
-            return True
-
-    def _make_room(self, size: int) -> None:
-        """Remove least recently used files until `size` more bytes fit the limit."""
-        with self._files_lock:
-            if self._used + size <= self.max_bytes:
-                return
-        try:
-            keep = set(self._in_use())  # outside our locks: it takes the scheduler's
-        except Exception:  # never guess: better over the limit than a job's input gone
-            log.exception("cannot tell which images jobs need; nothing removed")
-            return
-        removed = freed = 0
-        while True:
-            with self._files_lock:
-                if self._used + size <= self.max_bytes:
-                    break
-                victim = next(
-                    (k for k in self._files if k not in keep and k not in self._reading), None
-                )
-                if victim is None:
-                    log.warning(
-                        "the image store passes its limit (%d bytes): what is left is in use",
-                        self.max_bytes,
-                    )
-                    break
-                try:
-                    self.path_for(victim).unlink(missing_ok=True)
-                except OSError as exc:  # e.g. open in another process (Windows)
-                    log.warning("could not remove image %s: %s", victim, exc)
-                    keep.add(victim)
-                    continue
-                freed += self._files[victim]
-                self._drop_locked(victim)
-                removed += 1
-        if removed:
-            log.info("image store limit: removed %d least recently used (%d bytes)", removed, freed)
-
-    def _added(self, key: str, size: int) -> None:
-        with self._files_lock:
-            self._drop_locked(key)
-            self._files[key] = size
-            self._used += size
-            with contextlib.suppress(OSError):  # written here from pixels of this id
-                self._trusted[key] = _signature(os.stat(self.path_for(key)))
-
-    def _remove(self, key: str) -> None:
-        """A damaged file: deleted, and no longer counted."""
-        with self._files_lock:
-            self.path_for(key).unlink(missing_ok=True)
-            self._drop_locked(key)
-
-    def _drop(self, key: str) -> None:
-        with self._files_lock:
-            self._drop_locked(key)
-
-    def _drop_locked(self, key: str) -> None:
-        self._trusted.pop(key, None)
-        size = self._files.pop(key, None)
-        if size is not None:
-            self._used -= size
 
     def _persist(self, key: str, on_released: Callable[[], None] | None) -> None:
         info, pixels = self._pending[key]
-        header = _HEADER.pack(_MAGIC, info.width, info.height, info.channels, info.depth)
+        header = HEADER.pack(MAGIC, info.width, info.height, info.channels, info.depth)
         written = False
         try:
-            self._make_room(_HEADER.size + pixels.nbytes)
+            self._make_room(HEADER.size + pixels.nbytes)
             atomic_write(self.path_for(key), [header, memoryview(pixels).cast("B")])
-            self._added(key, _HEADER.size + pixels.nbytes)
+            self._added(key, HEADER.size + pixels.nbytes)
             written = True
         except OSError as exc:  # disk full, permissions: kept in memory for this run
             log.warning("could not store image %s (kept in memory for now): %s", key, exc)
@@ -485,39 +318,3 @@ class ImageStore:
             self._pending_bytes -= pixels.nbytes
             self._changed.notify_all()
             return self._settled.pop(key, [])
-
-    @staticmethod
-    def _parse_header(key: str, raw: bytes, size: int) -> StoredImage | None:
-        if len(raw) != _HEADER.size:
-            return None
-        magic, width, height, channels, depth = _HEADER.unpack(raw)
-        if magic != _MAGIC or channels not in (3, 4) or depth not in DTYPES:
-            return None
-        if not width or not height:
-            return None
-        if size != _HEADER.size + raw_nbytes(width, height, channels, depth):
-            return None
-        return StoredImage(key, width, height, channels, depth)
-
-
-def _pixels_match(key: str, info: StoredImage, file: BinaryIO, offset: int) -> bool:
-    """Whether the pixel bytes of `file` from `offset` hash to `key` (the image id:
-    keys.image_id of the same pixels), read a chunk at a time."""
-    hasher = blake3.blake3(
-        image_key_header(info.width, info.height, info.channels, info.depth),
-        max_threads=blake3.blake3.AUTO,
-    )
-    buffer = memoryview(bytearray(min(_CHECK_CHUNK, info.nbytes)))
-    file.seek(offset)
-    left = info.nbytes
-    while left:
-        got = file.readinto(buffer[: min(len(buffer), left)])
-        if not got:  # cut short since the header was read
-            return False
-        hasher.update(buffer[:got])
-        left -= got
-    return hasher.hexdigest() == key
-
-
-class _Damaged(Exception):
-    """A file whose header does not match its id or its size."""
