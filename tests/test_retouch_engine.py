@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from retouch_support import RecordingContext, new_engine, run_op, untouched_region
 
-from sidecar.engines import Preempted
+from sidecar.engines import Cancelled, Preempted
 from sidecar.engines.retouch import RetouchResume, pyramid, tiles
 from sidecar.engines.retouch.ops import LINEAR
 from sidecar.schema import Op
@@ -158,3 +158,48 @@ def test_no_face_leaves_a_faceless_image_alone(engine):
 def test_untouched_region_is_most_of_a_portrait(engine, portrait):
     analysis = engine.analyse("55" * 32, portrait)
     assert 0.6 < untouched_region(analysis).mean() < 0.99
+
+
+def test_the_tiled_final_on_two_threads_has_the_bits_of_one(portrait16, monkeypatch):
+    monkeypatch.setattr(pyramid, "TILED_FINAL_PIXELS", 100_000)
+    monkeypatch.setattr(tiles, "TILE", 128)
+    monkeypatch.setattr(pyramid, "PREVIEW_INTERVAL", 0.0)
+    monkeypatch.setattr(pyramid, "FINAL_THREADS", 1)
+    one = run_op(new_engine(), portrait16, "beauty")
+    monkeypatch.setattr(pyramid, "FINAL_THREADS", 2)
+    ctx = RecordingContext()
+    two = run_op(new_engine(), portrait16, "beauty", ctx=ctx)
+    assert two.dtype == np.uint16 and np.array_equal(two, one)
+    finals = [p for p in ctx.previews if p[0] == "final"]
+    assert [p[2] for p in finals] == list(range(1, 17))
+
+
+class CancelMidFinal(RecordingContext):
+    """Cancels at the third tile of the final level."""
+
+    final_reports = 0
+
+    def progress(self, fraction):
+        super().progress(fraction)
+        if self.stages[-1] == "final":
+            self.final_reports += 1
+            if self.final_reports == 3:
+                raise Cancelled
+
+
+def test_a_cancel_mid_final_on_two_threads_stops_at_a_tile_boundary(portrait16, monkeypatch):
+    monkeypatch.setattr(pyramid, "TILED_FINAL_PIXELS", 100_000)
+    monkeypatch.setattr(tiles, "TILE", 128)
+    monkeypatch.setattr(pyramid, "FINAL_THREADS", 2)
+    engine = new_engine()
+    plain = run_op(engine, portrait16, "beauty")
+    resume = RetouchResume()
+    with pytest.raises(Cancelled):
+        run_op(engine, portrait16, "beauty", ctx=CancelMidFinal(), resume=resume)
+    # three tiles reported, the one running beside the third finished; none started after
+    assert resume.final.tiles_done == {0, 1, 2, 3}
+    result = resume.final.result
+    for index, box in enumerate(tiles.tiles(512, 512, centre_first=True)):
+        region = (slice(box.y0, box.y1), slice(box.x0, box.x1))
+        expected = plain if index in resume.final.tiles_done else portrait16
+        assert np.array_equal(result[region], expected[region])

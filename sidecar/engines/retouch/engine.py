@@ -3,6 +3,7 @@ with no downloaded weights. Always available."""
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -49,6 +50,10 @@ class RetouchEngine(Engine):
     def __init__(self, cache: StageCache | None = None) -> None:
         self.cache = cache or StageCache()
         self._analyser = Analyser(self.cache, codecs.ANALYSIS)
+        # the tiled final's tiles, rendered a few at a time (made once, kept)
+        self._final_pool = ThreadPoolExecutor(
+            pyramid.FINAL_THREADS, thread_name_prefix="retouch-final"
+        )
 
     def validate(self, request: JobRequest) -> None:
         check_params(RetouchParams, request)
@@ -62,6 +67,7 @@ class RetouchEngine(Engine):
         return ops.skin_tone(self._analyser.analyse(image_id, load))
 
     def close(self) -> None:
+        self._final_pool.shutdown(wait=True)
         self._analyser.close()
         self.cache.close()
 
@@ -106,7 +112,9 @@ class RetouchEngine(Engine):
                         ctx.preview("final", preview, step=finished, total_steps=total)
                     advance(_size[0] * _size[1] / total)
 
-                result = render_final_tiled(resume.final, render, canvas, report)
+                result = render_final_tiled(
+                    resume.final, render, canvas, report, self._final_pool, pyramid.FINAL_THREADS
+                )
             else:
                 for box in tiles(*size):
                     render.tile(box)
