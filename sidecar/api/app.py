@@ -16,6 +16,7 @@ from ..cache import ImageStore
 from ..engines import Engine
 from ..jobs import EventBus, JobStore, Scheduler
 from ..jobs.predict import ActionPredictor
+from ..jobs.remake import Remakes
 from ..schema import TERMINAL_STATES, Op
 from ..settings import Settings
 from . import actions, health, images, jobs, openapi, panel, precompute, stream
@@ -28,6 +29,7 @@ from .keys import (
     IMAGING_POOL,
     JOB_STORE,
     PREDICTOR,
+    REMAKES,
     SCHEDULER,
     SETTINGS,
     SKIN_TONE_GATE,
@@ -86,6 +88,7 @@ async def _scheduler(app: web.Application) -> AsyncIterator[None]:
     app[IMAGES].set_in_use(partial(_job_inputs, scheduler))  # never evicted for the limit
     app[BUS] = bus
     app[SCHEDULER] = scheduler
+    app[REMAKES] = Remakes(scheduler)
     await loop.run_in_executor(None, scheduler.start)
     yield
     bus.close_all()

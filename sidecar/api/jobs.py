@@ -14,9 +14,8 @@ from ..cache.images import OpenImage
 from ..imaging.blend import result_at_intensity
 from ..imaging.encode import encode_file, fit_within
 from ..jobs import Job, Scheduler
-from ..jobs.remake import remake
 from ..schema import JobCreated, JobList, JobPatch, JobRequest, JobState, ResultQuery
-from .keys import IMAGES, IMAGING_POOL, SCHEDULER
+from .keys import IMAGES, IMAGING_POOL, REMAKES, SCHEDULER
 from .responses import file_part_response, model_response
 from .validation import json_body, query
 
@@ -97,7 +96,7 @@ async def result(request: web.Request) -> web.StreamResponse:
     pixels = None
     for remade in (False, True):
         if remade:  # the store's limit removed it (or it was damaged): made again
-            await remake(scheduler, job)  # the job stays done
+            await request.app[REMAKES].remake(job)  # the job stays done
         if as_stored:
             stored = await _open_stored(request, job.result_id)
             if stored is not None:

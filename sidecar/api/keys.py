@@ -12,6 +12,7 @@ from ..cache import ImageStore
 from ..engines import Engine
 from ..jobs import EventBus, JobStore, Scheduler
 from ..jobs.predict import ActionPredictor
+from ..jobs.remake import Remakes
 from ..schema import Op
 from ..settings import Settings
 from .buffers import BufferPool
@@ -24,6 +25,7 @@ IMAGING_POOL = web.AppKey("imaging_pool", ThreadPoolExecutor)
 ENGINES = web.AppKey("engines", dict[Op, Engine])
 JOB_STORE = web.AppKey("job_store", JobStore)
 SCHEDULER = web.AppKey("scheduler", Scheduler)
+REMAKES = web.AppKey("remakes", Remakes)  # results the store's limit removed, made again
 BUS = web.AppKey("bus", EventBus)
 PREDICTOR = web.AppKey("predictor", ActionPredictor)
 # one skin-tone computation at a time in the imaging pool (images.SKIN_TONE_AT_ONCE)

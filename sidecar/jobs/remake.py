@@ -8,14 +8,14 @@ deterministic, so the pixels are the same, and so is the (content-addressed) id.
 result cache stays right: the scheduler records the new result under the request's key
 as it does for any job, and a result an identical Apply made since is taken as it is.
 
-Requests for the same result while it is being made share one remake; a requester
-that goes away leaves it to the others, and it still lands in the result cache.
+Requests for the same result while it is being made share one remake (the `Remakes`
+of the app keeps those in flight); a requester that goes away leaves it to the others,
+and it still lands in the result cache.
 """
 
 from __future__ import annotations
 
 import asyncio
-import weakref
 from functools import partial
 
 from .. import errors
@@ -24,37 +24,39 @@ from .events import TERMINAL
 from .model import Job
 from .scheduler import Scheduler
 
-# per scheduler: result key → the remake in flight (made and read on the event loop)
-_flights: weakref.WeakKeyDictionary[Scheduler, dict[str, asyncio.Future[str]]] = (
-    weakref.WeakKeyDictionary()
-)
 
+class Remakes:
+    """The remakes of one scheduler's results: result key → the remake in flight (made
+    and read on the event loop)."""
 
-async def remake(scheduler: Scheduler, job: Job) -> str:
-    """Make the result of `job` (done, its result gone) again, point `job` at it and
-    return its id. `ResultGone` when the job's image is gone too, `ResultRemakeFailed`
-    when the new job fails or is cancelled, `EngineUnavailable` when the op's engine
-    is no longer loaded."""
-    request = job.request
-    if request.op not in scheduler.engines:
-        raise errors.EngineUnavailable(
-            f"no engine for {request.op.value} is loaded to make the result again",
-            details={"op": request.op.value},
-        )
-    key = scheduler.result_key(request, job.seed)
-    flights = _flights.setdefault(scheduler, {})
-    flight = flights.get(key)
-    if flight is None:
-        flight = flights[key] = asyncio.ensure_future(_make(scheduler, job))
-        flight.add_done_callback(partial(_landed, flights, key))
-    await asyncio.wait({flight})  # never cancels the flight: others may wait on it
-    if flight.cancelled():  # the loop is going away
-        raise errors.ResultRemakeFailed(
-            "making the result again was stopped; ask again", details={"reason": "stopped"}
-        )
-    result_id = flight.result()  # or its error
-    scheduler.repoint_result(job, result_id)
-    return result_id
+    def __init__(self, scheduler: Scheduler) -> None:
+        self.scheduler = scheduler
+        self._flights: dict[str, asyncio.Future[str]] = {}
+
+    async def remake(self, job: Job) -> str:
+        """Make the result of `job` (done, its result gone) again, point `job` at it
+        and return its id. `ResultGone` when the job's image is gone too,
+        `ResultRemakeFailed` when the new job fails or is cancelled,
+        `EngineUnavailable` when the op's engine is no longer loaded."""
+        scheduler, request = self.scheduler, job.request
+        if request.op not in scheduler.engines:
+            raise errors.EngineUnavailable(
+                f"no engine for {request.op.value} is loaded to make the result again",
+                details={"op": request.op.value},
+            )
+        key = scheduler.result_key(request, job.seed)
+        flight = self._flights.get(key)
+        if flight is None:
+            flight = self._flights[key] = asyncio.ensure_future(_make(scheduler, job))
+            flight.add_done_callback(partial(_landed, self._flights, key))
+        await asyncio.wait({flight})  # never cancels the flight: others may wait on it
+        if flight.cancelled():  # the loop is going away
+            raise errors.ResultRemakeFailed(
+                "making the result again was stopped; ask again", details={"reason": "stopped"}
+            )
+        result_id = flight.result()  # or its error
+        scheduler.repoint_result(job, result_id)
+        return result_id
 
 
 async def _make(scheduler: Scheduler, job: Job) -> str:
