@@ -47,22 +47,28 @@ def output_format(name: str) -> OutputFormat:
 def output_file(result, fmt: OutputFormat, meta: Metadata | None) -> list:
     """The output file, as chunks for `atomic_write`, from the sidecar's result (a PNG
     or TIFF of upright RGB(A) pixels at the input's depth)."""
-    kind = sniff_format(result)
-    if kind not in ("png", "tiff"):
-        raise ValueError("the sidecar's result is not a PNG or TIFF")
+    kind = _result_kind(result)
     if fmt == "png" and kind == "png" and not (meta and meta.gray):
         # Same pixels, same format: the metadata goes in without encoding again.
         view = memoryview(result).cast("B")
         width, height = (int.from_bytes(view[at : at + 4], "big") for at in (16, 20))
         return png.insert_before_image(view, _png_chunks(outgoing(meta, width, height, False)))
-    return encode_output(decode_result(result), fmt, meta)
+    return encode_output(_decoded(result, kind), fmt, meta)
 
 
 def decode_result(result) -> np.ndarray:
     """The sidecar's result (a PNG or TIFF) as canonical pixels."""
+    return _decoded(result, _result_kind(result))
+
+
+def _result_kind(result) -> Literal["png", "tiff"]:
     kind = sniff_format(result)
     if kind not in ("png", "tiff"):
         raise ValueError("the sidecar's result is not a PNG or TIFF")
+    return kind
+
+
+def _decoded(result, kind: Literal["png", "tiff"]) -> np.ndarray:
     try:
         return decode_image(result, read_header(result, kind, complete=True), _ANY_SIZE)
     except ApiError as exc:
