@@ -4,6 +4,8 @@ is given; and what the driver knows of each (`Slot`)."""
 from __future__ import annotations
 
 import os
+import sys
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -69,5 +71,27 @@ def stop_workers(slots: list[Slot], calls: list) -> None:
         if slot.state != "gone":
             ray.kill(slot.handle, no_restart=True)
             slot.state = "gone"
+    deadline = time.monotonic() + STOP_WAIT_S
     if calls:
         ray.wait(calls, num_returns=len(calls), timeout=STOP_WAIT_S)
+    # A call ends (the actor is marked dead) before its process is gone, and that
+    # process may still be writing: wait for the processes on this machine too.
+    here = ray.util.get_node_ip_address()
+    for slot in slots:
+        if slot.pid and slot.node == here:
+            _wait_gone(slot.pid, deadline)
+
+
+def _wait_gone(pid: int, deadline: float) -> None:
+    """Until process `pid` has exited, or `deadline`. POSIX only: on Windows a killed
+    worker process stops at once (TerminateProcess), and signal 0 would kill it."""
+    if sys.platform == "win32":
+        return
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return
+        except PermissionError:  # another user's process took the number: ours is gone
+            return
+        time.sleep(0.02)  # a poll: another process's exit gives this one no signal
