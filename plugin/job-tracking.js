@@ -47,7 +47,8 @@ class JobTracking {
       priority,
       document_id: job.docId,
       layer_stack_hash: job.layerStackHash,
-      preview: { progressive: true, stream_steps: streamSteps },
+      // a draft only where one is shown: the sidecar then renders only the final
+      preview: { progressive: Boolean(wantsDraft), stream_steps: streamSteps },
     });
     const jobId = answer.job_id;
     const done = answer.cached || answer.state === 'done';

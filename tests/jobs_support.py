@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import json
+import struct
 
 import numpy as np
 import pytest
@@ -165,3 +167,29 @@ class EventLog:
 
     def started_order(self) -> list[str]:
         return [e.job_id for e in self.events if e.type == "started"]
+
+
+def decode_frame(data: bytes) -> tuple[dict, bytes]:
+    (length,) = struct.unpack(">I", data[:4])
+    return json.loads(data[4 : 4 + length]), data[4 + length :]
+
+
+async def read_until_done(ws, job_id: str, timeout=20.0) -> tuple[list[dict], list]:
+    """The WebSocket's text events and binary previews (header, JPEG) until `job_id` ends."""
+    texts, frames = [], []
+    async with asyncio.timeout(timeout):
+        while True:
+            message = await ws.receive()
+            if message.type.name == "TEXT":
+                event = json.loads(message.data)
+                texts.append(event)
+                if event.get("job_id") == job_id and event["type"] in (
+                    "done",
+                    "failed",
+                    "cancelled",
+                ):
+                    return texts, frames
+            elif message.type.name == "BINARY":
+                frames.append(decode_frame(message.data))
+            else:
+                raise AssertionError(f"socket closed: {message}")

@@ -5,12 +5,18 @@ from __future__ import annotations
 
 import asyncio
 import json
-import struct
 
 import cv2
 import numpy as np
 import raw_ws
-from jobs_support import noise_image_fixture, submit, synthetic_app_fixture, upload, wait_for  # noqa: F401 (fixtures)
+from jobs_support import (  # noqa: F401 (fixtures)
+    noise_image_fixture,
+    read_until_done,
+    submit,
+    synthetic_app_fixture,
+    upload,
+    wait_for,
+)
 
 from sidecar.api.keys import BUS
 from sidecar.cli import build_app
@@ -19,31 +25,6 @@ from sidecar.cli import build_app
 def stalled_socket(port: int, token: str):
     """A WebSocket that completes its handshake and is never read again."""
     return raw_ws.connect(port, token, receive_buffer=4096)
-
-
-def decode_frame(data: bytes) -> tuple[dict, bytes]:
-    (length,) = struct.unpack(">I", data[:4])
-    return json.loads(data[4 : 4 + length]), data[4 + length :]
-
-
-async def read_until_done(ws, job_id: str, timeout=20.0) -> tuple[list[dict], list]:
-    texts, frames = [], []
-    async with asyncio.timeout(timeout):
-        while True:
-            message = await ws.receive()
-            if message.type.name == "TEXT":
-                event = json.loads(message.data)
-                texts.append(event)
-                if event.get("job_id") == job_id and event["type"] in (
-                    "done",
-                    "failed",
-                    "cancelled",
-                ):
-                    return texts, frames
-            elif message.type.name == "BINARY":
-                frames.append(decode_frame(message.data))
-            else:
-                raise AssertionError(f"socket closed: {message}")
 
 
 async def test_websocket_streams_state_events_and_binary_previews(client, auth, token, image_id):

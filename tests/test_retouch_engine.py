@@ -66,15 +66,15 @@ def test_alpha_passes_through_untouched(engine, portrait, op):
 def test_levels_come_in_order_with_their_previews(engine, portrait):
     ctx = RecordingContext()
     run_op(engine, portrait, "beauty", ctx=ctx)
-    assert ctx.stages == ["analysis", "draft", "preview", "refine", "final"]
-    assert [p[0] for p in ctx.previews] == ["draft", "preview", "refine", "final"]
+    assert ctx.stages == ["analysis", "draft", "final"]
+    assert [p[0] for p in ctx.previews] == ["draft", "final"]
     sides = [max(p[1]) for p in ctx.previews]
-    assert sides == [64, 128, 256, 512]
+    assert sides == [64, 512]
     assert ctx.progress_values == sorted(ctx.progress_values)
     assert ctx.progress_values[-1] == pytest.approx(1.0)
 
 
-def test_progressive_off_sends_only_the_final(engine, portrait):
+def test_progressive_off_sends_no_preview_and_the_same_bits(engine, portrait):
     from retouch_support import FAKE_ID
 
     from sidecar.engines import RunInput
@@ -82,8 +82,56 @@ def test_progressive_off_sends_only_the_final(engine, portrait):
 
     request = JobRequest(op=Op.beauty, image_id=FAKE_ID, preview={"progressive": False}, params={})
     ctx = RecordingContext()
-    engine.run(RunInput(request=request, seed=0, pixels=portrait), ctx)
-    assert [p[0] for p in ctx.previews] == ["final"]
+    quiet = engine.run(RunInput(request=request, seed=0, pixels=portrait), ctx)
+    assert ctx.previews == [] and ctx.stages == ["analysis", "final"]
+    assert ctx.progress_values[-1] == pytest.approx(1.0)
+    assert np.array_equal(quiet, run_op(engine, portrait, "beauty"))
+
+
+class KeepingCanvases(RecordingContext):
+    """Keeps a copy of every final preview's pixels."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.canvases: list[np.ndarray] = []
+
+    def preview(self, level, rgb, *, step=None, total_steps=None):
+        super().preview(level, rgb, step=step, total_steps=total_steps)
+        self.canvases.append(rgb.copy())
+
+
+def test_nobody_watching_makes_no_draft_and_a_late_watcher_sees_every_tile_so_far(
+    engine, portrait, monkeypatch
+):
+    from retouch_support import FAKE_ID
+
+    from sidecar.engines import RunInput
+    from sidecar.schema import JobRequest
+
+    monkeypatch.setattr(pyramid, "TILED_FINAL_PIXELS", 100_000)
+    monkeypatch.setattr(tiles, "TILE", 128)
+    monkeypatch.setattr(pyramid, "PREVIEW_INTERVAL", 0.0)
+    monkeypatch.setattr(pyramid, "FINAL_THREADS", 1)  # tiles finish in order
+    watched = run_op(engine, portrait, "volume")
+    request = JobRequest(op=Op.volume, image_id=FAKE_ID, params={})
+    ctx = KeepingCanvases()
+
+    # nobody watches until six of the final's tiles have been reported
+    def arrived() -> bool:
+        return ctx.stages[-1] == "final" and len(ctx.progress_values) >= 1 + 6
+
+    run = RunInput(request=request, seed=0, pixels=portrait, watched=arrived)
+    late = engine.run(run, ctx)
+    assert np.array_equal(late, watched)
+    assert "draft" not in ctx.stages
+    assert [p[2] for p in ctx.previews] == list(range(7, 17))  # from its arrival on
+    # the first canvas it saw already held the seven tiles finished by then; the rest
+    # came later (canvas scale 1: the image is 512 px)
+    first, last = ctx.canvases[0], ctx.canvases[-1]
+    order = tiles.tiles(512, 512, centre_first=True)
+    for index, box in enumerate(order):
+        region = (slice(box.y0, box.y1), slice(box.x0, box.x1))
+        assert np.array_equal(first[region], last[region]) == (index < 7), index
 
 
 def test_large_images_finish_in_tiles_from_the_centre_with_the_same_bits(

@@ -7,7 +7,10 @@ import asyncio
 import json
 
 import numpy as np
-from jobs_support import upload, wait_for
+from helpers import async_wait_until
+from jobs_support import read_until_done, status, upload, wait_for
+
+from sidecar.api.keys import BUS
 
 
 async def submit(client, auth, image_id: str, *, op: str, params: dict, **extra) -> str:
@@ -17,23 +20,42 @@ async def submit(client, auth, image_id: str, *, op: str, params: dict, **extra)
     return (await response.json())["job_id"]
 
 
-async def test_the_default_sidecar_retouches_and_streams_levels(client, auth, portrait):
+async def test_the_default_sidecar_retouches_and_streams_levels_to_a_watcher(
+    app, client, auth, token, portrait
+):
     image_id = await upload(client, auth, portrait)
     health = await (await client.get("/v1/health")).json()
     assert "retouch" in health["engines"]
-    job_id = await submit(client, auth, image_id, op="beauty", params={})
-    response = await client.get(f"/v1/jobs/{job_id}/events", headers=auth)
-    text = await asyncio.wait_for(response.text(), 60)
-    events = [json.loads(line[6:]) for line in text.splitlines() if line.startswith("data: ")]
+    async with client.ws_connect(f"/v1/ws?token={token}") as ws:  # someone watches
+        job_id = await submit(client, auth, image_id, op="beauty", params={})
+        texts, frames = await read_until_done(ws, job_id)
+    events = [e for e in texts if e["job_id"] == job_id]
     assert events[-1]["type"] == "done"
     stages = [e["stage"] for e in events if e["type"] == "stage"]
-    assert stages == ["analysis", "draft", "preview", "refine", "final"]
-    levels = [e["level"] for e in events if e["type"] == "preview"]
-    assert "final" in levels and set(levels) <= {"draft", "preview", "refine", "final"}
+    assert stages == ["analysis", "draft", "final"]
+    assert [header["level"] for header, _ in frames] == ["draft", "final"]
     raw = await client.get(f"/v1/jobs/{job_id}/result?format=raw", headers=auth)
     result = np.frombuffer(await raw.read(), np.uint8).reshape(portrait.shape)
     assert not np.array_equal(result, portrait)
     assert np.abs(result.astype(int) - portrait).mean() < 3  # a retouch, not a new image
+
+    # nobody watching: no draft and no preview (the same bits either way: the engine's
+    # tests); a second image, since the same request is answered from the result cache
+    await async_wait_until(lambda: app[BUS].subscriber_count == 0, what="socket gone")
+    other = portrait.copy()
+    other[0, 0] ^= 1
+    other_id = await upload(client, auth, other)
+    job_id = await submit(client, auth, other_id, op="beauty", params={})
+
+    async def done() -> bool:  # status reads only: a subscription would be a watcher
+        return (await status(client, auth, job_id))["state"] == "done"
+
+    await async_wait_until(done, timeout=60, what="the unwatched job done")
+    response = await client.get(f"/v1/jobs/{job_id}/events", headers=auth)
+    text = await asyncio.wait_for(response.text(), 60)
+    events = [json.loads(line[6:]) for line in text.splitlines() if line.startswith("data: ")]
+    assert [e["stage"] for e in events if e["type"] == "stage"] == ["analysis", "final"]
+    assert not [e for e in events if e["type"] == "preview"]
 
 
 async def test_sixteen_bit_rgba_comes_back_sixteen_bit_rgba(client, auth, portrait):

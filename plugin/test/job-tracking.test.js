@@ -32,6 +32,14 @@ const JOB = {
   layerStackHash: 'h',
 };
 
+test('a job whose draft nobody shows (another document, the queue) asks for no progressive levels', async () => {
+  const s = tracking();
+  await s.jobs.submit(JOB, { priority: 'normal', wantsDraft: false });
+  assert.deepEqual(s.client.named('submit')[0][0].preview, { progressive: false, stream_steps: false });
+  await s.jobs.submit(JOB, { priority: 'active', wantsDraft: true });
+  assert.deepEqual(s.client.named('submit')[1][0].preview, { progressive: true, stream_steps: false });
+});
+
 test('submit posts the API body, shows a row and follows the job unless it is done already', async () => {
   const s = tracking();
   assert.deepEqual(await s.jobs.submit(JOB, { priority: 'active', wantsDraft: true, streamSteps: true }), {

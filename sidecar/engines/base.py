@@ -54,6 +54,17 @@ class RunInput:
     # finished, so the next run skips it. Opaque to everyone but the engine; see
     # `resume_state`.
     resume: object | None = None
+    # Whether anyone watches the job now (asked at each level): its draft and the
+    # final's tile previews are made only then. None: the request's `progressive` says.
+    watched: Callable[[], bool] | None = None
+    # A precompute: nobody watches, but a later Apply with other params will, so the
+    # engine readies what that one's draft needs (not the draft itself).
+    ahead: bool = False
+
+    def is_watched(self) -> bool:
+        if not self.request.preview.progressive:
+            return False
+        return self.watched() if self.watched is not None else True
 
     @property
     def width_height(self) -> tuple[int, int]:

@@ -132,6 +132,7 @@ class EventBus:
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
         self._subscribers: set[Subscription] = set()
+        self._watchers: tuple[Subscription, ...] = ()  # the same, for other threads
         self._jobs: OrderedDict[str, _JobRecord] = OrderedDict()
         self._lock = threading.Lock()  # history is read by handlers, written on the loop
 
@@ -148,11 +149,18 @@ class EventBus:
     def subscribe(self, job_ids: set[str] | None = None) -> Subscription:
         subscription = Subscription(job_ids)
         self._subscribers.add(subscription)
+        self._watchers = tuple(self._subscribers)
         return subscription
 
     def unsubscribe(self, subscription: Subscription) -> None:
         subscription.close()
         self._subscribers.discard(subscription)
+        self._watchers = tuple(self._subscribers)
+
+    def watching(self, job_id: str) -> bool:
+        """Whether a client follows `job_id`'s events now: its previews have someone to
+        go to. Safe from any thread (reads a snapshot the loop replaces)."""
+        return any(not each.closed and each.wants(job_id) for each in self._watchers)
 
     def history(self, job_id: str, after_seq: int = -1) -> list[object]:
         with self._lock:
@@ -197,6 +205,7 @@ class EventBus:
             subscription.offer(item)
             if subscription.closed:
                 self._subscribers.discard(subscription)
+                self._watchers = tuple(self._subscribers)
 
     def _remember(self, item: Published) -> None:
         event = item.event

@@ -242,6 +242,7 @@ class Scheduler:
             emit=self.emit,
             must_yield=lambda: self.stopping or self.queue.should_yield(job),
             eta=self.eta,
+            watching=self.bus.watching,
         )
         if run is None:
             self.fail(job, image_gone(job.request.image_id))

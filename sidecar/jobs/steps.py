@@ -98,12 +98,21 @@ def prepare_run(
     emit: Emit,
     must_yield: Callable[[], bool],
     eta: EtaModel,
+    watching: Callable[[str], bool] = lambda job_id: True,
 ) -> Run | None:
     """How to run `job` now: its engine, its input (the pixels are read on first use,
-    with what a pre-empted run left) and its step context; None when its image is no
-    longer stored."""
+    with what a pre-empted run left, and whether anyone follows it: `watching(job_id)`)
+    and its step context; None when its image is no longer stored."""
     request = job.request
-    run_input = RunInput(request=request, seed=job.seed, job_id=job.job_id, resume=job.resume)
+    run_input = RunInput(
+        request=request,
+        seed=job.seed,
+        job_id=job.job_id,
+        resume=job.resume,
+        # a precompute makes the likely Apply ahead, for nobody to watch
+        watched=lambda: not job.precompute and watching(job.job_id),
+        ahead=job.precompute,
+    )
     megapixels = 1.0
     if request.image_id is not None:
         info = images.info(request.image_id)

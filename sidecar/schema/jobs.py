@@ -46,7 +46,13 @@ TERMINAL_STATES = frozenset({JobState.done, JobState.failed, JobState.cancelled}
 
 
 class PreviewOptions(Model):
-    progressive: bool = Field(True, description="Send draft/preview/refine levels.")
+    progressive: bool = Field(
+        True,
+        description="Show the job as it runs: a 1/8 draft, then the final's tiles, "
+        "rendered only while a client follows the job's events (WebSocket or SSE). "
+        "Off, or with nobody following, only the final is rendered; the result's "
+        "pixels are the same either way.",
+    )
     stream_steps: bool = Field(False, description="Send denoising step previews (opt-in).")
     decode_every: int = Field(
         0,

@@ -38,7 +38,7 @@ class RetouchResume:
     analysis: analysis_mod.Analysis | None = None
     levels_done: set[str] = field(default_factory=set)
     last_level: np.ndarray | None = None
-    canvas: np.ndarray | None = None  # the tiled final's preview, tiles pasted in
+    canvas: pyramid.FinalCanvas | None = None  # what a watcher sees of the final
     final: TiledFinal = field(default_factory=TiledFinal)
 
 
@@ -91,39 +91,62 @@ class RetouchEngine(Engine):
             ctx.progress(min(done[0] / work, 1.0))
 
         advance(ANALYSIS_WEIGHT)
-
-        result = None
         for index, (level, divisor) in enumerate(levels, start=1):
             size = level_size(width, height, divisor)
-            if level in resume.levels_done:
-                done[0] += size[0] * size[1]
+            if level == "final":
+                ctx.stage(level, index, count)
+                return self._final(job, ctx, resume, plan, t, advance)
+            if level in resume.levels_done or not job.is_watched():
+                done[0] += size[0] * size[1]  # nobody to show it to: not made
+                if job.ahead:  # but ready for the Apply after this precompute
+                    self._level(request.image_id, job.image, divisor)
                 continue
             ctx.stage(level, index, count)
-            level_pixels = self._level(request.image_id, job.image, divisor)
-            render = LevelRender(plan, level_pixels, 1.0 / divisor, t)
-            if level == "final" and width * height > pyramid.TILED_FINAL_PIXELS:
-                if resume.canvas is None:
-                    last = resume.last_level
-                    resume.canvas = preview_of(last if last is not None else level_pixels)
-                canvas = resume.canvas
-
-                def report(finished: int, total: int, preview, _size=size) -> None:
-                    if preview is not None:
-                        ctx.preview("final", preview, step=finished, total_steps=total)
-                    advance(_size[0] * _size[1] / total)
-
-                result = render_final_tiled(
-                    resume.final, render, canvas, report, self._final_pool, pyramid.FINAL_THREADS
-                )
-            else:
-                for box in tiles(*size):
-                    render.tile(box)
-                    advance(box.area)
-                result = render.result
-                ctx.preview(level, preview_of(result))
+            pixels = self._level(request.image_id, job.image, divisor)
+            render = LevelRender(plan, pixels, 1 / divisor, t)
+            for box in tiles(*size):
+                render.tile(box)
+                advance(box.area)
+            ctx.preview(level, preview_of(render.result))
             resume.levels_done.add(level)
-            resume.last_level = result
-        assert result is not None
+            resume.last_level = render.result
+        raise AssertionError("the levels end with the final")
+
+    def _final(self, job: RunInput, ctx: JobContext, resume: RetouchResume, plan, t, advance):
+        """The final level on the engine's pool; its tiles are shown as they finish
+        while someone watches a large image, and the whole once on a small one."""
+        width, height = job.width_height
+        render = LevelRender(plan, job.image(), 1.0, t)
+        tiled = width * height > pyramid.TILED_FINAL_PIXELS
+        area = width * height
+
+        def canvas() -> pyramid.FinalCanvas:
+            if resume.canvas is None:  # the draft under it, or the input when none
+                under = resume.last_level
+                if under is None:
+                    under = self._level(job.request.image_id, job.image, 8)
+                resume.canvas = pyramid.FinalCanvas(under, width, height)
+                boxes = pyramid.final_boxes(render)  # the tiles finished before anyone watched
+                for index in sorted(resume.final.tiles_done):
+                    resume.canvas.paste(render.result, boxes[index])
+            return resume.canvas
+
+        def on_tile(box) -> None:
+            if resume.canvas is not None:
+                resume.canvas.paste(render.result, box)
+
+        def report(finished: int, total: int, box) -> None:
+            if tiled and job.is_watched():
+                shown = canvas()
+                if shown.due(finished == total):
+                    ctx.preview("final", shown.pixels, step=finished, total_steps=total)
+            advance(area / total)
+
+        result = render_final_tiled(
+            resume.final, render, report, self._final_pool, pyramid.FINAL_THREADS, on_tile
+        )
+        if not tiled and job.is_watched():
+            ctx.preview("final", preview_of(result))
         return result
 
     def _plan(self, request: JobRequest, op: Op, params: RetouchParams, analysis) -> ops.Plan:

@@ -1,11 +1,13 @@
-"""Rendering a plan level by level: draft 1/8 → preview 1/4 → refine 1/2 → final.
+"""Rendering a plan: a 1/8 draft for someone watching, then the final level.
 
-Each level is rendered in tiles and sent as a preview when done. Over 16 MP the final
-level goes tile by tile from the centre outward, with previews as tiles complete, and
-what is finished survives a pre-emption (kept in the job's resume state, `TiledFinal`).
-The final's tiles may run on a small thread pool, OpenCV's own threads set to one
-meanwhile: a tile reads only the input and writes only its own box of the result, so
-the bits do not depend on how many tiles run at once.
+The draft is rendered only while someone watches the job (the front document's Apply):
+it is the first thing they see. The final level goes tile by tile from the centre
+outward; while someone watches, finished tiles are pasted into a preview-sized canvas
+(`FinalCanvas`, over the draft) that is sent as they complete. What is finished survives
+a pre-emption (kept in the job's resume state, `TiledFinal`). The final's tiles run on
+a small thread pool, OpenCV's own threads set to one meanwhile: a tile reads only the
+input and writes only its own box of the result, so the bits do not depend on how many
+tiles run at once, nor on whether anyone watched.
 """
 
 from __future__ import annotations
@@ -24,8 +26,8 @@ from .analysis import to_unit_float
 from .ops import Plan, halo, render, touches
 from .tiles import Box, tiles
 
-LEVELS = (("draft", 8), ("preview", 4), ("refine", 2), ("final", 1))
-TILED_FINAL_PIXELS = 16_000_000
+LEVELS = (("draft", 8), ("final", 1))
+TILED_FINAL_PIXELS = 16_000_000  # over this, a watcher sees the final tile by tile
 PREVIEW_SIDE = 1024
 PREVIEW_INTERVAL = 0.25  # seconds between tile previews of the final level
 FINAL_THREADS = 2  # tiles of the final level rendered at once (the engine's pool)
@@ -93,44 +95,65 @@ class TiledFinal:
     result: np.ndarray | None = None
 
 
+class FinalCanvas:
+    """What a watcher sees of the final level: a preview-sized image (the draft, scaled
+    up) that finished tiles are pasted into, sent at most every `PREVIEW_INTERVAL`."""
+
+    def __init__(self, under: np.ndarray, width: int, height: int) -> None:
+        side = min(PREVIEW_SIDE, max(width, height))
+        scale = side / max(width, height)
+        size = (max(1, round(width * scale)), max(1, round(height * scale)))
+        small = under if under.shape[1::-1] == size else cv2.resize(under, size)
+        self.pixels = rgb8_rounded(small, under.dtype.itemsize * 8)
+        self.scale = size[0] / width
+        self._last = 0.0
+
+    def paste(self, result: np.ndarray, box: Box) -> None:
+        _paste(self.pixels, result, box, self.scale)
+
+    def due(self, last_tile: bool) -> bool:
+        now = time.monotonic()
+        if last_tile or now - self._last >= PREVIEW_INTERVAL:
+            self._last = now
+            return True
+        return False
+
+
+def final_boxes(render_: LevelRender) -> list[Box]:
+    return tiles(render_.width, render_.height, centre_first=True)
+
+
 def render_final_tiled(
     so_far: TiledFinal,
     render_: LevelRender,
-    canvas: np.ndarray,
-    report: Callable[[int, int, np.ndarray | None], None],
+    report: Callable[[int, int, Box], None],
     pool: Executor | None = None,
     threads: int = FINAL_THREADS,
+    on_tile: Callable[[Box], None] | None = None,
 ) -> np.ndarray:
-    """The final level of a large image, centre tiles first. `canvas` is a preview-sized
-    image (the refine level) that finished tiles are pasted into; `report(done, total,
-    preview_or_None)` is called after every tile (a step boundary). `so_far` is where
-    a pre-empted render left off, and records this one's tiles.
+    """The final level, centre tiles first. `report(done, total, box)` is called after
+    every tile (a step boundary; it may raise), `on_tile(box)` for every tile finished,
+    reported or not. `so_far` is where a pre-empted render left off, and records this
+    one's tiles.
 
     With a `pool`, up to `threads` tiles render at once, OpenCV's own threads at one;
     a new tile starts only after a report, and when a report raises (cancel,
     pre-emption) no more start: the running ones are finished and kept, then it raises."""
-    boxes = tiles(render_.width, render_.height, centre_first=True)
+    boxes = final_boxes(render_)
     done = so_far.tiles_done
     if so_far.result is not None:
         render_.result = so_far.result
     so_far.result = render_.result
-    scale = canvas.shape[1] / render_.width
-    last_preview = [0.0]
 
     def finish(index: int, announce: bool = True) -> None:
         done.add(index)
-        _paste(canvas, render_.result, boxes[index], scale)
-        if not announce:
-            return
-        now = time.monotonic()
-        if len(done) == len(boxes) or now - last_preview[0] >= PREVIEW_INTERVAL:
-            last_preview[0] = now
-            report(len(done), len(boxes), canvas)
-        else:
-            report(len(done), len(boxes), None)
+        if on_tile is not None:
+            on_tile(boxes[index])
+        if announce:
+            report(len(done), len(boxes), boxes[index])
 
     todo = [index for index in range(len(boxes)) if index not in done]
-    if pool is None or threads < 2:
+    if pool is None or threads < 2 or len(todo) < 2:
         for index in todo:
             render_.tile(boxes[index])
             finish(index)
