@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import asyncio
 
+import cv2
 import numpy as np
 from helpers import encode_tiff, raw_headers
 
-from sidecar.api.buffers import BufferPool
 from sidecar.api.keys import BODY_BUFFERS, IMAGES
 from sidecar.cache import ImageStore, image_id
+from sidecar.imaging.buffers import BufferPool
 
 
 def test_pool_reuses_a_fitting_buffer_and_bounds_idle_memory():
@@ -24,6 +25,45 @@ def test_pool_reuses_a_fitting_buffer_and_bounds_idle_memory():
     assert pool.idle_bytes <= 1000
     pool.give(bytearray(5000))  # over the bound alone: not kept
     assert pool.idle_bytes <= 1000
+
+
+def test_an_array_buffer_comes_back_only_when_no_other_view_of_it_is_alive():
+    pool = BufferPool()
+    pixels = pool.array((1200, 1600, 3), np.uint16)  # 11.5 MB: on a pooled buffer
+    assert pixels.flags.c_contiguous and pixels.shape == (1200, 1600, 3)
+    rgb = pixels[..., :2]  # another view of the same buffer, still alive
+    assert not pool.give_array(pixels) and pool.idle_bytes == 0
+    del rgb
+    same = pixels  # a second name for the same array
+    assert not pool.give_array(pixels)
+    del same
+    assert pool.give_array(pixels) and pool.idle_bytes >= pixels.nbytes
+    del pixels
+    again = pool.array((1200, 1600, 3), np.uint16)  # the same buffer goes round
+    assert pool.idle_bytes == 0
+    assert not pool.give_array(np.zeros((1200, 1600, 3), np.uint16))  # not pooled
+    small = pool.array((10, 10, 3), np.uint8)  # small arrays are plain numpy
+    assert small.base is None and not pool.give_array(small)
+    assert again.dtype == np.uint16
+
+
+def test_the_engine_renders_into_a_pooled_result_with_the_same_bits(portrait16):
+    from retouch_support import FAKE_ID, RecordingContext, new_engine, run_op
+
+    from sidecar.engines import RunInput
+    from sidecar.schema import JobRequest
+
+    big = cv2.resize(portrait16, (1600, 1200))  # 11.5 MB: big enough to be pooled
+    engine = new_engine()
+    plain = run_op(engine, big, "beauty")
+    pool = BufferPool()
+    pool.give(bytearray(big.nbytes))  # a warm buffer waiting
+    request = JobRequest(op="beauty", image_id=FAKE_ID, preview={"progressive": False})
+    run = RunInput(request=request, seed=0, pixels=big, buffers=pool)
+    result = engine.run(run, RecordingContext())
+    assert pool.idle_bytes == 0  # the result took it
+    assert np.array_equal(result, plain)
+    assert pool.give_array(result) and pool.idle_bytes >= big.nbytes
 
 
 def variants(base: np.ndarray, count: int) -> list[np.ndarray]:

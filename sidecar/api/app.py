@@ -14,13 +14,13 @@ from aiohttp.abc import AbstractAccessLogger
 
 from ..cache import ImageStore
 from ..engines import Engine
+from ..imaging.buffers import BufferPool
 from ..jobs import EventBus, JobStore, Scheduler
 from ..jobs.predict import ActionPredictor
 from ..jobs.remake import Remakes
 from ..schema import TERMINAL_STATES, Op
 from ..settings import Settings
 from . import actions, health, images, jobs, openapi, panel, precompute, stream
-from .buffers import BufferPool
 from .keys import (
     BODY_BUFFERS,
     BUS,

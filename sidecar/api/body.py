@@ -9,7 +9,7 @@ from aiohttp import ClientPayloadError, web
 from aiohttp.http_exceptions import HttpProcessingError
 
 from ..errors import InvalidImage, PayloadTooLarge
-from .buffers import BufferPool
+from ..imaging.buffers import BufferPool
 
 Progress = Callable[[memoryview, int], None]
 FIRST_CHUNKED_CAPACITY = 1 << 20

@@ -10,12 +10,12 @@ from aiohttp import web
 
 from ..cache import ImageStore
 from ..engines import Engine
+from ..imaging.buffers import BufferPool
 from ..jobs import EventBus, JobStore, Scheduler
 from ..jobs.predict import ActionPredictor
 from ..jobs.remake import Remakes
 from ..schema import Op
 from ..settings import Settings
-from .buffers import BufferPool
 
 SETTINGS = web.AppKey("settings", Settings)
 TOKEN = web.AppKey("token", str)

@@ -19,6 +19,7 @@ import numpy as np
 from pydantic import BaseModel, ValidationError
 
 from ..errors import InvalidRequest
+from ..imaging.buffers import BufferPool
 from ..schema import JobRequest, Op
 
 PreviewLevel = Literal["draft", "preview", "refine", "final", "step"]
@@ -60,6 +61,15 @@ class RunInput:
     # A precompute: nobody watches, but a later Apply with other params will, so the
     # engine readies what that one's draft needs (not the draft itself).
     ahead: bool = False
+    # Where an image-sized result may be allocated (warm memory that goes round; see
+    # imaging.buffers); None: plain numpy.
+    buffers: BufferPool | None = None
+
+    def new_array(self, shape: tuple[int, ...], dtype) -> np.ndarray:
+        """An uninitialised array for a result, on a pooled buffer when there is a pool."""
+        if self.buffers is None:
+            return np.empty(shape, dtype)
+        return self.buffers.array(shape, dtype)
 
     def is_watched(self) -> bool:
         if not self.request.preview.progressive:

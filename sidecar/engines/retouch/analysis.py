@@ -8,6 +8,7 @@ stages' versions, so a second op on the same image starts from here at once.
 from __future__ import annotations
 
 from collections.abc import Callable
+from concurrent.futures import Executor
 from dataclasses import dataclass
 
 import cv2
@@ -47,19 +48,20 @@ class Analysis:
 
 def to_unit_float(pixels: np.ndarray) -> np.ndarray:
     """RGB of canonical pixels as float32 in [0, 1] (alpha dropped)."""
-    rgb = pixels[..., :3]
-    scale = np.float32(1.0 / np.iinfo(pixels.dtype).max)
-    return rgb.astype(np.float32) * scale
+    unit = pixels[..., :3].astype(np.float32)
+    unit *= np.float32(1.0 / np.iinfo(pixels.dtype).max)
+    return unit
 
 
 class Analyser:
     """Owns the mediapipe graphs (created lazily on first use)."""
 
-    def __init__(self, cache: StageCache, codec=None) -> None:
+    def __init__(self, cache: StageCache, codec=None, pool: Executor | None = None) -> None:
         self._cache = cache
         self._codec = codec  # how an analysis goes to the cache's disk tier
         self._finder = FaceFinder()
         self._segmenter = PersonSegmenter()
+        self._pool = pool  # the person segmentation runs here beside the face search
 
     def analyse(self, image_id: str | None, load: Callable[[], np.ndarray]) -> Analysis:
         """The image's analysis; `load` is called for its pixels only when not cached."""
@@ -67,6 +69,10 @@ class Analyser:
             return self._compute(load())
         key = stage_key(VERSION, image_id)
         return self._cache.get_or_compute(key, lambda: self._compute(load()), self._codec)
+
+    def cached(self, image_id: str) -> bool:
+        """Whether the image's analysis is in the cache's memory tier."""
+        return stage_key(VERSION, image_id) in self._cache
 
     def _compute(self, pixels: np.ndarray) -> Analysis:
         height, width = pixels.shape[:2]
@@ -77,10 +83,17 @@ class Analyser:
             size = (max(1, round(width / factor)), max(1, round(height / factor)))
             small = cv2.resize(pixels, size, interpolation=cv2.INTER_AREA)
         small = np.ascontiguousarray(small)
+        # the two graphs are independent: the segmentation runs beside the face search
+        # (its answer is only needed when there is a face)
+        person = None if self._pool is None else self._pool.submit(self._segmenter.person, small)
         faces = tuple(self._finder.find(small))
         if faces:
-            mask = skin.skin_mask(small, list(faces), self._segmenter.person(small))
+            people = person.result() if person is not None else self._segmenter.person(small)
+            mask = skin.skin_mask(small, list(faces), people)
         else:  # no face, no skin: nothing for the person segmentation to add
+            if person is not None:
+                if not person.cancel():
+                    person.result()  # the graph is not left running
             mask = np.zeros(small.shape[:2], np.float32)
         return Analysis(width, height, to_unit_float(small), faces, mask.astype(np.float32))
 

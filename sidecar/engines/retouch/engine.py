@@ -3,7 +3,7 @@ with no downloaded weights. Always available."""
 
 from __future__ import annotations
 
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -49,11 +49,12 @@ class RetouchEngine(Engine):
 
     def __init__(self, cache: StageCache | None = None) -> None:
         self.cache = cache or StageCache()
-        self._analyser = Analyser(self.cache, codecs.ANALYSIS)
-        # the tiled final's tiles, rendered a few at a time (made once, kept)
+        # the final's tiles, rendered a few at a time, and work beside the analysis
+        # (made once, kept)
         self._final_pool = ThreadPoolExecutor(
             pyramid.FINAL_THREADS, thread_name_prefix="retouch-final"
         )
+        self._analyser = Analyser(self.cache, codecs.ANALYSIS, self._final_pool)
 
     def validate(self, request: JobRequest) -> None:
         check_params(RetouchParams, request)
@@ -79,6 +80,7 @@ class RetouchEngine(Engine):
         levels = levels_for(width, height, request.preview.progressive)
         count = len(levels) + 1
         ctx.stage("analysis", 0, count)
+        draft = self._draft_beside(job, levels, resume)
         analysis = resume.analysis
         if analysis is None:  # the pixels are read only if the analysis is not cached
             analysis = resume.analysis = self._analyser.analyse(request.image_id, job.image)
@@ -102,7 +104,10 @@ class RetouchEngine(Engine):
                     self._level(request.image_id, job.image, divisor)
                 continue
             ctx.stage(level, index, count)
-            pixels = self._level(request.image_id, job.image, divisor)
+            if draft is not None and level == "draft":
+                pixels = draft.result()
+            else:
+                pixels = self._level(request.image_id, job.image, divisor)
             render = LevelRender(plan, pixels, 1 / divisor, t)
             for box in tiles(*size):
                 render.tile(box)
@@ -112,11 +117,25 @@ class RetouchEngine(Engine):
             resume.last_level = render.result
         raise AssertionError("the levels end with the final")
 
+    def _draft_beside(self, job: RunInput, levels, resume: RetouchResume) -> Future | None:
+        """For a watched job whose analysis is not cached: the draft's pixels (a 1/8
+        reduction of the full image), made on the pool while the analysis runs."""
+        divisor = dict(levels).get("draft")
+        if divisor is None or resume.analysis is not None or not job.is_watched():
+            return None
+        if job.request.image_id is not None and self._analyser.cached(job.request.image_id):
+            return None  # the draft's turn comes at once: made then
+        pixels = job.image()  # read here, once: both threads use it
+        return self._final_pool.submit(self._level, job.request.image_id, lambda: pixels, divisor)
+
     def _final(self, job: RunInput, ctx: JobContext, resume: RetouchResume, plan, t, advance):
         """The final level on the engine's pool; its tiles are shown as they finish
         while someone watches a large image, and the whole once on a small one."""
         width, height = job.width_height
-        render = LevelRender(plan, job.image(), 1.0, t)
+        pixels = job.image()
+        resumed = resume.final.result is not None  # a pre-empted run's tiles are in it
+        out = resume.final.result if resumed else job.new_array(pixels.shape, pixels.dtype)
+        render = LevelRender(plan, pixels, 1.0, t, out, resumed)
         tiled = width * height > pyramid.TILED_FINAL_PIXELS
         area = width * height
 
@@ -145,6 +164,8 @@ class RetouchEngine(Engine):
         result = render_final_tiled(
             resume.final, render, report, self._final_pool, pyramid.FINAL_THREADS, on_tile
         )
+        # finished: the resume state lets go of the result (its buffer may go round)
+        resume.final, resume.canvas = TiledFinal(), None
         if not tiled and job.is_watched():
             ctx.preview("final", preview_of(result))
         return result

@@ -143,23 +143,35 @@ def render(
 ) -> np.ndarray:
     """The op applied to `box` of an image of `size` at this pyramid level. `rgb` is
     float32 in [0, 1] covering `outer` (the box plus its halo)."""
+    # (the arithmetic is in place on arrays made here: a tile's float arrays are
+    # 13 MB each, and fewer of them at once keep two tiles' memory down)
     inner = rgb[box.within(outer)]
     if plan_.op is Op.color:
         # not linear: intensity t scales the shift itself
-        return inner + _lab_change(inner, sample(plan_.fields["shift"], size, box) * t, 1)
+        shift = sample(plan_.fields["shift"], size, box)
+        shift *= t
+        change = _lab_change(inner, shift, 1)
+        change += inner
+        return change
     if plan_.op is Op.beauty:
         fine = gaussian(rgb, plan_.fine_sigma * level_scale)[box.within(outer)]
-        low = sample(plan_.fields["low"], size, box)
-        weight = sample(plan_.fields["weight"], size, box)[..., None]
-        delta = weight * (low - fine)
+        delta = sample(plan_.fields["low"], size, box)
+        delta -= fine
+        del fine
+        delta *= sample(plan_.fields["weight"], size, box)[..., None]
     elif plan_.op is Op.dodge_burn:
         delta = _lab_change(inner, sample(plan_.fields["lift"], size, box)[..., None], 0)
     else:
-        delta = inner * sample(plan_.fields["gain"], size, box)[..., None]
+        delta = sample(plan_.fields["gain"], size, box)[..., None] * inner
     # the full change stays within range, so every t in [0, 1] needs no clipping
-    # and a result at intensity t is exactly the blend toward the full one
-    delta = np.clip(inner + delta, 0.0, 1.0) - inner
-    return inner + np.float32(t) * delta
+    # and a result at intensity t is exactly the blend toward the full one:
+    # delta = clip(inner + delta, 0, 1) - inner, then inner + t·delta
+    delta += inner
+    np.clip(delta, 0.0, 1.0, out=delta)
+    delta -= inner
+    delta *= np.float32(t)
+    delta += inner
+    return delta
 
 
 def _lab_change(rgb: np.ndarray, shift: np.ndarray, first: int) -> np.ndarray:
@@ -168,4 +180,7 @@ def _lab_change(rgb: np.ndarray, shift: np.ndarray, first: int) -> np.ndarray:
     lab = cv2.cvtColor(rgb, cv2.COLOR_RGB2Lab)
     moved = lab.copy()
     moved[..., first : first + shift.shape[-1]] += shift
-    return cv2.cvtColor(moved, cv2.COLOR_Lab2RGB) - cv2.cvtColor(lab, cv2.COLOR_Lab2RGB)
+    change = cv2.cvtColor(moved, cv2.COLOR_Lab2RGB)
+    del moved
+    change -= cv2.cvtColor(lab, cv2.COLOR_Lab2RGB)
+    return change

@@ -64,13 +64,28 @@ def preview_of(pixels: np.ndarray) -> np.ndarray:
 class LevelRender:
     """One level of one job, rendered into `result` a tile at a time."""
 
-    def __init__(self, plan: Plan, pixels: np.ndarray, level_scale: float, t: float) -> None:
+    def __init__(
+        self,
+        plan: Plan,
+        pixels: np.ndarray,
+        level_scale: float,
+        t: float,
+        out: np.ndarray | None = None,
+        resumed: bool = False,
+    ) -> None:
+        """`out`: where the result goes (a new array when None); `resumed`: `out` is
+        a result rendered in part already, kept as it is."""
         self.plan = plan
         self.pixels = pixels
         self.level_scale = level_scale
         self.t = t
         self.height, self.width = pixels.shape[:2]
-        self.result = pixels.copy()
+        if out is None:  # the result starts as the input: untouched tiles keep its bits
+            self.result = pixels.copy()
+        else:
+            if not resumed:
+                np.copyto(out, pixels)
+            self.result = out
         self._halo = halo(plan, level_scale)
         self._max = float(np.iinfo(pixels.dtype).max)
 
@@ -81,10 +96,12 @@ class LevelRender:
         outer = box.grown(self._halo, self.width, self.height)
         rgb = to_unit_float(self.pixels[outer.y0 : outer.y1, outer.x0 : outer.x1])
         out = render(self.plan, rgb, outer, box, size, self.level_scale, self.t)
+        del rgb
         out *= np.float32(self._max)
         np.rint(out, out=out)
         np.clip(out, 0.0, self._max, out=out)
-        self.result[box.y0 : box.y1, box.x0 : box.x1, :3] = out.astype(self.pixels.dtype)
+        target = self.result[box.y0 : box.y1, box.x0 : box.x1, :3]
+        np.copyto(target, out, casting="unsafe")  # the cast astype() would make
 
 
 @dataclass
