@@ -51,7 +51,10 @@ class Settings(BaseSettings):
     )
     device: Literal["auto", "cpu", "cuda", "mps"] = "auto"
     stage_memory_bytes: int = Field(
-        1 << 30, gt=0, description="Memory for cached stages (faces, masks, levels, latents)."
+        256 << 20,
+        gt=0,
+        description="Memory for cached stages (faces, masks, levels, latents); the disk "
+        "tier keeps what falls out of it.",
     )
     stage_disk_bytes: int = Field(
         8 << 30, ge=0, description="Disk for cached stages (0: memory only); LRU beyond it."
