@@ -5,7 +5,9 @@
     .venv/bin/python -m bench --only retouch  # one module (repeatable)
 
 Writes report.md, report.json and latency.png, plus each module's own table, to
-bench/results/ (or --out).
+bench/results/ (or --out). Each figure has the product, the baseline and, where one can
+be computed, the floor (bench/floors.py); the report states the run's length, the load
+average at each module's start and end, and the longest stall of the event loop.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import sys
 import time
 from pathlib import Path
 
+from . import stalls
 from .report import Options, machine, write_report
 from .summary import write_summary
 
@@ -61,6 +64,7 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     figures, plot, details, failed = [], {}, [], []
     load: dict[str, list[float]] = {}
+    stalled: dict[str, float] = {}
     for name in args.only or MODULES:
         if name == "diffusion" and importlib.util.find_spec("torch") is None:
             print("== diffusion: skipped (no torch: the diffusion extra)", file=sys.stderr)
@@ -71,8 +75,11 @@ def main(argv: list[str] | None = None) -> int:
         module_started = time.perf_counter()
         print(f"== {name}", file=sys.stderr, flush=True)
         load[name] = [_load()]
+        stalls.reset()
         outcome = asyncio.run(importlib.import_module(f"bench.{name}").run(opts))
         load[name].append(_load())
+        if stalls.longest() is not None:  # None: no event stream was open
+            stalled[name] = stalls.longest()
         figures += outcome.figures
         plot.update(outcome.plot)
         for detail in outcome.details:
@@ -88,6 +95,7 @@ def main(argv: list[str] | None = None) -> int:
         "seconds": time.perf_counter() - started,
         "details": details,
         "load": load,
+        "stalls": stalled,
     }
     print(write_summary(figures, plot, meta, opts.out))
     if failed:

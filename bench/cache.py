@@ -7,6 +7,9 @@
    default params) against the baseline's first Apply, which is always cold; with the
    servers' peak RSS over it.
 
+Figure 2's floor (bench/floors.py): a plain sendfile of the same bytes over loopback,
+read by the same client code. Blocking work (copying 144 MB images) runs in threads.
+
 The table `cache.md` (product only): cold, again, after precompute at default and at
 other params, and after a restart of the sidecar (stages from the disk tier), from
 POST /v1/jobs to the done event.
@@ -21,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
+from . import floors
 from .harness import Harness, portrait, variant
 from .report import Detail, Figure, Options, Outcome, machine, median, number, server_rss
 
@@ -44,7 +48,7 @@ async def measure(h: Harness, opts: Options, base: np.ndarray) -> dict[str, list
         times.setdefault(key, []).append(seconds * 1000)
 
     for run in range(opts.n(5, 2)):
-        pixels = variant(base, run)
+        pixels = await asyncio.to_thread(variant, base, run)
         image_id = await h.upload(pixels)
         key = await h.naive_upload(pixels)
         cold = await h.apply(_apply(image_id))
@@ -62,7 +66,7 @@ async def measure(h: Harness, opts: Options, base: np.ndarray) -> dict[str, list
         note("naive cold", naive_cold.seconds)
         note("naive again", naive_again.seconds)
 
-        ready_id = await h.upload(variant(base, 100 + run))
+        ready_id = await h.upload(await asyncio.to_thread(variant, base, 100 + run))
         await asyncio.sleep(opts.settle)
         with h.product.peak.measure():
             started = time.perf_counter()
@@ -92,7 +96,7 @@ async def after_restart(root: Path, base: np.ndarray, ids: list[str]) -> list[fl
 
 async def run(opts: Options) -> Outcome:
     width, height = (600, 400) if opts.quick else (6000, 4000)
-    base = portrait(width, height)
+    base = await asyncio.to_thread(portrait, width, height)
     with tempfile.TemporaryDirectory(prefix="bench-cache-") as tmp:
         async with Harness(Path(tmp)) as h:
             await h.warm_up(base)
@@ -100,6 +104,7 @@ async def run(opts: Options) -> Outcome:
             rss = h.product.peak.mb or 0.0, h.naive.peak.mb or 0.0
         ids = times.pop("ids")
         times["restarted"] = await after_restart(Path(tmp), base, ids)  # type: ignore[arg-type]
+    transfer = await floors.transfer_floor(base.nbytes, opts)  # the servers have stopped
     size = f"{width}×{height}"
     where = machine()
     full = "to the last byte of the full result in the client"
@@ -116,6 +121,8 @@ async def run(opts: Options) -> Outcome:
             "naive again",
             product_how=f"POST /v1/jobs (answered cached: true) + GET …/result raw, {full}",
             baseline_how=f"POST /apply, pickle cache hit, {full}",
+            floor=transfer.values,
+            floor_how=transfer.how,
             note=f"the product's answer alone (POST → cached: true) took"
             f" {number(median(times['again, answer']))} ms",
         ),

@@ -6,17 +6,26 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections import Counter
+from collections.abc import Callable
 
 from sidecar.client import SidecarClient, SocketMessage
+
+from . import stalls
 
 
 class EventLog:
     """`async with EventLog(client) as log:` a WebSocket of its own that follows every
     job; `arrivals` holds each job event's message (`at`: its arrival, `size`: its
-    bytes, `event`, `jpeg` for a preview frame)."""
+    bytes, `event`, `jpeg` for a preview frame).
 
-    def __init__(self, client: SidecarClient) -> None:
+    The stream is read all the time, so aiohttp answers the sidecar's heartbeat pings
+    (autoping) while the harness waits. When the stream ends, or `fail` is called (the
+    harness does when the sidecar's process exits), every wait still pending fails at
+    once, and every later one too, with `context()` (the end of the sidecar's log)."""
+
+    def __init__(self, client: SidecarClient, context: Callable[[], str] | None = None) -> None:
         self._client = client
+        self._context = context
         self.arrivals: list[SocketMessage] = []
         self.frames = 0
         self.frame_bytes = 0
@@ -25,8 +34,14 @@ class EventLog:
         self.closed: str | None = None  # why the stream ended, once it has
 
     async def __aenter__(self) -> EventLog:
-        self._stream_context = self._client.events()
-        self._stream = await self._stream_context.__aenter__()
+        self._watch = stalls.watching()
+        await self._watch.__aenter__()
+        try:
+            self._stream_context = self._client.events()
+            self._stream = await self._stream_context.__aenter__()
+        except BaseException:
+            await self._watch.__aexit__(None, None, None)
+            raise
         self._task = asyncio.create_task(self._read())
         return self
 
@@ -34,20 +49,31 @@ class EventLog:
         self._task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await self._task
-        await self._stream_context.__aexit__(None, None, None)
+        try:
+            await self._stream_context.__aexit__(None, None, None)
+        finally:
+            await self._watch.__aexit__(None, None, None)
 
     async def _read(self) -> None:
         """Reads until the stream ends; then every wait still pending fails at once (a
         log that missed events cannot time a run, and must not wait 900 s for them)."""
         try:
             await self._follow()
-            self.closed = "the sidecar closed the event stream"
+            reason = "the sidecar closed the event stream"
         except Exception as exc:  # noqa: BLE001  (any end of the stream ends the waits)
-            self.closed = f"the event stream failed: {exc!r}"
-        for _, _, future in self._waiters:
+            reason = f"the event stream failed: {exc!r}"
+        self.fail(reason)
+
+    def fail(self, reason: str) -> None:
+        """End every wait, pending and later, with `reason` (the first one given) and
+        the context (the end of the sidecar's log)."""
+        if self.closed is None:
+            context = self._context() if self._context is not None else ""
+            self.closed = f"{reason}\n{context}" if context else reason
+        waiters, self._waiters = self._waiters, []
+        for _, _, future in waiters:
             if not future.done():
                 future.set_exception(ConnectionError(self.closed))
-        self._waiters.clear()
 
     async def _follow(self) -> None:
         async for message in self._stream:

@@ -13,132 +13,45 @@ The table `image_upload.md` (product only): TIFF, raw, deflate-TIFF uploads, a r
 uploads back to back, the pieces alone (BLAKE3, TIFF decode, store write), and the raw
 result sent back (GET …/result?format=raw) with the sidecar's CPU time for it.
 
+Figure 8's floor (bench/floors.py): one sendall of the same bytes on a plain loopback
+socket to a reader that drains them.
+
 The event loop never blocks: the timed uploads (http.client, one sendall per body, like
-a native client), TIFF encoding, hashing and the store writes run in a thread, so the
-WebSockets stay answered (the sidecar closes one that misses its 20 s heartbeat). Jobs
-are followed with sidecar.client's JobTracker, which reopens a closed stream and reads
-the jobs' states again; a sidecar that stops answering fails the wait within 15 s, and
-every wait has a time limit, each with the end of the sidecar's log.
+a native client), TIFF and base64 encoding, hashing and the store writes run in a
+thread, so the WebSockets stay answered (the sidecar closes one that misses its 20 s
+heartbeat). Jobs are followed with sidecar.client's JobTracker (bench/tracked.py),
+which reopens a closed stream and reads the jobs' states again; a sidecar that exits
+fails the wait at once, one that stops answering within 15 s, and every wait has a time
+limit, each with the end of the sidecar's log.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import http.client
 import io
 import math
 import os
 import tempfile
 import time
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import numpy as np
 import tifffile
 
 from sidecar.cache import ImageStore, image_id
-from sidecar.client import JobEnd, JobTracker, SidecarClient, raw_pixel_headers
+from sidecar.client import raw_pixel_headers
 from sidecar.imaging import decode_image, read_header
 from sidecar.imaging.pixels import Limits
-from sidecar.schema import JobCreated
 
+from . import floors
 from .harness import Harness, naive_upload_body, portrait, variant
 from .naive.cache import PREFIX_BYTES, image_key
 from .report import Detail, Figure, Options, Outcome, machine, median, number, timed
 from .sidecar import NaiveServer, Sidecar
+from .tracked import Jobs
 
 CHEEK = (0.25, 0.44)  # (y, x) as shares of the frame: inside the skin mask
-JOB_TIMEOUT_S = 900.0  # one full-size Apply on a busy 2-core machine takes seconds
-
-
-class _CountedStreams:
-    """The client as the tracker sees it, counting the event streams it opens: more
-    than one means the sidecar closed one (a blocked event loop misses heartbeats)."""
-
-    def __init__(self, client: SidecarClient) -> None:
-        self._client = client
-        self.opened = 0
-
-    def __getattr__(self, name: str):
-        return getattr(self._client, name)
-
-    @contextlib.asynccontextmanager
-    async def events(self) -> AsyncIterator:
-        self.opened += 1
-        async with self._client.events() as stream:
-            yield stream
-
-
-class Jobs:
-    """`async with Jobs(h) as jobs:` the product's jobs followed to their end by
-    sidecar.client's JobTracker on a WebSocket of its own. A stream the sidecar closes
-    is reopened and the watched jobs' states read again, so a `done` sent meanwhile is
-    not lost; a sidecar that stops answering ends the wait within the tracker's 15 s,
-    and no wait outlasts `timeout`: each failure says what happened, with the end of
-    the sidecar's log."""
-
-    def __init__(self, h: Harness, timeout: float = JOB_TIMEOUT_S) -> None:
-        self._h = h
-        self.timeout = timeout
-        self._client = _CountedStreams(h.client)
-        self._ends: dict[str, asyncio.Future[JobEnd]] = {}
-
-    @property
-    def reconnects(self) -> int:
-        return max(self._client.opened - 1, 0)
-
-    async def __aenter__(self) -> Jobs:
-        self._tracker = JobTracker(self._client, on_event=lambda key, event: None)
-        self._task = asyncio.create_task(self._tracker.run())
-        self._reader = asyncio.create_task(self._read_ends())
-        await asyncio.wait_for(self._tracker.connected.wait(), 60)
-        return self
-
-    async def __aexit__(self, *exc) -> None:
-        for task in (self._reader, self._task):
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-
-    async def _read_ends(self) -> None:
-        while True:
-            _, job_id, end = await self._tracker.ended.get()
-            future = self._ends.get(job_id)
-            if future is not None and not future.done():
-                future.set_result(end)
-
-    def _failure(self, what: str) -> RuntimeError:
-        return RuntimeError(
-            f"{what}\n--- end of the sidecar's log ---\n{self._h.product.log_tail()}"
-        )
-
-    async def finished(self, job_id: str) -> JobEnd:
-        """The job's end once it is `done`; anything else raises at once."""
-        future = self._ends.setdefault(job_id, asyncio.get_running_loop().create_future())
-        await self._tracker.watch(job_id, job_id)
-        await asyncio.wait(
-            {future, self._task}, timeout=self.timeout, return_when=asyncio.FIRST_COMPLETED
-        )
-        if not future.done():
-            if self._task.done():
-                error = None if self._task.cancelled() else self._task.exception()
-                raise self._failure(f"following job {job_id}: the job tracker stopped ({error!r})")
-            raise self._failure(
-                f"job {job_id} did not end within {self.timeout:.0f} s"
-                f" (event stream reopened {self.reconnects} times)"
-            )
-        end = future.result()
-        if end.state != "done":
-            raise self._failure(f"job {job_id} ended {end.state}: {end.code} {end.message}")
-        return end
-
-    async def apply(self, body: dict) -> JobCreated:
-        """POST /v1/jobs and wait for `done` (a result-cache hit is done already)."""
-        created = await self._h.submit(body)
-        if not created.cached:
-            await self.finished(created.job_id)
-        return created
 
 
 def process_cpu_s(pid: int) -> float:
@@ -239,15 +152,6 @@ def hashing_figures(opts: Options, width: int, height: int) -> list[Figure]:
     ]
 
 
-async def naive_upload(h: Harness, pixels: np.ndarray) -> str:
-    """`h.naive_upload` with the base64 body encoded in a thread, off the event loop."""
-    body = await asyncio.to_thread(naive_upload_body, pixels)
-    headers = {"Content-Type": "application/json"}
-    async with h.session.post(f"{h.naive_url}/upload", data=body, headers=headers) as r:
-        assert r.status == 200, await r.text()
-        return (await r.json())["key"]
-
-
 def wrong_pixels(a: np.ndarray, b: np.ndarray) -> int:
     return int(np.count_nonzero(np.any(a != b, axis=2)))
 
@@ -273,9 +177,9 @@ async def edit_figure(h: Harness, jobs: Jobs, pixels: np.ndarray) -> tuple[Figur
     results = [
         np.frombuffer(await h.result(t.job_id), pixels.dtype).reshape(pixels.shape) for t in product
     ]
-    keys = [await naive_upload(h, original)]
+    keys = [await h.naive_upload(original)]
     first = await h.naive_apply(keys[0])
-    keys.append(await naive_upload(h, edited))
+    keys.append(await h.naive_upload(edited))
     second = await h.naive_apply(keys[1])
     wrong = await asyncio.to_thread(wrong_pixels, second.pixels(), results[1])
     product_text = (
@@ -392,7 +296,7 @@ async def run(opts: Options) -> Outcome:
         async with Harness(Path(tmp)) as h, Jobs(h) as jobs:
             warm = pixels[:256, :256].copy()
             await jobs.apply({"op": "beauty", "image_id": await h.upload(warm)})
-            await h.naive_apply(await naive_upload(h, warm))
+            await h.naive_apply(await h.naive_upload(warm))
             # blocking work (http.client, TIFF encoding, hashing, fsync) in a thread
             raw, naive = await asyncio.to_thread(upload_figure, h, opts, pixels, pause)
             edit, edited_job = await edit_figure(h, jobs, pixels)
@@ -400,6 +304,7 @@ async def run(opts: Options) -> Outcome:
             rows += await result_rows(h, opts, edited_job, pixels.nbytes)
             reconnects = jobs.reconnects
     hashing = await asyncio.to_thread(hashing_figures, opts, width, height)
+    floor = await asyncio.to_thread(floors.upload_floor, pixels, opts.n(5, 2))
     rows.insert(
         1,
         [
@@ -425,6 +330,8 @@ async def run(opts: Options) -> Outcome:
             baseline_how="base64 in JSON: encode, POST /upload, the server decodes and saves",
             machine=where,
             note=f"{number(median(raw) * 1000)} ms against {number(median(naive) * 1000)} ms",
+            floor=floor.values,
+            floor_how=floor.how,
         ),
     ]
     meta = {

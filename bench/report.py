@@ -1,5 +1,6 @@
 """What the benchmarks share: options, timing, medians, the `Figure` record (product
-against baseline) and the per-module Markdown + JSON detail tables."""
+against baseline, and the floor where one can be had) and the per-module Markdown + JSON
+detail tables."""
 
 from __future__ import annotations
 
@@ -72,7 +73,9 @@ def number(value: float) -> str:
 
 @dataclass
 class Figure:
-    """One line of the report: the product and the baseline measured side by side."""
+    """One line of the report: the product and the baseline measured side by side, and
+    where it can be computed the floor (bench/floors.py): the least the same work takes
+    on this machine (for a rate, the most it reaches), measured in the same run."""
 
     number: str  # "1", "5a"
     what: str
@@ -88,6 +91,8 @@ class Figure:
     product_text: str | None = None  # for what is not a number
     baseline_text: str | None = None
     over_runs: int | None = None  # a peak taken over this many runs (RSS)
+    floor: list[float] = field(default_factory=list)  # every run's value; none: "—"
+    floor_how: str = ""
 
     @property
     def runs(self) -> int:
@@ -105,6 +110,10 @@ class Figure:
         return baseline / product if self.lower_is_better else product / baseline
 
     def cell(self, side: str) -> str:
+        """The median of `side` (product, baseline or floor) with its unit."""
+        if side == "floor":
+            value = self._median(self.floor)
+            return "—" if value is None else f"{number(value)} {self.unit}".strip()
         text = self.product_text if side == "product" else self.baseline_text
         if text is not None:
             return text
@@ -126,6 +135,7 @@ class Figure:
         data.update(
             product_median=self._median(self.product),
             baseline_median=self._median(self.baseline),
+            floor_median=self._median(self.floor),
             ratio=self.ratio,
             runs=self.runs,
         )

@@ -70,7 +70,7 @@ async def apply_figures(h: Harness, opts: Options, base: np.ndarray) -> Outcome:
         timelines.append(timeline)
         # figure 4: the slider at 0.6
         result = np.frombuffer(await h.result(timeline.job_id), pixels.dtype).reshape(pixels.shape)
-        shown = on_screen(pixels), on_screen(result)
+        shown = await asyncio.gather(*(asyncio.to_thread(on_screen, p) for p in (pixels, result)))
         lerp.append(median(timed(lambda shown=shown: blend(*shown, 0.6), 5)))
         started = time.perf_counter()
         await h.result(timeline.job_id, intensity=0.6)
@@ -187,14 +187,15 @@ async def per_op_table(h: Harness, opts: Options, base: np.ndarray) -> Detail:
                     body = {"op": other, "image_id": image_id}
                     times.setdefault((other, "stages cached"), []).append(await _timed_job(h, body))
     width, height = base.shape[1], base.shape[0]
-    close = portrait(width, height, closeup=True)
+    close = await asyncio.to_thread(portrait, width, height, closeup=True)
     for op in ("beauty", "color"):
         for _ in range(runs):
             n += 1
             image_id = await h.upload(variant(close, n))
             body = {"op": op, "image_id": image_id}
             times.setdefault((op, "cold, close-up"), []).append(await _timed_job(h, body))
-    scene = portrait(width, height, no_face=True)  # nothing to retouch: nothing changes
+    # nothing to retouch: nothing changes
+    scene = await asyncio.to_thread(portrait, width, height, no_face=True)
     for _ in range(runs):
         n += 1
         image_id = await h.upload(variant(scene, n))

@@ -1,8 +1,10 @@
 """The two servers the benchmarks drive, each in its own process with its own folders:
-a real `retouch-sidecar serve` (the product) and `bench.naive.server` (the baseline)."""
+a real `retouch-sidecar serve` (the product) and `bench.naive.server` (the baseline).
+Each one's output goes to `server.log` in its folder; whatever fails shows its end."""
 
 from __future__ import annotations
 
+import asyncio
 import http.client
 import math
 import os
@@ -15,6 +17,12 @@ from pathlib import Path
 from .memory import PeakRss, status_kb
 
 REPO = Path(__file__).resolve().parent.parent
+LOG_LINES = 40  # how much of a server's log a failure shows
+_LOG_READ = 64 * 1024  # the end of the log read for it
+
+
+class ServerDied(RuntimeError):
+    """A server the harness started exited under it (the message ends with its log)."""
 
 
 def free_port() -> int:
@@ -27,6 +35,7 @@ class Server:
     """A server process on a free loopback port; `with` starts it and waits for it."""
 
     health = "/"
+    label = "the server"
 
     def __init__(self, root: Path) -> None:
         self.root = root
@@ -48,11 +57,52 @@ class Server:
             )
         self.peak = PeakRss(self.proc.pid)
 
-    def log_tail(self) -> str:
+    @property
+    def log_path(self) -> Path:
+        return self.root / "server.log"
+
+    def log_tail(self, lines: int = LOG_LINES) -> str:
+        """The last `lines` lines of the process's output (stdout and stderr)."""
         try:
-            return (self.root / "server.log").read_text(errors="replace")[-3000:]
+            with self.log_path.open("rb") as log:
+                log.seek(max(log.seek(0, os.SEEK_END) - _LOG_READ, 0))
+                text = log.read().decode(errors="replace")
         except OSError:
             return ""
+        return "\n".join(text.splitlines()[-lines:])
+
+    def describe(self) -> str:
+        """Whether the process runs, and the end of its log: what a failure shows."""
+        if self.proc is None:
+            state = "not started"
+        elif self.proc.poll() is None:
+            state = f"pid {self.proc.pid}, running"
+        else:
+            state = f"pid {self.proc.pid}, exited with code {self.proc.returncode}"
+        head = f"--- {self.label} ({state}): the last {LOG_LINES} lines of {self.log_path} ---"
+        return f"{head}\n{self.log_tail() or '(empty)'}"
+
+    async def exited(self) -> int:
+        """Its exit status, once the process has exited, without blocking the event
+        loop: its pidfd readable on the loop (Linux), or else a poll every 50 ms."""
+        proc = self.proc
+        assert proc is not None
+        try:
+            fd = os.pidfd_open(proc.pid) if proc.poll() is None else None
+        except (AttributeError, OSError):  # no pidfd here
+            while proc.poll() is None:
+                await asyncio.sleep(0.05)
+            return proc.returncode
+        if fd is not None:
+            loop = asyncio.get_running_loop()
+            readable = loop.create_future()
+            loop.add_reader(fd, lambda: readable.done() or readable.set_result(None))
+            try:
+                await readable
+            finally:
+                loop.remove_reader(fd)
+                os.close(fd)
+        return proc.wait()  # it has exited: no wait
 
     def __enter__(self):
         if self.proc is None:
@@ -60,7 +110,9 @@ class Server:
         self.wait_ready()
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, exc_type=None, exc=None, tb=None) -> None:
+        if isinstance(exc, Exception) and str(self.log_path) not in str(exc):
+            exc.add_note(self.describe())  # whatever failed, with the end of the log
         self.stop()
 
     def stop(self) -> None:
@@ -82,7 +134,7 @@ class Server:
             assert self.proc is not None
             if self.proc.poll() is not None:
                 raise RuntimeError(
-                    f"{type(self).__name__} exited with {self.proc.returncode}:\n" + self.log_tail()
+                    f"{self.label} exited with {self.proc.returncode}\n{self.describe()}"
                 )
             try:
                 conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=2)
@@ -91,7 +143,7 @@ class Server:
                     return
             except OSError:
                 time.sleep(0.05)
-        raise RuntimeError(f"{type(self).__name__} did not start:\n" + self.log_tail())
+        raise RuntimeError(f"{self.label} did not start\n{self.describe()}")
 
     def rss_mb(self) -> float:
         """Resident memory of the process now, in MB (from /proc: NaN where there is none)."""
@@ -104,6 +156,7 @@ class Sidecar(Server):
     """`with Sidecar(root, "--engine", "synthetic") as s:` (the product)."""
 
     health = "/v1/health"
+    label = "the sidecar"
 
     def __init__(self, root: Path, *serve_args: str) -> None:
         super().__init__(root)
@@ -138,6 +191,7 @@ class NaiveServer(Server):
     """`with NaiveServer(root) as n:` (the baseline, bench/naive/server.py)."""
 
     health = "/health"
+    label = "the naive server"
 
     def __init__(self, root: Path, model: Path | None = None) -> None:
         super().__init__(root)

@@ -18,8 +18,12 @@ Every figure is measured side by side in one run. The product is the real sideca
 the naive design in [`bench/naive/`](../naive/) (pickle cache keyed by the first 64 KB,
 synchronous full-resolution Apply, full VAE decode per step sent as hex in SSE JSON, a
 batch loop that loads the model per image), also in its own process; one harness drives
-both over 127.0.0.1. Values are medians over the runs stated; **bold** marks where the
-product is worse. Run by `scripts/bench` (`--quick` in CI, tiny sizes)."""
+both over 127.0.0.1. The floor, where one can be computed, is the least the same work
+takes on this machine, measured in the same run (the op's compute alone in one process,
+or the same bytes by a plain `sendfile` or socket over loopback; for a rate, the most it
+reaches): product, baseline and limit side by side. Values are medians over the runs
+stated; **bold** marks where the product is worse. Run by `scripts/bench` (`--quick` in
+CI, tiny sizes)."""
 
 
 def _machine_short(text: str) -> str:
@@ -42,10 +46,16 @@ def markdown(figures: list[Figure], meta: dict[str, Any]) -> str:
             f"Load average (1 min; the benchmark itself makes up to about 2) at each module's"
             f" start→end: {spans}  "
         )
+    if meta.get("stalls"):
+        spans = ", ".join(f"{name} {seconds:.2f} s" for name, seconds in meta["stalls"].items())
+        lines.append(
+            "Longest stall of the harness's event loop while an event stream was open (the"
+            f" sidecar drops a stream whose heartbeat pong is 10 s late): {spans}  "
+        )
     lines += [
         "",
-        "| # | figure | product | baseline | ratio | runs | machine |",
-        "|---|---|---|---|---|---|---|",
+        "| # | figure | product | baseline | floor | ratio | runs | machine |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for f in figures:
         cells = [
@@ -53,6 +63,7 @@ def markdown(figures: list[Figure], meta: dict[str, Any]) -> str:
             f.what,
             f.cell("product"),
             f.cell("baseline"),
+            f.cell("floor"),
             f.ratio_cell(),
             str(f.runs),
             _machine_short(f.machine),
@@ -62,7 +73,8 @@ def markdown(figures: list[Figure], meta: dict[str, Any]) -> str:
     for f in figures:
         if not (f.product_how or f.baseline_how):
             continue
-        how = f"- **{f.number}** product: {f.product_how}; baseline: {f.baseline_how}."
+        how = f"- **{f.number}** product: {f.product_how}; baseline: {f.baseline_how}"
+        how += f"; floor: {f.floor_how}." if f.floor_how else "."
         if f.note:
             how += f" {f.note[0].upper()}{f.note[1:]}."
         lines.append(how)

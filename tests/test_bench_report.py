@@ -71,7 +71,7 @@ def test_summary_writes_markdown_json_and_the_latency_plot(tmp_path):
     }
     meta = {"machine": "m", "mode": "quick", "seconds": 1.0, "details": ["retouch"]}
     text = write_summary(figures, plot, meta, tmp_path)
-    assert "| 1 | first pixels | 310 ms | 1,450 ms | product 4.68× sooner | 2 | m |" in text
+    assert "| 1 | first pixels | 310 ms | 1,450 ms | — | product 4.68× sooner | 2 | m |" in text
     assert "**product 1.17× larger**" in text
     data = json.loads((tmp_path / "report.json").read_text())
     assert [f["number"] for f in data["figures"]] == ["1", "1 RSS"]
