@@ -10,6 +10,9 @@ cache never answers. Measured from each server's own events:
   upscaled 4×, at most 5 a second; baseline: the SSE event with the JPEG in hex) and all
   bytes one job sends (every event, the final image included);
 - time from the request to the first step preview in the client.
+
+Figures 5f and 5g (`diffusion_refine.py`), in the same sidecar: the first refine after
+background precompute (its VAE latent ready) against the same refine cold.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from . import diffusion_refine
 from .harness import Harness, event_time
 from .report import Figure, Options, Outcome, machine, median
 
@@ -101,6 +105,7 @@ async def run(opts: Options) -> Outcome:
     size, steps = (64, 6) if opts.quick else (256, 30)
     runs = opts.n(5, 2)
     got: dict[str, list[dict]] = {}
+    where = machine() + ", CPU (torch)"
     with tempfile.TemporaryDirectory(prefix="bench-diffusion-") as tmp:
         root = Path(tmp)
         model = await asyncio.to_thread(build_tiny_model, root / "tiny")
@@ -116,7 +121,7 @@ async def run(opts: Options) -> Outcome:
                         got.setdefault(key, []).append(
                             await job(h, size, steps, previews, f"a portrait {run} {key}")
                         )
-    where = machine() + ", CPU (torch)"
+            refine_figures = await diffusion_refine.figures(h, opts, where)
     what = f"tiny model, {size}×{size}, {steps} steps"
 
     def values(key: str, field: str, scale: float = 1.0) -> list[float]:
@@ -188,6 +193,7 @@ async def run(opts: Options) -> Outcome:
             product_how="POST /v1/jobs → first step preview on the WebSocket",
             baseline_how="POST /generate → first preview event on the SSE stream",
         ),
+        *refine_figures,
     ]
     # for the plot, each side's run with its median step rate
     middle = {

@@ -14,7 +14,11 @@ from sidecar.settings import Settings
 # installed where torch has no wheels at its pin (Intel Macs; see docs/platforms.md).
 collect_ignore = []
 if importlib.util.find_spec("torch") is None:
-    collect_ignore += ["test_diffusion_engine.py", "test_diffusion_loading.py"]
+    collect_ignore += [
+        "test_diffusion_engine.py",
+        "test_diffusion_latent.py",
+        "test_diffusion_loading.py",
+    ]
 
 
 def pytest_collection_modifyitems(config, items):

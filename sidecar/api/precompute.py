@@ -1,5 +1,6 @@
 """Background precompute for the document in front: POST starts it (and stops it for
-every other document), DELETE stops it when the document closes."""
+every other document), DELETE stops it when the document closes. What it readies (the
+stages, the result, with a diffusion model the refine's VAE latent): jobs/precompute.py."""
 
 from __future__ import annotations
 

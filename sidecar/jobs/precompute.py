@@ -3,9 +3,12 @@
 Precompute makes every op (or the ops asked for) ahead for the document in front, at
 background priority and default params: the stages (faces, mask, plans, levels) land
 in the stage cache and the result in the result cache, so the first Apply finds
-everything ready. The panel asks for the document in front, so precompute for every
-other document stops. Prefetch does the same for the op an action makes likely next.
-A newer Apply of an op on a document supersedes the older, unfinished one.
+everything ready. With a diffusion model loaded, the engine also encodes the VAE
+latent a refine of the result starts from (a run's `ahead` flag says it is a
+precompute), so the first refine skips the encoder. The panel asks for the document
+in front, so precompute for every other document stops. Prefetch does the same for
+the op an action makes likely next. A newer Apply of an op on a document supersedes
+the older, unfinished one.
 
 This module chooses the jobs; the scheduler queues and cancels them (`Scheduling`),
 since it alone changes a job's state.

@@ -2,11 +2,14 @@
 img2img refine of the classical result on skin. Every denoising step is a step
 boundary (cancel and pre-emption raise from the step callback, so no decode runs)
 and, with `preview.stream_steps`, a cheap preview of the predicted clean image.
+
+The refine starts from the VAE latent of its crop, kept in the stage cache
+(`latents.py`); a precompute run of a retouch op encodes it ahead, so a refine after
+precompute skips the encoder.
 """
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import logging
 import math
@@ -23,14 +26,13 @@ from ...cache.stages import StageCache
 from ...schema import JobRequest, Op
 from ...schema.common import Model
 from ...stages.frequency import gaussian
-from ...stages.latent import latent_key
 from ..base import Engine, JobContext, RunInput, check_params
 from ..retouch import RetouchEngine, RetouchResume
-from ..retouch.analysis import to_unit_float
-from ..retouch.codecs import ARRAY
+from ..retouch.analysis import Analysis, to_unit_float
 from ..retouch.params import RetouchParams
 from ..retouch.pyramid import preview_of
 from ..retouch.tiles import Box, sample
+from .latents import Latents, vae_precision
 from .loading import LoadedModel, enable_memory_savers, img2img_pipe, use_lora
 from .previews import StepPreviews, capture_x0
 
@@ -94,6 +96,7 @@ class DiffusionEngine(Engine):
         self.model = model
         self.retouch = retouch
         self.cache = cache
+        self.latents = Latents(model, cache)
         self.ops = frozenset({Op.generate, *retouch.ops})
         self.version = f"diffusion/1+{retouch.version}+{model.describe()}"
 
@@ -124,6 +127,8 @@ class DiffusionEngine(Engine):
             inner = dataclasses.replace(job, request=plain, resume=resume.retouch)
             result = resume.classical = self.retouch.run(inner, _Share(ctx, 0.0, share))
         if params.refine <= 0:
+            if job.ahead:  # a precompute: ready what a refine of this result starts from
+                self._ready_latent(job, ctx, result)
             return result
         return self._refine(job, _Share(ctx, share, 1.0 - share), params, result)
 
@@ -160,22 +165,20 @@ class DiffusionEngine(Engine):
         self, job: RunInput, ctx: JobContext, params: RefineParams, result: np.ndarray
     ) -> np.ndarray:
         request = job.request
-        analysis = self.retouch.analyse(request.image_id, job.image())
-        box = _skin_box(analysis)
-        if box is None:
+        target = self._refine_target(job, result)
+        if target is None:
             return result
+        analysis, box, crop = target
         ctx.stage("refine", 0, 2)
-        crop = to_unit_float(result[box.y0 : box.y1, box.x0 : box.x1])
-        side = MODEL_SIDE.get(self.model.family, 512)
         pipe = img2img_pipe(self.model)
         use_lora(self.model, request.op.value)
 
         def call(scale: float, on_step) -> np.ndarray:
-            size = _fit(crop.shape[1], crop.shape[0], side * scale)
-            latents = self._latents(request, params, box, crop, size)
+            latent = self.latents.latent(request.image_id, crop, self._refine_size(crop, scale))
             out = pipe(
                 prompt=REFINE_PROMPT,
-                image=latents,
+                # a copy: the cached array stays as it was for the next refine
+                image=torch.tensor(latent, dtype=pipe.unet.dtype, device=self.model.pipe.device),
                 strength=params.refine,
                 # img2img runs strength × num_inference_steps: `steps` are those that run
                 num_inference_steps=math.ceil(params.steps / params.refine),
@@ -199,28 +202,33 @@ class DiffusionEngine(Engine):
         ctx.preview("final", preview_of(refined_result))
         return refined_result
 
-    def _latents(self, request, params, box, crop, size) -> torch.Tensor:
-        """The VAE latent of the crop at `size`, from the stage cache when it is there."""
-        pipe = self.model.pipe
-        key = latent_key(
-            self.model.source,
-            request.image_id,
-            request.op.value,
-            params.model_dump_json(exclude={"refine", "steps", "guidance"}),
-            (box.x0, box.y0, box.x1, box.y1),
-            size,
-        )
+    def _ready_latent(self, job: RunInput, ctx: JobContext, result: np.ndarray) -> None:
+        """Encode now, in a precompute's background time, the latent a refine of
+        `result` would start from (at the size it would use), so that refine skips the
+        encoder. The stage before it is a step boundary: a waiting user job goes first,
+        and the op's result, kept in the resume state, is not made again."""
+        target = self._refine_target(job, result)
+        if target is None:
+            return
+        _, _, crop = target
+        ctx.stage("latent", 0, 1)
+        self.latents.latent(job.request.image_id, crop, self._refine_size(crop, 1.0))
 
-        def encode() -> np.ndarray:
-            image = cv2.resize(crop, size, interpolation=cv2.INTER_AREA)
-            tensor = torch.from_numpy(image).permute(2, 0, 1)[None] * 2.0 - 1.0
-            with torch.no_grad(), _vae_precision(pipe.vae) as vae:
-                tensor = tensor.to(vae.device, vae.dtype)
-                latent = vae.encode(tensor).latent_dist.mode()
-            return (latent * pipe.vae.config.scaling_factor).float().cpu().numpy()
+    def _refine_target(
+        self, job: RunInput, result: np.ndarray
+    ) -> tuple[Analysis, Box, np.ndarray] | None:
+        """The image's analysis, the skin's box and `result` there as float RGB; None
+        without skin (nothing to refine)."""
+        analysis = self.retouch.analyse(job.request.image_id, job.image())
+        box = _skin_box(analysis)
+        if box is None:
+            return None
+        return analysis, box, to_unit_float(result[box.y0 : box.y1, box.x0 : box.x1])
 
-        latents = self.cache.get_or_compute(key, encode, ARRAY)
-        return torch.from_numpy(latents).to(pipe.device, pipe.unet.dtype)
+    def _refine_size(self, crop: np.ndarray, scale: float) -> tuple[int, int]:
+        """The size the refine encodes and denoises `crop` at (smaller after an OOM)."""
+        side = MODEL_SIDE.get(self.model.family, 512)
+        return _fit(crop.shape[1], crop.shape[0], side * scale)
 
     # -- the denoising loop ------------------------------------------------------------
     def _denoise(self, pipe, call: Callable, steps: int, request: JobRequest, ctx) -> np.ndarray:
@@ -263,23 +271,9 @@ class DiffusionEngine(Engine):
         return call(OOM_SCALE, on_step)
 
 
-@contextlib.contextmanager
-def _vae_precision(vae):
-    """The VAE in float32 while it works if its config asks for it (SDXL's overflows in
-    float16); diffusers' pipelines do the same around their own decode."""
-    upcast = vae.dtype == torch.float16 and getattr(vae.config, "force_upcast", False)
-    if upcast:
-        vae.to(torch.float32)
-    try:
-        yield vae
-    finally:
-        if upcast:
-            vae.to(torch.float16)
-
-
 def _decoded(pipe, x0: torch.Tensor) -> np.ndarray:
     """The opt-in full preview: the predicted clean latent through the VAE."""
-    with torch.no_grad(), _vae_precision(pipe.vae) as vae:
+    with torch.no_grad(), vae_precision(pipe.vae) as vae:
         image = vae.decode(x0.to(vae.dtype) / vae.config.scaling_factor).sample
     rgb = ((image[0].float().permute(1, 2, 0) + 1.0) * 127.5).clamp(0, 255).round()
     return rgb.to(torch.uint8).cpu().numpy()
