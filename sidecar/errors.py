@@ -51,6 +51,13 @@ class JobNotFound(ApiError):
     code = "job_not_found"
 
 
+class FileNotFound(ApiError):
+    """`POST /v1/images/file`: no file at the path."""
+
+    status = 404
+    code = "file_not_found"
+
+
 class MethodNotAllowed(ApiError):
     status = 405
     code = "method_not_allowed"
@@ -79,6 +86,34 @@ class InvalidRequest(ApiError):
 class InvalidImage(ApiError):
     status = 422
     code = "invalid_image"
+
+
+class FileUnreadable(ApiError):
+    """`POST /v1/images/file`: the path is not a regular file the sidecar may read."""
+
+    status = 422
+    code = "file_unreadable"
+
+
+class UnsupportedPsd(ApiError):
+    """A Photoshop document in a mode or depth whose result could not be written back."""
+
+    status = 422
+    code = "unsupported_psd"
+
+
+class PsdWithoutComposite(ApiError):
+    """A Photoshop document saved without its composite image."""
+
+    status = 422
+    code = "psd_without_composite"
+
+
+class UnreadablePsd(ApiError):
+    """A damaged Photoshop document."""
+
+    status = 422
+    code = "unreadable_psd"
 
 
 class ImageTooLarge(ApiError):
@@ -131,12 +166,17 @@ ALL_ERRORS: tuple[type[ApiError], ...] = (
     NotFound,
     ImageNotFound,
     JobNotFound,
+    FileNotFound,
     MethodNotAllowed,
     Conflict,
     PayloadTooLarge,
     UnsupportedMediaType,
     InvalidRequest,
     InvalidImage,
+    FileUnreadable,
+    UnsupportedPsd,
+    PsdWithoutComposite,
+    UnreadablePsd,
     ImageTooLarge,
     InternalError,
     EngineUnavailable,

@@ -3,6 +3,7 @@ the real sidecar: started in-process when none answers, or one already running."
 
 from __future__ import annotations
 
+import _thread
 import asyncio
 import time
 
@@ -12,7 +13,7 @@ import pytest
 import tifffile
 from helpers import encode_jpeg, encode_png, encode_tiff, free_port
 
-import sidecar.batch.outputs
+import sidecar.jobs.outputs
 from sidecar.api.keys import SCHEDULER
 from sidecar.cache.atomic import TEMP_PREFIX
 from sidecar.cli import build_app, main
@@ -161,29 +162,70 @@ def test_an_interrupted_batch_leaves_whole_outputs_only_and_no_queued_jobs(
 ):
     folder, _ = shoot
     out = tmp_path / "out"
-    real_write = sidecar.batch.outputs.atomic_write
+    real_write = sidecar.jobs.outputs.atomic_write
     written = []
 
     def half_then_interrupt(chunks):
         data = b"".join(chunks)
         yield data[: len(data) // 2]
-        raise KeyboardInterrupt  # Ctrl-C halfway through the second output's bytes
+        _thread.interrupt_main()  # Ctrl-C halfway through the second output's bytes
+        yield data[len(data) // 2 :]
 
     def write_then_interrupt(path, chunks, **kwargs):
         real_write(path, half_then_interrupt(chunks) if written else chunks, **kwargs)
         written.append(path.name)
 
-    monkeypatch.setattr(sidecar.batch.outputs, "atomic_write", write_then_interrupt)
+    # the sidecar (in this process) writes the outputs, on a thread of its own
+    monkeypatch.setattr(sidecar.jobs.outputs, "atomic_write", write_then_interrupt)
     assert batch(folder, out) == 130
     assert "interrupted" in capsys.readouterr().out
-    assert [p.name for p in out.iterdir()] == written == ["a.png"]
-    assert read(out / "a.png").shape == (SIDE, SIDE, 3)
+    names = sorted(p.name for p in out.iterdir())
+    assert names == sorted(written) and names[:2] == ["a.png", "b16.png"]
+    for name in names:  # whole files: the one being written when Ctrl-C came too
+        assert read(out / name).shape[:2] == (SIDE, SIDE), name
     assert not list(out.glob(f"{TEMP_PREFIX}*"))
     store = JobStore(Settings().jobs_db)  # the in-process sidecar's queue, on disk
     try:
         assert list(store.unfinished()) == []  # cancelled: nothing resumes on the next start
     finally:
         store.close()
+
+
+@pytest.mark.parametrize(
+    ("name", "how"),
+    [("b16.png", "atomic_write"), ("c.tif", "atomic_fill")],  # TIFFs go straight to the file
+)
+def test_an_output_the_disk_refuses_fails_that_image_only_and_leaves_no_temp(
+    shoot, tmp_path, monkeypatch, capsys, name, how
+):
+    folder, inputs = shoot
+    out = tmp_path / "out"
+    real = getattr(sidecar.jobs.outputs, how)
+    full = [True]
+
+    def cut_short_chunks(chunks):
+        yield b"\x89PNG"
+        raise OSError(28, "No space left on device")
+
+    def cut_short_fill(file):
+        file.write(b"II*\x00")
+        raise OSError(28, "No space left on device")
+
+    def refuse(path, what, **kwargs):
+        if full[0] and path.name == name:  # the temp file is cut short, as a full disk does
+            what = cut_short_fill if how == "atomic_fill" else cut_short_chunks(what)
+        real(path, what, **kwargs)
+
+    monkeypatch.setattr(sidecar.jobs.outputs, how, refuse)
+    assert batch(folder, out) == 1
+    text = capsys.readouterr().out
+    assert f"failed   {name}: write_failed" in text and "No space left on device" in text
+    assert sorted(p.name for p in out.iterdir()) == sorted(set(inputs) - {name})
+
+    full[0] = False  # the disk has room again: the rerun writes it from the cache
+    assert batch(folder, out) == 0
+    assert "4 images: 0 done, 1 cached, 3 skipped, 0 failed" in capsys.readouterr().out
+    assert read(out / name).shape == inputs[name].shape
 
 
 async def test_a_running_sidecar_is_used_and_heroes_start_first(shoot, tmp_path, settings, capsys):

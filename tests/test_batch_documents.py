@@ -220,7 +220,9 @@ def test_a_mixed_shoot_comes_back_with_its_profiles_metadata_modes_and_layers(
     document(folder / "doc.psd", rgb16)
 
     assert run("batch", str(folder), str(out)) == 0
-    assert "11 images: 11 done" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    # o4 (a flip) may decode to o1's very pixels: then the result cache answers it
+    assert "11 images: " in printed and ", 0 skipped, 0 failed" in printed
 
     for orientation in range(1, 9):
         with Image.open(out / f"o{orientation}.jpg") as image:

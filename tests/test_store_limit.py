@@ -57,19 +57,19 @@ def test_images_in_use_and_being_read_are_never_removed(tmp_path, monkeypatch):
     store.flush()
     store.set_in_use(lambda: {needed, None})
     reading, release = threading.Event(), threading.Event()
-    real_fromfile = np.fromfile
+    real_read = sidecar.cache.images._read_into
 
-    def slow_fromfile(*args, **kwargs):
+    def slow_read(*args, **kwargs):
         reading.set()
         assert release.wait(10)
-        return real_fromfile(*args, **kwargs)
+        return real_read(*args, **kwargs)
 
-    monkeypatch.setattr(sidecar.cache.images.np, "fromfile", slow_fromfile)
+    monkeypatch.setattr(sidecar.cache.images, "_read_into", slow_read)
     loaded: list = []
     reader = threading.Thread(target=lambda: loaded.append(store.load(served)))
     reader.start()
     assert reading.wait(10)
-    monkeypatch.setattr(sidecar.cache.images.np, "fromfile", real_fromfile)
+    monkeypatch.setattr(sidecar.cache.images, "_read_into", real_read)
     fillers = [store.put(picture(n))[0].image_id for n in range(10, 16)]
     store.flush()
     assert store.has(needed) and store.path_for(served).is_file()

@@ -98,3 +98,29 @@ async def test_recycled_buffers_never_alter_stored_images(client, auth, app, por
     for key, pixels in zip(ids, images, strict=True):
         np.testing.assert_array_equal(reopened.load(key, verify=True), pixels)
     assert app[BODY_BUFFERS].idle_bytes > 0  # buffers did come back for reuse
+
+
+async def test_job_inputs_and_results_go_round_and_never_alter_a_result(
+    client, auth, app, portrait16
+):
+    from jobs_support import upload, wait_for
+    from retouch_support import new_engine, run_op
+
+    big = cv2.resize(portrait16, (1600, 1200))  # 11.5 MB: pooled
+    images = [big.copy() for _ in range(3)]
+    for n, pixels in enumerate(images):
+        pixels[:8, :8] = n * 4000  # three different images
+    results = []
+    for pixels in images:  # each job reads its input into, and renders into, pool buffers
+        image_id = await upload(client, auth, pixels)
+        body = {"op": "beauty", "image_id": image_id, "preview": {"progressive": False}}
+        response = await client.post("/v1/jobs", json=body, headers=auth)
+        job_id = (await response.json())["job_id"]
+        assert (await wait_for(client, auth, job_id, timeout=60))["state"] == "done"
+        raw = await client.get(f"/v1/jobs/{job_id}/result?format=raw", headers=auth)
+        results.append(np.frombuffer(await raw.read(), np.uint16).reshape(big.shape))
+    app[IMAGES].flush()
+    assert app[IMAGES].buffers.idle_bytes >= big.nbytes  # inputs and results came back
+    engine = new_engine()
+    for pixels, result in zip(images, results, strict=True):
+        assert np.array_equal(result, run_op(engine, pixels, "beauty"))

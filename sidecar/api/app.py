@@ -14,7 +14,6 @@ from aiohttp.abc import AbstractAccessLogger
 
 from ..cache import ImageStore
 from ..engines import Engine
-from ..imaging.buffers import BufferPool
 from ..jobs import EventBus, JobStore, Scheduler
 from ..jobs.predict import ActionPredictor
 from ..jobs.remake import Remakes
@@ -56,7 +55,7 @@ def create_app(
     app[SETTINGS] = settings
     app[TOKEN] = token
     app[IMAGES] = images_store
-    app[BODY_BUFFERS] = BufferPool()
+    app[BODY_BUFFERS] = images_store.buffers  # one pool: uploads, inputs, results
     app[ENGINES] = engines or {}
     app[JOB_STORE] = job_store
     app[PREDICTOR] = ActionPredictor(settings.data_dir / "actions.json")

@@ -1,9 +1,10 @@
-"""POST /v1/images, HEAD /v1/images/{image_id} and its skin tone."""
+"""POST /v1/images, POST /v1/images/file, HEAD /v1/images/{image_id} and its skin tone."""
 
 from __future__ import annotations
 
 import asyncio
 from functools import partial
+from pathlib import Path
 
 import numpy as np
 from aiohttp import web
@@ -19,10 +20,19 @@ from ..errors import (
 from ..imaging import Limits, canonical_from_raw, check_dimensions, decode_image, read_header
 from ..imaging.decode import MEDIA_TYPES
 from ..imaging.pixels import raw_nbytes
-from ..schema import ImageInfo, Op, RawPixelHeaders, SkinTone
+from ..schema import ImageFileRequest, ImageInfo, Op, RawPixelHeaders, SkinTone
 from .body import Body, read_capped
-from .keys import BODY_BUFFERS, ENGINES, IMAGES, IMAGING_POOL, SETTINGS, SKIN_TONE_GATE
+from .keys import (
+    BODY_BUFFERS,
+    ENGINES,
+    IMAGES,
+    IMAGING_POOL,
+    SCHEDULER,
+    SETTINGS,
+    SKIN_TONE_GATE,
+)
 from .responses import model_response
+from .validation import json_body
 
 RAW_MEDIA_TYPE = "application/octet-stream"
 EARLY_HEADER_BYTES = 256 * 1024  # try to read the header once this much has arrived
@@ -48,6 +58,27 @@ async def upload_image(request: web.Request) -> web.Response:
     else:
         raise UnsupportedMediaType(f"cannot take {media_type}", details=_accepted())
     info, created = await read
+    return _image_info(info, created)
+
+
+@routes.post("/v1/images/file")
+async def register_file(request: web.Request) -> web.Response:
+    """An image file on this machine, read by the sidecar itself (decoded as its upload
+    would be) and kept as a reference to the file, with no copy in the image store."""
+    body = await json_body(request, ImageFileRequest)
+    settings = request.app[SETTINGS]
+    limits = Limits(settings.max_megapixels, settings.max_side)
+    store = request.app[IMAGES]
+    try:
+        info, created = await _run(
+            request, store.register_file, Path(body.path), limits, settings.max_upload_bytes
+        )
+    except MemoryError as exc:  # hashing, or holding the pixels
+        raise OutOfMemory("not enough memory to take this image now: retry later") from exc
+    return _image_info(info, created)
+
+
+def _image_info(info, created: bool) -> web.Response:
     body = ImageInfo(
         image_id=info.image_id,
         width=info.width,
@@ -88,7 +119,13 @@ async def skin_tone(request: web.Request) -> web.Response:
             raise ImageNotFound("no such image", details={"image_id": key[:64]})
         return pixels
 
-    tone = await _run_gated(request, request.app[SKIN_TONE_GATE], measure, key, load)
+    def measure_ahead(key: str, load):
+        # what is worked out ahead of the image's jobs (its analysis) stays in memory
+        # until they end: the batch asks for every image before queueing it
+        with request.app[SCHEDULER].stage_scopes.ahead(key):
+            return measure(key, load)
+
+    tone = await _run_gated(request, request.app[SKIN_TONE_GATE], measure_ahead, key, load)
     a, b = tone if tone is not None else (None, None)
     return model_response(SkinTone(image_id=key, a=a, b=b))
 

@@ -14,6 +14,7 @@ from pydantic import BaseModel
 from ..schema import (
     ActionRecord,
     Health,
+    ImageFileRequest,
     ImageInfo,
     JobCreated,
     JobList,
@@ -137,6 +138,20 @@ OPERATIONS: tuple[Operation, ...] = (
             zip(("width", "height", "channels", "depth"), IMAGE_HEADERS, strict=True)
         ),
         description="Raw pixels (application/octet-stream) need the four X-Image-* headers.",
+    ),
+    Operation(
+        "post",
+        "/v1/images/file",
+        "Take an image file on this machine: the sidecar reads it itself (no upload).",
+        {
+            201: Reply(ImageInfo, description="Taken: a reference to the file.", links=IMAGE_LINKS),
+            200: Reply(ImageInfo, description="Already stored.", links=IMAGE_LINKS),
+        },
+        errors=(404, *JSON_ERRORS, 503),
+        body=ImageFileRequest,
+        description="The path is absolute; the file is decoded as its upload would be (a "
+        "Photoshop document: its composite). The store keeps a reference to the file, not a "
+        "copy: once the file changes or goes, the image is missing (404 on HEAD).",
     ),
     Operation(
         "head",

@@ -1,29 +1,19 @@
-"""What is uploaded for an input file, and how a result becomes its output file: flat
-files keep the input's format, depth and metadata; a Photoshop document comes back as
-the same document with the result as one more layer (docs/batch.md)."""
+"""What is uploaded for an input file, and how a fetched result becomes its output file
+(`imaging.outputs`, which the sidecar also writes a job's output with: flat files keep
+the input's format, depth and metadata; a Photoshop document comes back as the same
+document with the result as one more layer, docs/batch.md)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
 
 from ..cache.atomic import atomic_write
-from ..imaging import psd
-from ..imaging.files import decode_result, output_file, output_format
-from ..imaging.metadata import read_file_metadata
+from ..imaging import outputs, psd
+from ..imaging.outputs import LAYER_NAMES, Write
 from ..imaging.tiff import encode_tiff
 from .plan import IMAGE_TYPES
 
-# how an output's chunks reach its path: atomic_write(path, chunks, mode=...)
-Write = Callable[..., None]
-
-# a document's new layer is named as the panel names it in Photoshop
-LAYER_NAMES = {
-    "beauty": "Beauty",
-    "color": "Color",
-    "dodge_burn": "Dodge & Burn",
-    "volume": "Volume",
-}
+__all__ = ["LAYER_NAMES", "Write", "result_format", "upload_body", "write_output"]
 
 
 def result_format(target: Path) -> str:
@@ -54,11 +44,4 @@ def write_output(
     `source` with the result as one more layer, named after `op`. `write` puts the
     file's chunks at `target` (`atomic_write` unless given: the cluster's workers pass
     one that writes each output once, `sidecar.cluster.claims`)."""
-    if psd.is_psd(target) and source is not None:
-        pixels = decode_result(result)
-        chunks = [psd.with_result_layer(source, pixels, LAYER_NAMES.get(op, op or "Retouch"))]
-    else:
-        meta = read_file_metadata(source) if source is not None else None
-        chunks = output_file(result, output_format(target.name), meta)
-    # the umask decides, as for any new file
-    (write or atomic_write)(target, chunks, mode=0o666)
+    outputs.write_output(target, result, source, op, write=write or atomic_write)

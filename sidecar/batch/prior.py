@@ -36,13 +36,15 @@ class SessionPrior:
         """The tone cannot be measured: no prior for the rest of the shoot."""
         self.active = False
 
-    async def learn(self, client: SidecarApi, image_id: str) -> None:
+    async def learn(self, client: SidecarApi, image_id: str) -> bool:
+        """Measure the image's tone if it is one of the first; whether it asked."""
         if not self.active or self.seen >= self.FIRST:
-            return
+            return False
         try:
             tone = await client.skin_tone(image_id)
         except SidecarError:  # a sidecar that cannot measure it: no prior, no failure
             self.seen += 1
             self.stop()
-            return
+            return True
         self.add((tone.a, tone.b) if tone.a is not None and tone.b is not None else None)
+        return True

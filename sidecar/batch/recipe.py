@@ -23,9 +23,15 @@ class Recipe:
     params: dict = field(default_factory=dict)
 
     def job(
-        self, image_id: str, document_id: str, hero: bool, prior: dict | None = None
+        self,
+        image_id: str,
+        document_id: str,
+        hero: bool,
+        prior: dict | None = None,
+        output: dict | None = None,
     ) -> JobRequest:
-        """The job of one file; a request the sidecar would refuse (a NaN param, say)
+        """The job of one file (with `output`, {path, source}: the sidecar writes the
+        output file itself); a request the sidecar would refuse (a NaN param, say)
         raises its `invalid_request` SidecarError, in its words."""
         fields = {
             "op": self.op,
@@ -37,6 +43,8 @@ class Recipe:
             # no draft/preview levels: nobody looks at them, and the result is the same
             "preview": {"progressive": False},
         }
+        if output is not None:
+            fields["output"] = output
         return parse_request(JobRequest, fields)
 
 

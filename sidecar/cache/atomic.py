@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import os
 import secrets
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
+from typing import BinaryIO
 
 TEMP_PREFIX = ".tmp-"
 
@@ -25,19 +26,40 @@ def atomic_write(path: Path, chunks: Iterable[bytes | memoryview], *, mode: int 
     fsync_dir(path.parent)
 
 
+def atomic_fill(path: Path, fill: Callable[[BinaryIO], None], *, mode: int = 0o600) -> None:
+    """`atomic_write` of what `fill(file)` writes into the temp file (open for reading
+    and writing, so a writer may seek back and patch what it wrote)."""
+    tmp = _fill_temp(path, fill, mode)
+    try:
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    fsync_dir(path.parent)
+
+
 def write_temp(path: Path, chunks: Iterable[bytes | memoryview], *, mode: int = 0o600) -> Path:
     """`chunks` in a new temp file beside `path` (`.tmp-NAME.XXXXXXXX`), fsynced; the
     caller renames it onto `path` or removes it. Nothing is left behind on an error."""
+
+    def write_chunks(file: BinaryIO) -> None:
+        for chunk in chunks:
+            view = memoryview(chunk)
+            while view:
+                written = file.write(view)
+                view = view[written:]
+
+    return _fill_temp(path, write_chunks, mode, buffering=0)
+
+
+def _fill_temp(path: Path, fill: Callable[[BinaryIO], None], mode: int, buffering=-1) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f"{TEMP_PREFIX}{path.name}.{secrets.token_hex(4)}")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
+    fd = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_EXCL, mode)
     try:
-        with os.fdopen(fd, "wb", buffering=0) as file:
-            for chunk in chunks:
-                view = memoryview(chunk)
-                while view:
-                    written = file.write(view)
-                    view = view[written:]
+        with os.fdopen(fd, "w+b", buffering=buffering) as file:
+            fill(file)
+            file.flush()
             os.fsync(file.fileno())
     except BaseException:
         tmp.unlink(missing_ok=True)

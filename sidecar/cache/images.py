@@ -28,6 +28,11 @@ removed: a file being read, an image still being written (it is not on disk yet)
 and the images `set_in_use` names (the inputs of queued and running jobs). When those
 alone pass the limit the write goes ahead and the folder is over it until they are
 no longer needed. A removed image is simply missing: `has` is False, `load` None.
+
+File-backed images (`register_file`: an input read from a file on this machine) are
+not copied into the store: it keeps a reference to the file and holds the decoded
+pixels in memory while they are needed (file_refs.py); `has`, `info` and `load` serve
+them like any other image, until the file changes.
 """
 
 from __future__ import annotations
@@ -43,9 +48,12 @@ from typing import BinaryIO, TypeVar
 
 import numpy as np
 
-from ..imaging.pixels import DTYPES
+from ..imaging.buffers import BufferPool
+from ..imaging.pixels import DTYPES, Limits
+from ..imaging.sources import read_image_file
 from .atomic import atomic_write, remove_stale_temps
 from .file_limit import MISSING, StoredFiles
+from .file_refs import DEFAULT_HELD_BUDGET, FileRefs
 from .image_file import (
     HEADER,
     ID_PATTERN,
@@ -76,6 +84,7 @@ class ImageStore(StoredFiles):
         max_bytes: int | None = None,
         pending_budget: int = DEFAULT_PENDING_BUDGET,
         unsaved_budget: int = DEFAULT_UNSAVED_BUDGET,
+        held_budget: int = DEFAULT_HELD_BUDGET,
     ) -> None:
         self.root = root
         self.root.mkdir(parents=True, exist_ok=True)
@@ -91,6 +100,9 @@ class ImageStore(StoredFiles):
         self._unsaved_bytes = 0
         self._settled: dict[str, list[Callable[[bool], None]]] = {}
         self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="image-writer")
+        # image-sized buffers that go round: uploads, loaded inputs, results once written
+        self.buffers = BufferPool()
+        self._file_refs = FileRefs(root, held_budget)
 
     def path_for(self, key: str) -> Path:
         if not ID_PATTERN.match(key):
@@ -104,7 +116,31 @@ class ImageStore(StoredFiles):
         with self._changed:
             if key in self._pending or key in self._unsaved:
                 return True
-        return self._touch(key)
+        return self._touch(key) or self._file_refs.ref(key) is not None
+
+    def register_file(
+        self, path: Path, limits: Limits, max_bytes: int | None = None
+    ) -> tuple[StoredImage, bool]:
+        """The image file at `path` (absolute), decoded as an upload of it is, stored as
+        a reference to the file with its pixels held in memory (no copy on disk);
+        returns its metadata and whether it was new. Raises the ApiError a client is
+        answered with (imaging.sources)."""
+        pixels, state = read_image_file(path, limits, max_bytes)
+        height, width, channels = pixels.shape
+        key = image_id(pixels)
+        info = StoredImage(key, width, height, channels, pixels.dtype.itemsize * 8)
+        with self._changed:
+            if key in self._pending or key in self._unsaved:
+                return info, False
+        if self._touch(key):  # a copy is stored already
+            return info, False
+        return info, self._file_refs.add(key, path, pixels, state)
+
+    def release(self, key: str | None) -> None:
+        """A file-backed image's pixels are no longer needed in memory (they are read
+        from its file again when asked for)."""
+        if key is not None:
+            self._file_refs.release(key)
 
     def set_in_use(self, images: Callable[[], Iterable[str | None]]) -> None:
         """`images()` names the images the limit must never remove (the inputs of queued
@@ -180,21 +216,27 @@ class ImageStore(StoredFiles):
             held = self._pending.get(key) or self._unsaved.get(key)
             if held is not None:
                 return held[0]
-        return self._open(key, lambda file: self._read_header(key, file))
+        stored = self._open(key, lambda file: self._read_header(key, file))
+        return stored if stored is not None else self._file_refs.info(key)
 
     def load(self, key: str, *, verify: bool = True) -> np.ndarray | None:
         """The canonical pixels, or None if absent or damaged (then the file is removed)."""
         with self._changed:
             held = self._pending.get(key) or self._unsaved.get(key)
             if held is not None:  # a copy: a pending array's memory is recycled later
-                return held[1].copy()
+                copy = self.buffers.array(held[1].shape, held[1].dtype)
+                np.copyto(copy, held[1])
+                return copy
+        file_backed = self._file_refs.held(key)  # read only, as long as it is held
+        if file_backed is not None:
+            return file_backed
         release = self._hold(key)
         try:
             read = self._read(key)
         finally:
             release()
         if read is None:
-            return None
+            return self._file_refs.load(key) if ID_PATTERN.match(key) else None
         pixels, signature = read
         if verify:
             if image_id(pixels) != key:
@@ -254,9 +296,9 @@ class ImageStore(StoredFiles):
             info = self._read_header(key, file)
             signature = signature_of(os.fstat(file.fileno()))
             count = info.width * info.height * info.channels
-            pixels = np.fromfile(file, dtype=DTYPES[info.depth], count=count)
-            if pixels.size != count:  # cut short since the header was read
-                return None
+            pixels = self.buffers.array((count,), DTYPES[info.depth])  # warm memory
+            if not _read_into(file, memoryview(pixels).cast("B")):
+                return None  # cut short since the header was read
             return pixels.reshape(info.height, info.width, info.channels), signature
 
         return self._open(key, pixels_of)
@@ -293,10 +335,13 @@ class ImageStore(StoredFiles):
             log.warning("could not store image %s (kept in memory for now): %s", key, exc)
             self._keep_unsaved(info, pixels.copy() if on_released is not None else pixels)
         finally:
-            del pixels
             settled = self._forget(key)
             if on_released is not None:
+                del pixels
                 on_released()
+            else:  # a result: its buffer goes round unless someone still holds it
+                self.buffers.give_array(pixels)
+                del pixels
         for callback in settled:
             try:
                 callback(written)
@@ -318,3 +363,14 @@ class ImageStore(StoredFiles):
             self._pending_bytes -= pixels.nbytes
             self._changed.notify_all()
             return self._settled.pop(key, [])
+
+
+def _read_into(file: BinaryIO, view: memoryview) -> bool:
+    """Fill `view` from `file`; False when the file ends first."""
+    done = 0
+    while done < len(view):
+        got = file.readinto(view[done:])
+        if not got:
+            return False
+        done += got
+    return True

@@ -3,13 +3,24 @@ parameters. A second Apply on the same pixels skips the landmarks, the skin mask
 the op's fields. Two tiers: memory (LRU within a byte budget) and, for values that
 come with a codec, disk (`DiskTier`: arrays in safetensors, checksummed, atomic,
 size-capped), which survives restarts. Nothing is ever pickled.
+
+A job of a batch keeps nothing in memory after it ends: the scheduler opens a
+`StageScope` on the worker thread for such a job, every entry the job uses there (a
+hit or a put, in any stage cache) is noted, and closing the scope drops those entries
+from the memory tier; the disk tier keeps them, so a later job on the same image
+still starts from them. The panel's jobs (priority `active`, and its precompute)
+open none: their entries stay in memory for the next Apply. Work done ahead of an image's jobs (the
+batch's analysis in the imaging pool) is noted the same way and dropped once the
+image's jobs have ended (`StageScopes`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextvars import ContextVar, Token
 from typing import Any, Protocol, TypeVar
 
 import blake3
@@ -50,6 +61,83 @@ class Codec(Protocol[T]):
     def decode(self, arrays: dict[str, np.ndarray], meta: dict) -> T: ...
 
 
+class StageScope:
+    """The stage entries a job uses while it runs on one thread, dropped from memory
+    when it ends: `StageScope.open()` on that thread, `close()` there afterwards."""
+
+    def __init__(self) -> None:
+        self._used: dict[tuple[int, str], tuple[StageCache, str]] = {}
+        self._token: Token | None = None
+
+    @classmethod
+    def open(cls) -> StageScope:
+        scope = cls()
+        scope._token = _SCOPE.set(scope)
+        return scope
+
+    def note(self, cache: StageCache, key: str) -> None:
+        self._used[(id(cache), key)] = (cache, key)
+
+    def close(self) -> None:
+        """Stop noting (on the thread that opened it) and drop what was noted."""
+        self.detach()
+        used, self._used = self._used, {}
+        for cache, key in used.values():
+            cache.forget(key)
+
+    def detach(self) -> None:
+        """Stop noting, keeping what was noted in memory until `close`."""
+        if self._token is not None:
+            _SCOPE.reset(self._token)
+            self._token = None
+
+
+class StageScopes:
+    """The scopes of the jobs that keep nothing in memory after they end (`begin` and
+    `end` on the thread that runs the job), and of work done ahead of an image's jobs
+    (`ahead`, e.g. a batch's analysis in the imaging pool before its job is queued):
+    kept until `drop(image_id)`, when the image's jobs have ended."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._running: dict[str, StageScope] = {}
+        self._ahead: dict[str, list[StageScope]] = {}
+
+    def begin(self, job_id: str) -> None:
+        self._running[job_id] = StageScope.open()
+
+    def end(self, job_id: str) -> None:
+        scope = self._running.pop(job_id, None)
+        if scope is not None:
+            scope.close()
+
+    @contextlib.contextmanager
+    def ahead(self, image_id: str) -> Iterator[None]:
+        scope = StageScope.open()
+        try:
+            yield
+        finally:
+            scope.detach()
+            with self._lock:
+                self._ahead.setdefault(image_id, []).append(scope)
+
+    def drop(self, image_id: str | None) -> None:
+        with self._lock:
+            scopes = self._ahead.pop(image_id, []) if image_id is not None else []
+        for scope in scopes:
+            scope.close()
+
+
+# the scope of the job running on this thread, if any (per thread, never shared)
+_SCOPE: ContextVar[StageScope | None] = ContextVar("stage_scope", default=None)
+
+
+def _note(cache: StageCache, key: str) -> None:
+    scope = _SCOPE.get()
+    if scope is not None:
+        scope.note(cache, key)
+
+
 class StageCache:
     def __init__(self, budget_bytes: int = DEFAULT_BUDGET, disk: DiskTier | None = None) -> None:
         self._budget = budget_bytes
@@ -69,12 +157,14 @@ class StageCache:
                 return None
             self._items.move_to_end(key)
             self.hits += 1
-            return item[0]
+        _note(self, key)
+        return item[0]
 
     def put(self, key: str, value: Any) -> None:
         size = nbytes_of(value)
         if size > self._budget:
             return
+        _note(self, key)
         with self._lock:
             old = self._items.pop(key, None)
             if old is not None:
@@ -107,6 +197,13 @@ class StageCache:
         if codec is not None and self.disk is not None:
             self.disk.put(key, *codec.encode(value))
         return value
+
+    def forget(self, key: str) -> None:
+        """Drop `key` from the memory tier (the disk tier keeps it)."""
+        with self._lock:
+            item = self._items.pop(key, None)
+            if item is not None:
+                self._used -= item[1]
 
     @property
     def used_bytes(self) -> int:

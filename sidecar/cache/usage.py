@@ -20,6 +20,7 @@ DEFAULT_SHARE = 0.25  # of the space the store may take: free disk plus what it 
 DEFAULT_MIN_BYTES = 2 * GIB
 DEFAULT_MAX_BYTES = 50 * GIB
 SUFFIX = ".img"
+REF_SUFFIX = ".ref"  # a file-backed image's reference (file_refs.py)
 DEFAULT_LIMIT_TEXT = "a quarter of the free disk where the store lives, 2 to 50 GiB"
 
 _ID = re.compile(r"^[0-9a-f]{64}$")
@@ -70,8 +71,9 @@ def clear(root: Path) -> tuple[int, int]:
         count += 1
         size += stored.size
     if root.is_dir():
-        for tmp in root.glob(f"??/{TEMP_PREFIX}*"):
-            tmp.unlink(missing_ok=True)
+        # temp files a crash left, and references to files (file_refs.py: no pixels)
+        for other in (*root.glob(f"??/{TEMP_PREFIX}*"), *root.glob(f"??/*{REF_SUFFIX}")):
+            other.unlink(missing_ok=True)
         for folder in root.iterdir():
             if folder.is_dir() and len(folder.name) == 2:
                 try:

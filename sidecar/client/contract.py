@@ -42,6 +42,9 @@ class SidecarApi(Protocol):
     """The sidecar's API, typed (sidecar.schema); every error is a SidecarError with
     the sidecar's stable code."""
 
+    # whether the sidecar shares this machine's files (`register_file`, a job's output)
+    local: bool
+
     async def health(self, timeout_s: float | None = None) -> Health: ...
 
     async def check_token(self) -> None:
@@ -49,6 +52,10 @@ class SidecarApi(Protocol):
 
     async def upload(self, data: bytes | memoryview, content_type: str) -> ImageInfo:
         """An image file (PNG, JPEG, TIFF) as the body."""
+
+    async def register_file(self, path: str) -> ImageInfo:
+        """An image file on the sidecar's machine (an absolute path), read by the
+        sidecar itself: nothing is uploaded."""
 
     async def upload_pixels(self, pixels: Any) -> ImageInfo:
         """Raw pixels: an array of shape (height, width, 3 or 4), 8 or 16 bit."""

@@ -6,7 +6,9 @@ and into its status), `finish` ends it, `deliver` sends any event as it is (a do
 replayed after a restart, say), `drop_streams` ends the open streams as a lost
 connection does, `unreachable` makes every call fail as a sidecar that is gone, and
 `fail` scripts the next error of one method. Streams follow jobs as the sidecar's do:
-every job until a subscribe; a newly named job gets its events so far.
+every job until a subscribe; a newly named job gets its events so far. With `local`
+set it plays a sidecar on this machine: `register_file` reads the file, and a job with
+an output file that `finish` ends done with a `result` has those bytes written there.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import hashlib
 import uuid
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from ..schema import (
@@ -131,6 +134,7 @@ class FakeSidecar:
         self.on_submit: Callable[[str, JobRequest], None] | None = None
         self.token_taken = True
         self.unreachable = False
+        self.local = False  # whether it plays a sidecar that shares this machine's files
         self._failures: dict[str, list[SidecarError]] = {}
         self._streams: list[FakeEventStream] = []
 
@@ -168,6 +172,9 @@ class FakeSidecar:
         """End the job: its terminal event (`result` is what `result()` then answers)."""
         if result is not None:
             self.results[job_id] = result
+            request = self.requests.get(job_id)
+            if state == "done" and request is not None and request.output is not None:
+                Path(request.output.path).write_bytes(result)  # as the sidecar writes it
         if state == "done":
             return self.emit(job_id, "done", cached=cached, result_url=f"/v1/jobs/{job_id}/result")
         if state == "failed":
@@ -249,6 +256,19 @@ class FakeSidecar:
         body = bytes(data)
         image_id = hashlib.sha256(body).hexdigest()
         self.images[image_id] = body
+        return ImageInfo(image_id=image_id, width=1, height=1, channels=3, depth=8)
+
+    async def register_file(self, path: str) -> ImageInfo:
+        """The file's bytes are the image, as with `upload`."""
+        self._call("register_file", path)
+        try:
+            data = Path(path).read_bytes()
+        except FileNotFoundError:
+            raise SidecarError("file_not_found", "no such file", status=404) from None
+        except OSError as exc:
+            raise SidecarError("file_unreadable", str(exc), status=422) from None
+        image_id = hashlib.sha256(data).hexdigest()
+        self.images[image_id] = data
         return ImageInfo(image_id=image_id, width=1, height=1, channels=3, depth=8)
 
     async def upload_pixels(self, pixels: Any) -> ImageInfo:

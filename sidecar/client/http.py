@@ -13,6 +13,7 @@ from pydantic import BaseModel, ValidationError
 
 from ..schema import (
     Health,
+    ImageFileRequest,
     ImageInfo,
     JobCreated,
     JobList,
@@ -63,6 +64,8 @@ class SidecarClient:
         self.session = session
         self.port = port
         self.base = f"http://{host}:{port}"
+        # a sidecar on this machine reads inputs and writes outputs itself
+        self.local = host == LOOPBACK
         self.auth = {"Authorization": f"Bearer {token}"}
 
     @classmethod
@@ -118,6 +121,10 @@ class SidecarClient:
     async def upload(self, data: bytes | memoryview, content_type: str) -> ImageInfo:
         headers = {"Content-Type": content_type}
         return await self._model(ImageInfo, "POST", "/v1/images", data=data, headers=headers)
+
+    async def register_file(self, path: str) -> ImageInfo:
+        body = parse_request(ImageFileRequest, {"path": path}, "request body")
+        return await self._model(ImageInfo, "POST", "/v1/images/file", json=_json(body))
 
     async def upload_pixels(self, pixels: Any) -> ImageInfo:
         headers = raw_pixel_headers(pixels)

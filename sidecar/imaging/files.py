@@ -78,10 +78,8 @@ def _decoded(result, kind: Literal["png", "tiff"]) -> np.ndarray:
 def encode_output(pixels: np.ndarray, fmt: OutputFormat, meta: Metadata | None) -> list:
     """Canonical pixels (upright RGB/RGBA, 8 or 16 bit) as a file of `fmt` carrying
     `meta` (the input's metadata), in chunks for `atomic_write`."""
-    if meta is not None and meta.gray:
-        pixels = to_gray(pixels)
-    height, width, channels = pixels.shape
-    out = outgoing(meta, width, height, gray=channels <= 2)
+    pixels, out = as_written(pixels, meta)
+    channels = pixels.shape[2]
     if fmt == "jpeg":
         return [_encode_jpeg(pixels, out)]
     if fmt == "tiff":
@@ -96,6 +94,15 @@ def encode_output(pixels: np.ndarray, fmt: OutputFormat, meta: Metadata | None) 
             raise ValueError("PNG encoding failed")
         data = encoded.data
     return png.insert_before_image(data, _png_chunks(out))
+
+
+def as_written(pixels: np.ndarray, meta: Metadata | None) -> tuple[np.ndarray, Metadata | None]:
+    """Canonical pixels as an output of an input with `meta` holds them (one channel, or
+    two with alpha, where the input was gray), and the metadata it carries."""
+    if meta is not None and meta.gray:
+        pixels = to_gray(pixels)
+    height, width, channels = pixels.shape
+    return pixels, outgoing(meta, width, height, gray=channels <= 2)
 
 
 def to_gray(pixels: np.ndarray) -> np.ndarray:

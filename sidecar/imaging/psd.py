@@ -21,27 +21,22 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from psd_tools import PSDImage
-from psd_tools.api.layers import PixelLayer
-from psd_tools.api.numpy_io import encode_image_data
-from psd_tools.api.utils import has_transparency
-from psd_tools.constants import ColorMode, Resource
-from psd_tools.psd.color_mode_data import ColorModeData
-from psd_tools.psd.header import FileHeader
-from psd_tools.psd.image_resources import ImageResources
 
 from .files import to_gray
 from .pixels import Limits, check_dimensions
 
+# psd-tools is imported where a document is read or written (0.1 to 0.2 s to import,
+# which a shoot without documents does not pay)
+
 PSD_SUFFIXES = frozenset({".psd", ".psb"})
-_MODES = {ColorMode.RGB: False, ColorMode.GRAYSCALE: True}  # mode -> gray
+_MODES = {"RGB": False, "GRAYSCALE": True}  # psd-tools' ColorMode name -> gray
 _CONVERT = {
-    ColorMode.CMYK: "CMYK",
-    ColorMode.LAB: "Lab",
-    ColorMode.INDEXED: "Indexed",
-    ColorMode.BITMAP: "Bitmap",
-    ColorMode.DUOTONE: "Duotone",
-    ColorMode.MULTICHANNEL: "Multichannel",
+    "CMYK": "CMYK",
+    "LAB": "Lab",
+    "INDEXED": "Indexed",
+    "BITMAP": "Bitmap",
+    "DUOTONE": "Duotone",
+    "MULTICHANNEL": "Multichannel",
 }
 
 
@@ -71,6 +66,11 @@ def check_document(path: Path, limits: Limits | None = None) -> Document:
     """What the document is, from its header and image resources only (no layers or
     pixels are read). Raises PsdError for a document whose result could not be
     written back at its own depth and mode, or whose composite is not saved."""
+    from psd_tools.constants import ColorMode, Resource
+    from psd_tools.psd.color_mode_data import ColorModeData
+    from psd_tools.psd.header import FileHeader
+    from psd_tools.psd.image_resources import ImageResources
+
     with open(path, "rb") as file:  # an OSError here is the file's, not its content's
         try:
             header = FileHeader.read(file)
@@ -78,9 +78,9 @@ def check_document(path: Path, limits: Limits | None = None) -> Document:
             resources = ImageResources.read(file)
         except Exception as exc:  # psd-tools' errors for a damaged file are of any kind
             raise PsdError("unreadable_psd", f"not a readable Photoshop document: {exc}") from exc
-    mode = ColorMode(header.color_mode) if header.color_mode in ColorMode else None
+    mode = ColorMode(header.color_mode).name if header.color_mode in ColorMode else None
     if mode not in _MODES:
-        name = _CONVERT.get(mode, str(header.color_mode))
+        name = _CONVERT.get(mode or "", str(header.color_mode))
         raise PsdError(
             "unsupported_psd",
             f"a {name} document: retouching needs RGB or Grayscale "
@@ -109,6 +109,9 @@ def read_composite(path: Path) -> tuple[np.ndarray, Document]:
     document is transparent, at its own depth (gray is widened to RGB, as every gray
     input is)."""
     document = check_document(path)
+    from psd_tools import PSDImage
+    from psd_tools.api.utils import has_transparency
+
     psd = PSDImage.open(path, max_alloc_bytes="unlimited")  # our limits, not psd-tools'
     color = psd.numpy("color")
     if document.gray:
@@ -122,6 +125,10 @@ def with_result_layer(source: Path, pixels: np.ndarray, name: str) -> bytes:
     """`source` with `pixels` (the result, canonical RGB/RGBA) added as one new pixel
     layer named `name` on top of its layers, and set as its merged image."""
     document = check_document(source)
+    from psd_tools import PSDImage
+    from psd_tools.api.layers import PixelLayer
+    from psd_tools.api.numpy_io import encode_image_data
+
     psd = PSDImage.open(source, max_alloc_bytes="unlimited")
     height, width = pixels.shape[:2]
     if (width, height) != (document.width, document.height):

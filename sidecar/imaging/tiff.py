@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 import struct
+from typing import BinaryIO
 
 import numpy as np
 import tifffile
@@ -25,13 +26,21 @@ _SUB_IFDS = {EXIF_IFD: EXIF_IFD - 1, GPS_IFD: GPS_IFD - 1}  # pointer tag: place
 
 def encode_tiff(pixels: np.ndarray, meta: Metadata | None) -> memoryview:
     """An uncompressed TIFF of (H, W, C) pixels, C 1–4 (2 and 4: with alpha)."""
+    out = io.BytesIO()
+    encode_tiff_into(out, pixels, meta)
+    return out.getbuffer()
+
+
+def encode_tiff_into(out: BinaryIO, pixels: np.ndarray, meta: Metadata | None) -> None:
+    """`encode_tiff` written into `out`, an empty file open for reading and writing: a
+    file on disk takes the pixels from the array as they are (into a BytesIO they are
+    copied twice on the way)."""
     channels = pixels.shape[2]
     bigtiff = pixels.nbytes > _CLASSIC_MAX
     exif = _load_exif(meta.exif) if meta and meta.exif else None
     extratags, sub_ifds = _tags(meta, exif, with_sub_ifds=not bigtiff)
-    out = io.BytesIO()
     tifffile.imwrite(
-        out,
+        _handle(out),
         pixels[:, :, 0] if channels == 1 else pixels,
         bigtiff=bigtiff,
         byteorder="<",
@@ -46,7 +55,6 @@ def encode_tiff(pixels: np.ndarray, meta: Metadata | None) -> memoryview:
     )
     if sub_ifds:
         _append_sub_ifds(out, sub_ifds)
-    return out.getbuffer()
 
 
 def _load_exif(blob: bytes) -> Image.Exif | None:
@@ -94,11 +102,11 @@ def _sub_ifd(exif: Image.Exif, pointer: int) -> dict:
         return {}
 
 
-def _append_sub_ifds(out: io.BytesIO, sub_ifds: dict[int, tuple[int, dict]]) -> None:
+def _append_sub_ifds(out: BinaryIO, sub_ifds: dict[int, tuple[int, dict]]) -> None:
     """Write each sub-IFD at the end of the file and point its placeholder tag at it,
     renamed to the real pointer tag."""
     out.seek(0)
-    with tifffile.TiffFile(out) as tif:
+    with tifffile.TiffFile(_handle(out)) as tif:
         entries = {tag.code: tag.offset for tag in tif.pages.first.tags}
     patches = []
     for placeholder, (pointer, values) in sub_ifds.items():
@@ -112,7 +120,13 @@ def _append_sub_ifds(out: io.BytesIO, sub_ifds: dict[int, tuple[int, dict]]) -> 
             ifd[tag] = value
         out.write(b"\x00" * (start - end) + ifd.tobytes(start))
         patches.append((at, pointer, start))
-    buffer = out.getbuffer()
     for at, pointer, start in patches:
-        struct.pack_into("<HHLL", buffer, at, pointer, 4, 1, start)
-    buffer.release()
+        out.seek(at)
+        out.write(struct.pack("<HHLL", pointer, 4, 1, start))
+    out.seek(0, io.SEEK_END)
+
+
+def _handle(out: BinaryIO) -> tifffile.FileHandle:
+    """`out` for tifffile, named: a file from a descriptor has a number for its name,
+    which tifffile cannot take."""
+    return tifffile.FileHandle(out, name="output.tif")

@@ -6,7 +6,8 @@ Every change of a job's state is made here, each transition in one method:
     submit, run_again, queue_precompute  → queued     (`_enqueue`)
     begin                       queued   → running    (the worker took it)
     requeue                     running  → queued     (it gave way at a step boundary)
-    complete                    running  → done       (once its result is on disk)
+    complete                    running  → done       (once its result is on disk and
+                                                       its output file, if any, written)
     fail                                 → failed
     cancel, withdraw                     → cancelled  (a waiting job at once; a running
     confirm_cancel                                     one at its next step boundary)
@@ -29,12 +30,14 @@ import numpy as np
 
 from .. import errors
 from ..cache import ImageStore
+from ..cache.stages import StageScopes
 from ..engines import Engine
 from ..schema import TERMINAL_STATES, ErrorDetail, JobRequest, JobState, Op, Priority
 from ..schema import events as ev
 from .eta import EtaModel
 from .events import EventBus
 from .model import Job, new_job_id, now, restored
+from .outputs import OutputWriter
 from .precompute import Precompute
 from .queue import JobQueue
 from .results import ResultCache, derive_seed
@@ -70,6 +73,8 @@ class Scheduler:
         self._stopping = threading.Event()
         self._precompute = Precompute(self)
         self._worker = Worker(self)
+        self.outputs = OutputWriter(images)  # jobs' output files, off the worker thread
+        self.stage_scopes = StageScopes()  # what batch jobs leave in memory: nothing
 
     # -- lifecycle -----------------------------------------------------------------
     def start(self) -> None:
@@ -94,6 +99,7 @@ class Scheduler:
         self._worker.join(timeout)
         for engine in set(self.engines.values()):
             engine.close()
+        self.outputs.close()  # the output files being written end their jobs
         self.images.flush()  # results still being written record their jobs as done
         self.store.prune()
         self.store.close()
@@ -123,7 +129,11 @@ class Scheduler:
             self._remember(job)
             if cached is not None:  # answered from the cache: never queued
                 job.cached = True
-                self._end(job, JobState.done, result_id=cached)
+                if request.output is None:
+                    self._end(job, JobState.done, result_id=cached)
+                else:  # done once its output is written from the cached result
+                    job.state, job.finishing = JobState.running, True
+                    self._done_when_stored(job, cached)
                 return job
             self._enqueue(job)
         return job
@@ -133,7 +143,8 @@ class Scheduler:
         not recorded on disk, and with no document, so it supersedes no Apply and no
         Apply supersedes it."""
         with self.lock:
-            return self._queue_new(request.model_copy(update={"document_id": None}), priority, seed)
+            update = {"document_id": None, "output": None}  # nor writes the output again
+            return self._queue_new(request.model_copy(update=update), priority, seed)
 
     def queue_precompute(self, request: JobRequest, seed: int) -> Job:
         """Queue a precompute job (see precompute.py): background work, never on disk."""
@@ -234,6 +245,8 @@ class Scheduler:
             job.state = JobState.running
             job.started_at = job.started_at or now()
             self.store.set_state(job.job_id, JobState.running)
+        if job.priority is not Priority.active and not job.precompute:  # (a batch's)
+            self.stage_scopes.begin(job.job_id)  # keeps no stages in memory after it
         self.emit(job, ev.Started)
         run = prepare_run(
             job,
@@ -264,12 +277,23 @@ class Scheduler:
         if job.precompute:  # made the likely Apply ahead: only the result cache hands it out
             self._end(job, JobState.done, record=False)
             return
-        # `done` is promised once the result and the job's record are on disk, so a crash
-        # after it never brings the job back; a result the disk refused is still done
-        # (served from memory for this run), just not durable
-        self.results.when_on_disk(
-            result_id, lambda: self._end(job, JobState.done, result_id=result_id)
-        )
+        self._done_when_stored(job, result_id, result)
+
+    def _done_when_stored(self, job: Job, result_id: str, pixels: np.ndarray | None = None):
+        """`done` is promised once the result and the job's record are on disk, so a crash
+        after it never brings the job back (a result the disk refused is still done,
+        served from memory for this run, just not durable); for a job with an output
+        file, once that is written too, from `pixels` (None: the stored result), off the
+        worker thread (outputs.py): `failed` with write_failed when it cannot be."""
+
+        def end(error: ErrorDetail | None = None) -> None:
+            state, result = (JobState.failed, None) if error else (JobState.done, result_id)
+            self._end(job, state, error=error, result_id=result)
+
+        if job.request.output is None:
+            self.results.when_on_disk(result_id, end)
+        else:
+            self.outputs.when_written(job.request, result_id, pixels, end)
 
     def requeue(self, run: Run) -> None:
         job = run.job
@@ -290,7 +314,15 @@ class Scheduler:
     def fail(self, job: Job, error: ErrorDetail) -> None:
         self._end(job, JobState.failed, error=error)
 
+    def end_run(self, run: Run) -> None:
+        """The run's input goes back to the store's buffers (unless someone else still
+        holds it: `give_array` checks)."""
+        pixels, run.input.pixels = run.input.pixels, None
+        if pixels is not None:
+            self.images.buffers.give_array(pixels)
+
     def release(self, job: Job) -> None:
+        self.stage_scopes.end(job.job_id)
         self.queue.release(job)
 
     # -- transitions and events -------------------------------------------------------
@@ -358,6 +390,11 @@ class Scheduler:
             if state is JobState.done:
                 job.progress = 1.0
             self._emit_end(job)
+            image = job.request.image_id
+            others = (j for j in self.jobs.values() if j.state not in TERMINAL_STATES)
+            if not any(j.request.image_id == image for j in others):
+                self.images.release(image)  # its file-backed pixels leave memory
+                self.stage_scopes.drop(image)  # and what was worked out ahead for it
 
     def _emit_end(self, job: Job) -> None:
         kind, fields = job.end_event()

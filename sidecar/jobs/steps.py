@@ -112,6 +112,7 @@ def prepare_run(
         # a precompute makes the likely Apply ahead, for nobody to watch
         watched=lambda: not job.precompute and watching(job.job_id),
         ahead=job.precompute,
+        buffers=images.buffers,
     )
     megapixels = 1.0
     if request.image_id is not None:

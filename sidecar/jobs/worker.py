@@ -45,6 +45,9 @@ class JobOwner(Protocol):
 
     def fail(self, job: Job, error: ErrorDetail) -> None: ...
 
+    def end_run(self, run: Run) -> None:
+        """The run is over, however it ended: what it read may be let go of."""
+
     def release(self, job: Job) -> None:
         """The worker is done with `job`, however its run ended."""
         ...
@@ -95,6 +98,9 @@ class Worker:
             owner.fail(job, engine_failure(exc))
         else:
             owner.complete(run, result)
+            del result
+        finally:
+            owner.end_run(run)
 
 
 def image_gone(image_id: str | None) -> ErrorDetail:

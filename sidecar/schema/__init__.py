@@ -16,7 +16,7 @@ from .events import (
     Started,
     Subscribe,
 )
-from .images import IMAGE_ID_PATTERN, ImageInfo, RawPixelHeaders, SkinTone
+from .images import IMAGE_ID_PATTERN, ImageFileRequest, ImageInfo, RawPixelHeaders, SkinTone
 from .jobs import (
     JOB_ID_PATTERN,
     RETOUCH_OPS,
@@ -28,6 +28,7 @@ from .jobs import (
     JobState,
     JobStatus,
     Op,
+    OutputFile,
     PreviewOptions,
     Priority,
     ResultQuery,
@@ -58,6 +59,7 @@ __all__ = [
     "ErrorDetail",
     "Failed",
     "Health",
+    "ImageFileRequest",
     "ImageInfo",
     "SkinTone",
     "JobCreated",
@@ -69,6 +71,7 @@ __all__ = [
     "JobStatus",
     "Model",
     "Op",
+    "OutputFile",
     "Prediction",
     "PrecomputeRequest",
     "PrecomputeStarted",

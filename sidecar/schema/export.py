@@ -17,6 +17,7 @@ GROUPS: dict[str, dict[str, Any]] = {
     "errors": {"ErrorBody": ErrorBody},
     "images": {
         "ImageInfo": images.ImageInfo,
+        "ImageFileRequest": images.ImageFileRequest,
         "RawPixelHeaders": images.RawPixelHeaders,
         "SkinTone": images.SkinTone,
     },

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import PurePath
 from typing import Literal
 
 from pydantic import Field, field_validator
@@ -48,3 +49,36 @@ class RawPixelHeaders(Model):
         if isinstance(value, str) and value.isascii() and value.isdigit():
             return int(value)
         return value
+
+
+PATH_MAX_CHARS = 4096
+# absolute on POSIX (/…) or Windows (C:\… or \\server\…), no NUL character; the
+# sidecar checks that it is absolute on its own system too
+ABSOLUTE_PATH_PATTERN = r"^(/|[A-Za-z]:[\\/]|\\\\)[^\x00]*$"
+
+
+def absolute_path(value: str) -> str:
+    """A path the sidecar may be given: absolute on its machine, no NUL character."""
+    if "\x00" in value:
+        raise ValueError("a path holds no NUL character")
+    if not PurePath(value).is_absolute():
+        raise ValueError("the path must be absolute")
+    return value
+
+
+class ImageFileRequest(Model):
+    """Body of POST /v1/images/file: an image file on the sidecar's machine, which the
+    sidecar reads itself (no upload) and keeps a reference to, not a copy."""
+
+    path: str = Field(
+        min_length=1,
+        max_length=PATH_MAX_CHARS,
+        pattern=ABSOLUTE_PATH_PATTERN,
+        description="Absolute path of a PNG, JPEG or TIFF file, or a Photoshop document "
+        "(.psd, .psb: its composite).",
+    )
+
+    @field_validator("path")
+    @classmethod
+    def _absolute(cls, value: str) -> str:
+        return absolute_path(value)

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from enum import StrEnum
+from pathlib import PurePath
 from typing import Literal
 
-from pydantic import AwareDatetime, Field, FiniteFloat, model_validator
+from pydantic import AwareDatetime, Field, FiniteFloat, field_validator, model_validator
 
 from .common import ErrorDetail, Model
-from .images import IMAGE_ID_PATTERN
+from .images import ABSOLUTE_PATH_PATTERN, IMAGE_ID_PATTERN, PATH_MAX_CHARS, absolute_path
 
 JOB_ID_PATTERN = r"^[0-9a-f]{32}$"
 
@@ -63,6 +64,52 @@ class PreviewOptions(Model):
     )
 
 
+# what an output file may be, by suffix; documents (.psd, .psb) need a document source
+OUTPUT_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".psd", ".psb")
+DOCUMENT_SUFFIXES = (".psd", ".psb")
+
+
+class OutputFile(Model):
+    """Where the sidecar writes a job's result as a file once the job is done (the
+    `apply` and `batch` commands with a sidecar on their machine)."""
+
+    path: str = Field(
+        min_length=1,
+        max_length=PATH_MAX_CHARS,
+        pattern=ABSOLUTE_PATH_PATTERN,
+        description="Absolute path of the output; its suffix names the format (.png, .jpg, "
+        ".jpeg, .tif, .tiff, or .psd/.psb: the source document with the result as a new "
+        "layer). Written atomically; an existing file is replaced.",
+    )
+    source: str | None = Field(
+        None,
+        min_length=1,
+        max_length=PATH_MAX_CHARS,
+        pattern=ABSOLUTE_PATH_PATTERN,
+        description="Absolute path of the input file whose metadata (ICC profile, EXIF, "
+        "XMP, IPTC, resolution, grayscale) the output carries; a document's layers come "
+        "from it. Null: no metadata.",
+    )
+
+    @field_validator("path", "source")
+    @classmethod
+    def _absolute(cls, value: str | None) -> str | None:
+        return None if value is None else absolute_path(value)
+
+    @model_validator(mode="after")
+    def _formats(self) -> OutputFile:
+        suffix = PurePath(self.path).suffix.lower()
+        if suffix not in OUTPUT_SUFFIXES:
+            raise ValueError(f"the output's suffix must be one of {', '.join(OUTPUT_SUFFIXES)}")
+        source = PurePath(self.source) if self.source is not None else None
+        if source is not None and source == PurePath(self.path):
+            raise ValueError("the output must differ from its source")
+        source_is_document = source is not None and source.suffix.lower() in DOCUMENT_SUFFIXES
+        if (suffix in DOCUMENT_SUFFIXES) != source_is_document:
+            raise ValueError("a document output (.psd, .psb) needs a document source, and only it")
+        return self
+
+
 class JobRequest(Model):
     """Body of POST /v1/jobs."""
 
@@ -78,6 +125,12 @@ class JobRequest(Model):
     seed: int | None = Field(None, ge=0, lt=2**63)
     preview: PreviewOptions = Field(default_factory=PreviewOptions)
     prompt: str | None = Field(None, max_length=2000)
+    output: OutputFile | None = Field(
+        None,
+        description="Have the sidecar write the result to this file when the job is done; "
+        "the job is done once the file is written (failed with write_failed if it cannot "
+        "be). Not part of the result's cache key.",
+    )
 
     @model_validator(mode="after")
     def _op_inputs(self) -> JobRequest:
