@@ -243,6 +243,7 @@ async def test_batch_jobs_leave_no_stages_in_memory_and_the_panels_keep_theirs(
         created = await output_job(
             client, auth, image_id, tmp_path / name, files / "a.png", priority=priority,
             params={"strength": 0.5 if priority == "normal" else 0.6},
+            preview={"progressive": priority == "active"},  # the panel's Apply shows it
         )  # fmt: skip
         assert (await wait_for(client, auth, created["job_id"], timeout=60))["state"] == "done"
         if priority == "normal":  # analysis and plan: on disk only, once the worker lets go

@@ -3,8 +3,8 @@
 One file per image, `images/<id[:2]>/<id>.img`: a 32-byte header (magic, width,
 height, channels, depth) and the canonical pixel bytes. Files are written atomically
 and checked against their own id, so a damaged or foreign file in the folder is
-reported missing and removed, never served. `load` hashes the pixels on every read.
-`open_pixels` (the raw result, sent from the file as it is) hashes a file once: a
+reported missing and removed, never served. `load` (a job's input) and `open_pixels`
+(the raw result, sent from the file as it is) hash a file once: a
 file this store wrote, or has checked since, is trusted while it is the same file on
 disk (device, inode, size and modification time as recorded after the write, the
 check or the store's own touch); a file found at start, or changed by anyone else, is
@@ -238,7 +238,9 @@ class ImageStore(StoredFiles):
         if read is None:
             return self._file_refs.load(key) if ID_PATTERN.match(key) else None
         pixels, signature = read
-        if verify:
+        with self._files_lock:
+            trusted = self._trusted.get(key) == signature
+        if verify and not trusted:
             if image_id(pixels) != key:
                 self._remove(key)
                 return None

@@ -245,8 +245,9 @@ class Scheduler:
             job.state = JobState.running
             job.started_at = job.started_at or now()
             self.store.set_state(job.job_id, JobState.running)
-        if job.priority is not Priority.active and not job.precompute:  # (a batch's)
-            self.stage_scopes.begin(job.job_id)  # keeps no stages in memory after it
+        if not job.request.preview.progressive and not job.precompute:
+            # shows nothing as it runs (a batch's, the queue's): keeps no stages in memory
+            self.stage_scopes.begin(job.job_id)
         self.emit(job, ev.Started)
         run = prepare_run(
             job,

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterable
+from concurrent.futures import Executor
 
 import cv2
 import mediapipe as mp
@@ -106,8 +107,12 @@ class PersonSegmenter:
             self._graph = None
 
 
-def skin_mask(pixels: np.ndarray, faces: list[Face], person: np.ndarray) -> np.ndarray:
-    """Soft skin mask at the size of `pixels`; `faces` and `person` in the same pixels."""
+def skin_mask(
+    pixels: np.ndarray, faces: list[Face], person: np.ndarray, pool: Executor | None = None
+) -> np.ndarray:
+    """Soft skin mask at the size of `pixels`; `faces` and `person` in the same pixels.
+    With a `pool`, each face's texture measure runs there beside its colour model (the
+    same bits: neither reads the other's arrays)."""
     height, width = check_canonical(pixels)
     if person.shape != (height, width):
         raise ValueError(f"person mask is {person.shape}, pixels are {(height, width)}")
@@ -118,7 +123,8 @@ def skin_mask(pixels: np.ndarray, faces: list[Face], person: np.ndarray) -> np.n
     for face in faces:
         roi = _reach(face, (height, width))
         if skin[roi].size:
-            np.maximum(skin[roi], _face_skin(lab[roi], person[roi], face, roi), out=skin[roi])
+            found = _face_skin(lab[roi], person[roi], face, roi, pool)
+            np.maximum(skin[roi], found, out=skin[roi])
     return skin
 
 
@@ -134,15 +140,24 @@ def _clip_box(box: tuple, shape: tuple[int, int]) -> tuple[slice, slice]:
     return slice(y0, max(y0, y1)), slice(x0, max(x0, x1))
 
 
-def _face_skin(lab: np.ndarray, person: np.ndarray, face: Face, roi) -> np.ndarray:
+def _face_skin(
+    lab: np.ndarray, person: np.ndarray, face: Face, roi, pool: Executor | None = None
+) -> np.ndarray:
     """One face's skin inside its reach `roi` (lab and person are already cut to it)."""
     shape = lab.shape[:2]
+    lightness, detail_sigma = (
+        np.ascontiguousarray(lab[:, :, 0]),
+        max(DETAIL_SIGMA * face.width, 1.0),
+    )
+    texture = None if pool is None else pool.submit(detail, lightness, detail_sigma)
     local = _shifted(face, -roi[1].start, -roi[0].start)
     oval = face_regions_mask(shape, [local], ["face_oval"])
     cut = _features_cut(shape, local)
     samples = _sample_patches(shape, local) * (cut == 0)
     model = colour_model(lab[samples > 0])
     if model is None:  # too few skin pixels to learn from: the features alone are known
+        if texture is not None and not texture.cancel():
+            texture.result()
         return np.zeros(shape, np.float32)
 
     distance = mahalanobis(lab, model.whiten)
@@ -158,7 +173,10 @@ def _face_skin(lab: np.ndarray, person: np.ndarray, face: Face, roi) -> np.ndarr
             mahalanobis(lab, above.whiten), above
         )
         unlike = 1.0 - upper * ramp(skin_odds, -BAND_MARGIN, BAND_MARGIN)
-    energy, coherence = detail(lab[:, :, 0], max(DETAIL_SIGMA * face.width, 1.0))
+    if texture is not None:
+        energy, coherence = texture.result()
+    else:
+        energy, coherence = detail(lightness, detail_sigma)
     ratio = energy / max(float(np.median(energy[samples > 0])), 0.5)
     rough = np.maximum(rise(ratio, *ROUGH), rise(ratio, *ORIENTED) * rise(coherence, *COHERENT))
     # hair is rough almost everywhere; a wrinkle or an edge on skin is rough on a line

@@ -89,7 +89,7 @@ class Analyser:
         faces = tuple(self._finder.find(small))
         if faces:
             people = person.result() if person is not None else self._segmenter.person(small)
-            mask = skin.skin_mask(small, list(faces), people)
+            mask = skin.skin_mask(small, list(faces), people, self._pool)
         else:  # no face, no skin: nothing for the person segmentation to add
             if person is not None:
                 if not person.cancel():
