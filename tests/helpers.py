@@ -175,3 +175,12 @@ async def async_wait_until(
         if time.monotonic() >= deadline:
             raise AssertionError(f"not within {timeout} s: {what or predicate}")
         await asyncio.sleep(interval)  # a poll: what it waits on gives no signal
+
+
+def astronaut_face(side: int) -> np.ndarray:
+    """A real portrait for file tests: the astronaut's head and shoulders, `side` px
+    square, 8-bit RGB (scikit-image's sample)."""
+    from skimage import data
+
+    crop = data.astronaut()[0:320, 96:416]
+    return cv2.resize(crop, (side, side), interpolation=cv2.INTER_AREA)

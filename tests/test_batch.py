@@ -11,7 +11,7 @@ import cv2
 import numpy as np
 import pytest
 import tifffile
-from helpers import encode_jpeg, encode_png, encode_tiff, free_port
+from helpers import astronaut_face, encode_jpeg, encode_png, encode_tiff, free_port
 
 import sidecar.jobs.outputs
 from sidecar.api.keys import SCHEDULER
@@ -28,10 +28,7 @@ BELOW_FACE = slice(130, None)  # suit and flag: no skin, so the exact bits stay
 
 @pytest.fixture(scope="module")
 def crop8() -> np.ndarray:
-    from skimage import data
-
-    face = data.astronaut()[0:320, 96:416]
-    return cv2.resize(face, (SIDE, SIDE), interpolation=cv2.INTER_AREA)
+    return astronaut_face(SIDE)
 
 
 @pytest.fixture

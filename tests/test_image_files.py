@@ -11,7 +11,7 @@ import cv2
 import numpy as np
 import pytest
 import tifffile
-from helpers import encode_jpeg, encode_png, encode_tiff, wait_until
+from helpers import astronaut_face, encode_jpeg, encode_png, encode_tiff, wait_until
 from jobs_support import wait_for
 from psd_tools import PSDImage
 from psd_tools.api.layers import PixelLayer
@@ -29,10 +29,7 @@ SIDE = 160
 
 @pytest.fixture(scope="module")
 def face() -> np.ndarray:
-    from skimage import data
-
-    crop = data.astronaut()[0:320, 96:416]
-    return cv2.resize(crop, (SIDE, SIDE), interpolation=cv2.INTER_AREA)
+    return astronaut_face(SIDE)
 
 
 @pytest.fixture

@@ -17,19 +17,18 @@ TEMP_PREFIX = ".tmp-"
 
 
 def atomic_write(path: Path, chunks: Iterable[bytes | memoryview], *, mode: int = 0o600) -> None:
-    tmp = write_temp(path, chunks, mode=mode)
-    try:
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    fsync_dir(path.parent)
+    _rename_onto(write_temp(path, chunks, mode=mode), path)
 
 
 def atomic_fill(path: Path, fill: Callable[[BinaryIO], None], *, mode: int = 0o600) -> None:
     """`atomic_write` of what `fill(file)` writes into the temp file (open for reading
     and writing, so a writer may seek back and patch what it wrote)."""
-    tmp = _fill_temp(path, fill, mode)
+    _rename_onto(_fill_temp(path, fill, mode), path)
+
+
+def _rename_onto(tmp: Path, path: Path) -> None:
+    """The finished temp file becomes `path` (removed if that fails), and the rename
+    is made durable."""
     try:
         os.replace(tmp, path)
     except BaseException:
