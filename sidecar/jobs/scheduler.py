@@ -276,7 +276,11 @@ class Scheduler:
         learnt, expected = self.eta.learn(job.request.op, run.steps.megapixels, job.run_seconds)
         self.store.save_run_time(*learnt, expected)
         if job.precompute:  # made the likely Apply ahead: only the result cache hands it out
-            self._end(job, JobState.done, record=False)
+            # done once the result is on disk, so the Apply that follows is sent from the
+            # file (sendfile), never loaded and copied out of memory while being written
+            self.results.when_on_disk(
+                result_id, lambda: self._end(job, JobState.done, record=False)
+            )
             return
         self._done_when_stored(job, result_id, result)
 
