@@ -275,13 +275,6 @@ class Scheduler:
         result_id = self.results.keep(job.request, job.seed, result)
         learnt, expected = self.eta.learn(job.request.op, run.steps.megapixels, job.run_seconds)
         self.store.save_run_time(*learnt, expected)
-        if job.precompute:  # made the likely Apply ahead: only the result cache hands it out
-            # done once the result is on disk, so the Apply that follows is sent from the
-            # file (sendfile), never loaded and copied out of memory while being written
-            self.results.when_on_disk(
-                result_id, lambda: self._end(job, JobState.done, record=False)
-            )
-            return
         self._done_when_stored(job, result_id, result)
 
     def _done_when_stored(self, job: Job, result_id: str, pixels: np.ndarray | None = None):
@@ -289,11 +282,14 @@ class Scheduler:
         after it never brings the job back (a result the disk refused is still done,
         served from memory for this run, just not durable); for a job with an output
         file, once that is written too, from `pixels` (None: the stored result), off the
-        worker thread (outputs.py): `failed` with write_failed when it cannot be."""
+        worker thread (outputs.py): `failed` with write_failed when it cannot be. A
+        precompute job too (so the Apply after it is sent from the file, not copied out
+        of memory mid-write), unrecorded: only the result cache hands its result out."""
+        kept = not job.precompute
 
         def end(error: ErrorDetail | None = None) -> None:
             state, result = (JobState.failed, None) if error else (JobState.done, result_id)
-            self._end(job, state, error=error, result_id=result)
+            self._end(job, state, error=error, result_id=result if kept else None, record=kept)
 
         if job.request.output is None:
             self.results.when_on_disk(result_id, end)
@@ -320,11 +316,7 @@ class Scheduler:
         self._end(job, JobState.failed, error=error)
 
     def end_run(self, run: Run) -> None:
-        """The run's input goes back to the store's buffers (unless someone else still
-        holds it: `give_array` checks)."""
-        pixels, run.input.pixels = run.input.pixels, None
-        if pixels is not None:
-            self.images.buffers.give_array(pixels)
+        run.give_back_input(self.images.buffers)
 
     def release(self, job: Job) -> None:
         self.stage_scopes.end(job.job_id)

@@ -12,6 +12,7 @@ import numpy as np
 
 from ..cache import ImageStore
 from ..engines import Cancelled, Engine, Preempted, RunInput
+from ..imaging.buffers import BufferPool
 from ..imaging.encode import encode_jpeg
 from ..schema import events as ev
 from .eta import EtaModel
@@ -89,6 +90,13 @@ class Run:
     input: RunInput
     steps: StepContext
 
+    def give_back_input(self, buffers: BufferPool) -> None:
+        """The run is over: its input's buffer goes back to `buffers` (unless someone
+        else still holds it: `give_array` checks)."""
+        pixels, self.input.pixels = self.input.pixels, None
+        if pixels is not None:
+            buffers.give_array(pixels)
+
 
 def prepare_run(
     job: Job,
@@ -98,7 +106,7 @@ def prepare_run(
     emit: Emit,
     must_yield: Callable[[], bool],
     eta: EtaModel,
-    watching: Callable[[str], bool] = lambda job_id: True,
+    watching: Callable[[str], bool],
 ) -> Run | None:
     """How to run `job` now: its engine, its input (the pixels are read on first use,
     with what a pre-empted run left, and whether anyone follows it: `watching(job_id)`)
