@@ -108,6 +108,7 @@ async def run(opts: Options) -> Outcome:
     size = f"{width}×{height}"
     where = machine()
     full = "to the last byte of the full result in the client"
+    kept = "into the buffer the client keeps for results"
 
     def versus(number: str, title: str, product: str, baseline: str, **how) -> Figure:
         """A figure in ms of two of the runs' timings, the product's and the baseline's."""
@@ -119,7 +120,8 @@ async def run(opts: Options) -> Outcome:
             f"Second Apply, same image and params ({size} 16-bit)",
             "again",
             "naive again",
-            product_how=f"POST /v1/jobs (answered cached: true) + GET …/result raw, {full}",
+            product_how=f"POST /v1/jobs (answered cached: true) + GET …/result raw ({kept}),"
+            f" {full}",
             baseline_how=f"POST /apply, pickle cache hit, {full}",
             floor=transfer.values,
             floor_how=transfer.how,
@@ -131,7 +133,8 @@ async def run(opts: Options) -> Outcome:
             "First Apply after background precompute vs the baseline's (cold) first Apply",
             "precomputed",
             "naive cold",
-            product_how=f"POST /v1/precompute, wait, then POST /v1/jobs + GET …/result raw, {full}",
+            product_how=f"POST /v1/precompute, wait, then POST /v1/jobs + GET …/result raw"
+            f" ({kept}), {full}",
             baseline_how=f"POST /apply, cold (it has no precompute), {full}",
             note=f"the product cold in the same runs took {number(median(times['cold']))} ms"
             f" ({number(median(times['cold, done']))} ms to its done event);"

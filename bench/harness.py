@@ -82,6 +82,7 @@ class Harness:
         self.naive = NaiveServer(root / "naive", naive_model) if naive else None
         self._watchers: list[asyncio.Task] = []
         self._open = contextlib.AsyncExitStack()
+        self._layer = bytearray()  # the full results `apply` fetches, one after another
 
     def _servers(self) -> list[Server]:
         return [s for s in (self.product, self.naive) if s is not None]
@@ -188,9 +189,11 @@ class Harness:
     async def submit(self, body: dict) -> JobCreated:
         return await self.guard(self.client.submit(body))
 
-    async def result(self, job_id: str, **query) -> bytes:
-        """The full result as raw pixels (`query`: intensity, max_side)."""
-        return await self.guard(self.client.result(job_id, {"format": "raw", **query}))
+    async def result(self, job_id: str, into: bytearray | None = None, **query) -> bytes:
+        """The full result as raw pixels (`query`: intensity, max_side), in `into` if
+        given (a buffer the client keeps for one large result after another)."""
+        query = {"format": "raw", **query}
+        return await self.guard(self.client.result(job_id, query, into=into))
 
     async def finished(self, job_id: str, timeout: float = 900) -> float:
         """Arrival time of the job's `done` event; a job that fails or is cancelled
@@ -216,8 +219,8 @@ class Harness:
         if not created.cached:
             await self.finished(timeline.job_id)
         timeline.done = time.perf_counter() - started
-        if fetch:
-            await self.result(timeline.job_id)
+        if fetch:  # into the buffer kept for this: what a client showing layers does
+            await self.result(timeline.job_id, into=self._layer)
         timeline.layer = time.perf_counter() - started
         for message in self.events.of(timeline.job_id):
             event = message.event

@@ -60,8 +60,9 @@ def write_noise(path: Path, nbytes: int) -> None:
 
 async def sendfile_seconds(nbytes: int, runs: int) -> list[float]:
     """Seconds of GET → the last byte of `nbytes` sent by sendfile over loopback, read
-    by the product's client code (`SidecarClient.result`, format raw); a first GET warms
-    the connection and the page cache and is not counted."""
+    by the product's client code (`SidecarClient.result`, format raw, into one kept
+    buffer as the harness reads a result); a first GET warms the connection, the page
+    cache and the buffer and is not counted."""
     from sidecar.client import SidecarClient
 
     with tempfile.TemporaryDirectory(prefix="bench-floor-") as tmp:
@@ -72,10 +73,10 @@ async def sendfile_seconds(nbytes: int, runs: int) -> list[float]:
         try:
             await asyncio.to_thread(server.wait_ready)
             async with SidecarClient.open(server.port, "-") as client:
-                times = []
+                times, kept = [], bytearray()  # read as the harness reads a result
                 for run in range(runs + 1):
                     start = time.perf_counter()
-                    body = await client.result(ANY_ID, {"format": "raw"})
+                    body = await client.result(ANY_ID, {"format": "raw"}, into=kept)
                     seconds = time.perf_counter() - start
                     if len(body) != nbytes:
                         raise RuntimeError(f"the floor's GET read {len(body)} of {nbytes} bytes")

@@ -102,7 +102,8 @@ async def apply_figures(h: Harness, opts: Options, base: np.ndarray) -> Outcome:
             "ms",
             layer_ms,
             naive_ms,
-            product_how="POST /v1/jobs → done event → GET …/result raw, last byte",
+            product_how="POST /v1/jobs → done event → GET …/result raw (into the buffer the"
+            " client keeps for results), last byte",
             baseline_how="POST /apply → last byte of the result",
             machine=where,
             note="the product renders the 1/8 draft first, then the final's tiles"

@@ -72,6 +72,15 @@ async def test_a_job_from_upload_to_result_in_the_contracts_models(sidecar, pixe
     assert len(raw) == pixels.nbytes
     half = await sidecar.result(created.job_id, {"format": "raw", "max_side": 28})
     assert len(half) == pixels.nbytes // 4
+    # read into one kept buffer: the same bytes, the buffer resized to each answer
+    kept = bytearray(b"x" * 10)
+    got = await sidecar.result(created.job_id, {"format": "raw"}, into=kept)
+    assert got is kept and kept == raw
+    got = await sidecar.result(created.job_id, {"format": "raw", "max_side": 28}, into=kept)
+    assert got is kept and kept == half
+    png = await sidecar.result(created.job_id, {"format": "png"})
+    got = await sidecar.result(created.job_id, {"format": "png"}, into=kept)
+    assert got is kept and kept == png and kept[:4] == b"\x89PNG"
     with pytest.raises(SidecarError) as refused:
         await sidecar.cancel(created.job_id)  # it has ended
     assert (refused.value.code, refused.value.status) == ("conflict", 409)

@@ -71,10 +71,15 @@ class SidecarApi(Protocol):
     async def list_jobs(self) -> JobList: ...
 
     async def result(
-        self, job_id: str, query: ResultQuery | Mapping[str, Any] | None = None
-    ) -> bytes:
+        self,
+        job_id: str,
+        query: ResultQuery | Mapping[str, Any] | None = None,
+        *,
+        into: bytearray | None = None,
+    ) -> bytes | bytearray:
         """The result's bytes: a PNG or TIFF file, or raw pixels (`format="raw"`),
-        optionally blended (`intensity`) and downscaled (`max_side`)."""
+        optionally blended (`intensity`) and downscaled (`max_side`). With `into`, they
+        are read into that buffer (resized to fit), which is returned."""
 
     async def cancel(self, job_id: str) -> JobStatus: ...
 

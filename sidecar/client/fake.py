@@ -319,8 +319,12 @@ class FakeSidecar:
         return JobList(jobs=list(self.statuses.values()))
 
     async def result(
-        self, job_id: str, query: ResultQuery | Mapping[str, Any] | None = None
-    ) -> bytes:
+        self,
+        job_id: str,
+        query: ResultQuery | Mapping[str, Any] | None = None,
+        *,
+        into: bytearray | None = None,
+    ) -> bytes | bytearray:
         parse_request(ResultQuery, query or {}, "query")  # refused as the sidecar would
         self._call("result", job_id)
         status = self._job(job_id)
@@ -328,7 +332,10 @@ class FakeSidecar:
             raise SidecarError("conflict", f"the job is {status.state.value}, not done", status=409)
         if job_id not in self.results:
             raise SidecarError("result_gone", "the test gave no result for this job", status=410)
-        return self.results[job_id]
+        if into is None:
+            return self.results[job_id]
+        into[:] = self.results[job_id]
+        return into
 
     async def cancel(self, job_id: str) -> JobStatus:
         self._call("cancel", job_id)

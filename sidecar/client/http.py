@@ -81,17 +81,29 @@ class SidecarClient:
 
     # -- the exchange ------------------------------------------------------------------
 
-    async def _call(self, method: str, path: str, *, auth: bool = True, **kwargs) -> bytes:
-        """The answer's body; an error answer or a broken connection raises."""
+    async def _call(
+        self,
+        method: str,
+        path: str,
+        *,
+        auth: bool = True,
+        into: bytearray | None = None,
+        **kwargs,
+    ) -> bytes | bytearray:
+        """The answer's body; an error answer or a broken connection raises. With
+        `into`, a body of known length is read straight into that buffer (see
+        `result`)."""
         headers = {**(self.auth if auth else {}), **kwargs.pop("headers", {})}
         try:
             async with self.session.request(
                 method, self.base + path, headers=headers, **kwargs
             ) as response:
-                body = await response.read()
                 if response.status >= 400:
+                    body = await response.read()
                     raise SidecarError.from_answer(response.status, response.reason or "", body)
-                return body
+                if into is None:
+                    return await response.read()
+                return await read_into(response, into)
         except (aiohttp.ClientError, TimeoutError) as exc:
             raise SidecarError(CONNECTION_FAILED, str(exc) or type(exc).__name__) from exc
 
@@ -147,12 +159,19 @@ class SidecarClient:
         return await self._model(JobList, "GET", "/v1/jobs")
 
     async def result(
-        self, job_id: str, query: ResultQuery | Mapping[str, Any] | None = None
-    ) -> bytes:
-        """The result's bytes (`query`: format png, tiff or raw, blend, downscale)."""
+        self,
+        job_id: str,
+        query: ResultQuery | Mapping[str, Any] | None = None,
+        *,
+        into: bytearray | None = None,
+    ) -> bytes | bytearray:
+        """The result's bytes (`query`: format png, tiff or raw, blend, downscale).
+        With `into`, they are read straight into that buffer, resized to the answer's
+        length, and it is returned: a client that fetches one large result after another
+        keeps one warm buffer instead of a new one and a copy each time."""
         query = parse_request(ResultQuery, query or {}, "query")
         params = {name: str(value) for name, value in _json(query).items()}
-        return await self._call("GET", f"/v1/jobs/{job_id}/result", params=params)
+        return await self._call("GET", f"/v1/jobs/{job_id}/result", params=params, into=into)
 
     async def cancel(self, job_id: str) -> JobStatus:
         return await self._model(JobStatus, "DELETE", f"/v1/jobs/{job_id}")
@@ -178,6 +197,29 @@ class SidecarClient:
             raise SidecarError(CONNECTION_FAILED, str(exc) or type(exc).__name__) from exc
         async with ws:
             yield WebSocketStream(ws)
+
+
+async def read_into(response: aiohttp.ClientResponse, into: bytearray) -> bytearray:
+    """The body of `response` in `into`, resized to its length: straight in when the
+    answer says its length (a file sent as it is), else read whole and copied."""
+    size = response.content_length
+    if size is None:
+        into[:] = await response.read()
+        return into
+    if len(into) != size:
+        del into[size:]
+        into.extend(bytes(size - len(into)))
+    got = 0
+    with memoryview(into) as view:
+        async for chunk in response.content.iter_any():
+            end = got + len(chunk)
+            if end > size:
+                raise SidecarError(BAD_RESPONSE, f"the answer is longer than its {size} bytes")
+            view[got:end] = chunk
+            got = end
+    if got != size:
+        raise SidecarError(CONNECTION_FAILED, f"the answer ended after {got} of {size} bytes")
+    return into
 
 
 def _json(model: BaseModel) -> dict[str, Any]:
