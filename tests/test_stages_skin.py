@@ -9,7 +9,8 @@ from helpers import closing_fixture
 
 from sidecar.stages import skin
 from sidecar.stages.face_geometry import Face, region_polygons
-from sidecar.stages.skin import PersonSegmenter, face_regions_mask, skin_mask
+from sidecar.stages.person import PersonSegmenter
+from sidecar.stages.skin import face_regions_mask, skin_mask
 
 CHEEKS_AND_CHIN = [(195, 125), (255, 122), (225, 170)]
 HAIR = [(200, 40), (270, 60), (170, 100), (290, 110), (230, 50)]

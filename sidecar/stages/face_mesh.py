@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import threading
+from concurrent.futures import Executor
 
 import mediapipe as mp
 import numpy as np
@@ -37,13 +38,20 @@ FALLBACK_SCORE = 0.5  # the mesh's own detector reports no score; this is its th
 
 
 class FaceFinder:
-    """Finds up to `max_faces` faces, largest first. Safe to share between threads."""
+    """Finds up to `max_faces` faces, largest first. Safe to share between threads.
 
-    def __init__(self, max_faces: int = 6, detect_side: int = 1280) -> None:
+    With a `pool`, a second detector graph works through the detector's windows there
+    beside the caller's own (the same faces: each window's detections are kept in the
+    windows' order, whichever graph saw it)."""
+
+    def __init__(
+        self, max_faces: int = 6, detect_side: int = 1280, pool: Executor | None = None
+    ) -> None:
         self.max_faces = max_faces
         self.detect_side = detect_side
+        self._pool = pool
         self._lock = threading.Lock()
-        self._detector = None
+        self._detectors: list = []  # the caller's graph, then the pool's
         self._mesh = None
 
     def find(self, pixels: np.ndarray) -> list[Face]:
@@ -72,15 +80,17 @@ class FaceFinder:
 
     def close(self) -> None:
         with self._lock:
-            for graph in (self._detector, self._mesh):
+            for graph in (*self._detectors, self._mesh):
                 if graph is not None:
                     graph.close()
-            self._detector = self._mesh = None
+            self._detectors, self._mesh = [], None
 
     def _open(self) -> None:
-        if self._detector is None:
-            self._detector = mp.solutions.face_detection.FaceDetection(
-                model_selection=1, min_detection_confidence=0.5
+        while len(self._detectors) < (1 if self._pool is None else 2):
+            self._detectors.append(
+                mp.solutions.face_detection.FaceDetection(
+                    model_selection=1, min_detection_confidence=0.5
+                )
             )
         if self._mesh is None:
             self._mesh = mp.solutions.face_mesh.FaceMesh(
@@ -89,18 +99,27 @@ class FaceFinder:
 
     def _detect(self, frame: np.ndarray, to_full: SampleFrame) -> list[tuple[tuple, float]]:
         """Detection boxes in full-resolution pixels with their scores, largest first."""
-        frame_h, frame_w = frame.shape[:2]
-        found = []
-        for x0, y0, w, h in _detector_windows(frame_w, frame_h):
-            tile = np.ascontiguousarray(frame[y0 : y0 + h, x0 : x0 + w])
-            for detection in self._detector.process(tile).detections or []:
-                rel = detection.location_data.relative_bounding_box
-                left, top = (x0 + rel.xmin * w) / frame_w, (y0 + rel.ymin * h) / frame_h
-                right = (x0 + (rel.xmin + rel.width) * w) / frame_w
-                bottom = (y0 + (rel.ymin + rel.height) * h) / frame_h
-                box = (*to_full.point(left, top), *to_full.point(right, bottom))
-                if box[2] > box[0] and box[3] > box[1]:
-                    found.append((box, float(detection.score[0])))
+        windows = list(_detector_windows(frame.shape[1], frame.shape[0]))
+        per_window: list[list[tuple[tuple, float]]] = [[] for _ in windows]
+        pending, claim = iter(range(len(windows))), threading.Lock()
+
+        def work(detector) -> None:  # takes the next window until none is left
+            while True:
+                with claim:
+                    index = next(pending, None)
+                if index is None:
+                    return
+                per_window[index] = _detections(detector, frame, windows[index], to_full)
+
+        helper = None
+        if len(self._detectors) > 1 and len(windows) > 1:
+            helper = self._pool.submit(work, self._detectors[1])
+        try:
+            work(self._detectors[0])
+        finally:  # a helper that has not started has nothing left to do
+            if helper is not None and not helper.cancel():
+                helper.result()
+        found = [hit for hits in per_window for hit in hits]
         kept: list[tuple[tuple, float]] = []
         for box, score in sorted(found, key=lambda b: (-b[1], b[0])):
             if not any(box_overlap(box, other) > SAME_FACE_OVERLAP for other, _ in kept):
@@ -127,6 +146,25 @@ class FaceFinder:
         marks = result.multi_face_landmarks[0].landmark
         rel = np.array([(m.x, m.y) for m in marks], dtype=np.float64)
         return face_from_points(to_full.points(rel).astype(np.float32), score)
+
+
+def _detections(
+    detector, frame: np.ndarray, window: tuple, to_full: SampleFrame
+) -> list[tuple[tuple, float]]:
+    """One window's detection boxes in full-resolution pixels, with their scores."""
+    frame_h, frame_w = frame.shape[:2]
+    x0, y0, w, h = window
+    found = []
+    tile = np.ascontiguousarray(frame[y0 : y0 + h, x0 : x0 + w])
+    for detection in detector.process(tile).detections or []:
+        rel = detection.location_data.relative_bounding_box
+        left, top = (x0 + rel.xmin * w) / frame_w, (y0 + rel.ymin * h) / frame_h
+        right = (x0 + (rel.xmin + rel.width) * w) / frame_w
+        bottom = (y0 + (rel.ymin + rel.height) * h) / frame_h
+        box = (*to_full.point(left, top), *to_full.point(right, bottom))
+        if box[2] > box[0] and box[3] > box[1]:
+            found.append((box, float(detection.score[0])))
+    return found
 
 
 def _detector_windows(width: int, height: int):

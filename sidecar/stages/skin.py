@@ -23,22 +23,19 @@ No face, no skin: a photograph without a face (a landscape, a product shot) is l
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterable
-from concurrent.futures import Executor
+from concurrent.futures import Executor, Future
 
 import cv2
-import mediapipe as mp
 import numpy as np
 
-from ..imaging.convert import rgb8_high_byte, small_rgb8
+from ..imaging.convert import rgb8_high_byte
 from ..imaging.pixels import check_canonical
+from . import pooled
 from .face_geometry import Face, region_polygons
 from .skin_cues import colour_model, detail, highlight, log_likelihood, mahalanobis, ramp, rise
 
 VERSION = "skin/2"
-
-SEGMENT_SIDE = 256  # the selfie model's input size
 
 # Mesh points at the centre of patches that are skin on every face: cheeks, lower
 # cheeks, forehead centre and sides, chin. Patch radius as a fraction of face width.
@@ -82,44 +79,30 @@ PERSON = 0.35  # below this the person segmentation says background
 LOW, HIGH = 1 / 256, 255 / 256
 
 
-class PersonSegmenter:
-    """Mediapipe's general selfie segmentation. Safe to share between threads."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._graph = None
-
-    def person(self, pixels: np.ndarray) -> np.ndarray:
-        """Probability of person per pixel, float32 (H, W) at the size of `pixels`."""
-        height, width = pixels.shape[:2]
-        small = small_rgb8(pixels, SEGMENT_SIDE)
-        with self._lock:
-            if self._graph is None:
-                self._graph = mp.solutions.selfie_segmentation.SelfieSegmentation(model_selection=0)
-            mask = self._graph.process(small).segmentation_mask
-        mask = cv2.resize(mask, (width, height), interpolation=cv2.INTER_LINEAR)
-        return np.clip(mask, 0.0, 1.0, out=mask).astype(np.float32, copy=False)
-
-    def close(self) -> None:
-        with self._lock:
-            if self._graph is not None:
-                self._graph.close()
-            self._graph = None
+def field_lab(pixels: np.ndarray) -> np.ndarray:
+    """float32 (H, W, 3): the pixels' Lab (from their high bytes), as the mask reads it."""
+    return cv2.cvtColor(rgb8_high_byte(pixels), cv2.COLOR_RGB2Lab).astype(np.float32)
 
 
 def skin_mask(
-    pixels: np.ndarray, faces: list[Face], person: np.ndarray, pool: Executor | None = None
+    pixels: np.ndarray,
+    faces: list[Face],
+    person: np.ndarray,
+    pool: Executor | None = None,
+    lab: np.ndarray | None = None,
 ) -> np.ndarray:
-    """Soft skin mask at the size of `pixels`; `faces` and `person` in the same pixels.
-    With a `pool`, each face's texture measure runs there beside its colour model (the
-    same bits: neither reads the other's arrays)."""
+    """Soft skin mask at the size of `pixels`; `faces` and `person` in the same pixels,
+    `lab` their `field_lab` when it is already made. With a `pool`, the parts of each
+    face's work that need not wait for each other run there beside the rest (the same
+    bits: no part writes an array that another reads)."""
     height, width = check_canonical(pixels)
     if person.shape != (height, width):
         raise ValueError(f"person mask is {person.shape}, pixels are {(height, width)}")
     skin = np.zeros((height, width), np.float32)
     if not faces:
         return skin
-    lab = cv2.cvtColor(rgb8_high_byte(pixels), cv2.COLOR_RGB2Lab).astype(np.float32)
+    if lab is None:
+        lab = field_lab(pixels)
     for face in faces:
         roi = _reach(face, (height, width))
         if skin[roi].size:
@@ -143,29 +126,32 @@ def _clip_box(box: tuple, shape: tuple[int, int]) -> tuple[slice, slice]:
 def _face_skin(
     lab: np.ndarray, person: np.ndarray, face: Face, roi, pool: Executor | None = None
 ) -> np.ndarray:
-    """One face's skin inside its reach `roi` (lab and person are already cut to it)."""
-    shape = lab.shape[:2]
-    lightness, detail_sigma = (
-        np.ascontiguousarray(lab[:, :, 0]),
-        max(DETAIL_SIGMA * face.width, 1.0),
-    )
-    texture = None if pool is None else pool.submit(detail, lightness, detail_sigma)
+    """One face's skin inside its reach `roi` (lab and person are already cut to it).
+    With a `pool`, the texture and the places run there beside the colour model, and
+    then the highlights beside the colour distances."""
+    shape, sigma = lab.shape[:2], max(DETAIL_SIGMA * face.width, 1.0)
+    texture = pooled.beside(pool, _detail, lab, sigma)
     local = _shifted(face, -roi[1].start, -roi[0].start)
     oval = face_regions_mask(shape, [local], ["face_oval"])
+    places = pooled.beside(pool, _places, oval, local, person, face.width)
     cut = _features_cut(shape, local)
-    samples = _sample_patches(shape, local) * (cut == 0)
-    model = colour_model(lab[samples > 0])
+    samples = (_sample_patches(shape, local) * (cut == 0)) > 0
+    hair = pooled.beside(pool, _hairy, texture, lab, sigma, samples, face.width)
+    model = colour_model(lab[samples])
     if model is None:  # too few skin pixels to learn from: the features alone are known
-        if texture is not None and not texture.cancel():
-            texture.result()
+        for future in (hair, texture, places):
+            pooled.settle(future)
         return np.zeros(shape, np.float32)
+    glow = pooled.beside(pool, highlight, lab, model)
 
     distance = mahalanobis(lab, model.whiten)
+    upper, inner, strict, head, lone = pooled.taken(
+        places, _places, oval, local, person, face.width
+    )
     # below the brows, shading and make-up are still skin; above them a fringe of hair
     # may share the forehead's light, so the forehead is held to the body's rule, and a
     # pixel there that is more likely drawn from the colours just above the forehead
     # (hair, a hat, the wall) than from the face's skin is not skin
-    upper = _above_brows(shape, local)
     above = colour_model(lab[(_hair_band(shape, local) > 0) & (distance > BAND_SKIN)])
     unlike = 1.0
     if above is not None:
@@ -173,32 +159,57 @@ def _face_skin(
             mahalanobis(lab, above.whiten), above
         )
         unlike = 1.0 - upper * ramp(skin_odds, -BAND_MARGIN, BAND_MARGIN)
-    if texture is not None:
-        energy, coherence = texture.result()
-    else:
-        energy, coherence = detail(lightness, detail_sigma)
-    ratio = energy / max(float(np.median(energy[samples > 0])), 0.5)
-    rough = np.maximum(rise(ratio, *ROUGH), rise(ratio, *ORIENTED) * rise(coherence, *COHERENT))
-    # hair is rough almost everywhere; a wrinkle or an edge on skin is rough on a line
-    dense = rise(_feather(rough, HAIR_DENSITY_SCALE * face.width), *HAIR_DENSITY)
-    smooth = (1.0 - np.maximum(rough, dense)) * unlike
-
+    body_colour = ramp(distance, *BODY_DISTANCE)
+    apart = (distance < BODY_DISTANCE[0]) & lone
     # specular highlights sit on the nose, forehead and cheekbones, well inside the
-    # oval; near its edge something bright and grey is hair
-    inner = _inset(oval, HIGHLIGHT_INSET * face.width)
-    near = np.maximum(ramp(distance, *FACE_DISTANCE), highlight(lab, model) * inner)
-    # so is the oval's rim, where grey or blonde hair at the temples meets the cheek
-    strict = np.maximum(upper, 1.0 - inner)
-    near = (strict * ramp(distance, *BODY_DISTANCE) + (1 - strict) * near) * smooth
-    body = ramp(distance, *BODY_DISTANCE) * smooth * (person > PERSON)
+    # oval; near its edge something bright and grey is hair (and so is the oval's rim,
+    # held to the body's rule by `strict`)
+    glow = pooled.taken(glow, highlight, lab, model) * inner
+    near = np.maximum(ramp(distance, *FACE_DISTANCE), glow)
+    near = strict * body_colour + (1 - strict) * near
+    smooth = (1.0 - pooled.taken(hair, _hairy, texture, lab, sigma, samples, face.width)) * unlike
+    near *= smooth
+    body = body_colour * smooth * (person > PERSON)
     body = cv2.morphologyEx(body, cv2.MORPH_OPEN, _disk(SPECK * face.width))
-    # the neck is usually in the chin's shadow, too dark for the body's rule
-    candidate = np.maximum(np.maximum(oval, _neck(shape, local) * (person > PERSON)) * near, body)
-    near_face = _within(shape, local, APART_REACH * face.width)
-    apart = (distance < BODY_DISTANCE[0]) & (person > SURE_PERSON) & near_face
-    candidate *= _connected(candidate > CONNECT, samples > 0, apart, APART * face.area)
+    candidate = np.maximum(head * near, body)
+    candidate *= _connected(candidate > CONNECT, samples, apart, APART * face.area)
     skin = _feather_inside(candidate, FEATHER * face.width)
     return _clamp(skin * (1 - cut))
+
+
+def _places(
+    oval: np.ndarray, face: Face, person: np.ndarray, width: float
+) -> tuple[np.ndarray, ...]:
+    """Where each rule holds, from the face's shape and the person segmentation alone:
+    above the brows, well inside the oval, the body's rule (above the brows and on the
+    oval's rim), the head (the oval and the neck) and where skin apart from the face
+    may be (surely person, and within reach)."""
+    shape = oval.shape
+    upper = _above_brows(shape, face)
+    inner = _inset(oval, HIGHLIGHT_INSET * width)
+    strict = np.maximum(upper, 1.0 - inner)
+    # the neck is usually in the chin's shadow, too dark for the body's rule
+    head = np.maximum(oval, _neck(shape, face) * (person > PERSON))
+    lone = (person > SURE_PERSON) & _within(shape, face, APART_REACH * width)
+    return upper, inner, strict, head, lone
+
+
+def _detail(lab: np.ndarray, sigma: float) -> tuple[np.ndarray, np.ndarray]:
+    """The texture of the lightness (see `detail`)."""
+    return detail(np.ascontiguousarray(lab[:, :, 0]), sigma)
+
+
+def _hairy(
+    texture: Future | None, lab: np.ndarray, sigma: float, samples: np.ndarray, width: float
+) -> np.ndarray:
+    """float32: how rough (hair, brows, stubble, weave, grain) each pixel is, in [0, 1],
+    against the energy of the sampled skin."""
+    energy, coherence = pooled.taken(texture, _detail, lab, sigma)
+    ratio = energy / max(float(np.median(energy[samples])), 0.5)
+    rough = np.maximum(rise(ratio, *ROUGH), rise(ratio, *ORIENTED) * rise(coherence, *COHERENT))
+    # hair is rough almost everywhere; a wrinkle or an edge on skin is rough on a line
+    dense = rise(_feather(rough, HAIR_DENSITY_SCALE * width), *HAIR_DENSITY)
+    return np.maximum(rough, dense, out=dense)
 
 
 def _features_cut(shape: tuple[int, int], face: Face) -> np.ndarray:
@@ -268,8 +279,9 @@ def _above_brows(shape: tuple[int, int], face: Face) -> np.ndarray:
     down = face.points[CHIN] - face.points[FOREHEAD]
     down = down / max(float(np.hypot(*down)), 1e-6)
     brow = face.points[list(BROW_TOPS)].mean(axis=0)
-    y, x = np.mgrid[0 : shape[0], 0 : shape[1]].astype(np.float32)
-    return (((x - brow[0]) * down[0] + (y - brow[1]) * down[1]) < 0).astype(np.float32)
+    across = (np.arange(shape[1], dtype=np.float32) - brow[0]) * down[0]
+    along = (np.arange(shape[0], dtype=np.float32)[:, None] - brow[1]) * down[1]
+    return ((across + along) < 0).astype(np.float32)
 
 
 def _shifted(face: Face, dx: float, dy: float) -> Face:
@@ -293,14 +305,16 @@ def _connected(
     candidate: np.ndarray, seeds: np.ndarray, strict: np.ndarray, min_area: float
 ) -> np.ndarray:
     """float32: 1 over the connected parts of `candidate` that touch a seed, or that are
-    at least `min_area` pixels and mostly `strict` (a hand across a dark suit), 0 elsewhere."""
-    count, labels = cv2.connectedComponents(candidate.astype(np.uint8), connectivity=8)
-    area = np.bincount(labels.ravel(), minlength=count)
-    sure = np.bincount(labels.ravel(), weights=strict.ravel(), minlength=count)
+    at least `min_area` pixels and mostly `strict` (a hand across a dark suit), 0 elsewhere.
+    All three are bool."""
+    count, labels = cv2.connectedComponents(candidate.view(np.uint8), connectivity=8)
+    # whole counts, of the parts only (label 0, the rest, is never kept)
+    area = np.bincount(labels[candidate], minlength=count)
+    sure = np.bincount(labels[strict], minlength=count)
     keep = ((area >= min_area) & (sure >= 0.6 * area)).astype(np.float32)
     keep[np.unique(labels[seeds & candidate])] = 1.0
     keep[0] = 0.0
-    kept = keep[labels]
+    kept = np.take(keep, labels)
     return cv2.dilate(kept, _disk(1))  # the soft rim just outside the 0.5 line stays
 
 
@@ -371,6 +385,6 @@ def _feather(mask: np.ndarray, sigma: float) -> np.ndarray:
 def _clamp(mask: np.ndarray) -> np.ndarray:
     """Exactly 0 and 1 near the ends, so far-off pixels come through a blend untouched."""
     mask = mask.astype(np.float32, copy=False)
-    mask[mask < LOW] = 0.0
-    mask[mask > HIGH] = 1.0
-    return np.clip(mask, 0.0, 1.0, out=mask)
+    np.putmask(mask, mask < LOW, 0.0)
+    np.putmask(mask, mask > HIGH, 1.0)
+    return mask  # all of it in [0, 1] now (NaN aside)

@@ -64,7 +64,8 @@ def highlight(lab: np.ndarray, model: SkinColour) -> np.ndarray:
     lightness = lab[:, :, 0]
     chroma = cv2.magnitude(lab[:, :, 1] - 128, lab[:, :, 2] - 128)
     skin_chroma = float(np.hypot(model.mean[1] - 128, model.mean[2] - 128))
-    brighter = np.clip((lightness - model.mean[0]) / model.spread[0], 0.0, 1.0)
+    brighter = (lightness - model.mean[0]) / model.spread[0]
+    np.clip(brighter, 0.0, 1.0, out=brighter)
     return brighter * ramp(chroma, skin_chroma, skin_chroma + 2 * model.spread[2])
 
 
@@ -98,9 +99,11 @@ def _local_means(image: np.ndarray, sigma: float) -> list[np.ndarray]:
 
 def ramp(distance: np.ndarray, near: float, far: float) -> np.ndarray:
     """1 up to `near`, 0 from `far`, linear between."""
-    return np.clip((far - distance) / (far - near), 0.0, 1.0)
+    share = (far - distance) / (far - near)
+    return np.clip(share, 0.0, 1.0, out=share)
 
 
 def rise(value: np.ndarray, low: float, high: float) -> np.ndarray:
     """0 up to `low`, 1 from `high`, linear between."""
-    return np.clip((value - low) / (high - low), 0.0, 1.0)
+    share = (value - low) / (high - low)
+    return np.clip(share, 0.0, 1.0, out=share)

@@ -18,7 +18,8 @@ from ...cache.stages import StageCache, stage_key
 from ...stages import face_mesh, skin
 from ...stages.face_geometry import Face
 from ...stages.face_mesh import FaceFinder
-from ...stages.skin import PersonSegmenter
+from ...stages.person import PersonSegmenter
+from ...stages.pooled import beside, settle, taken
 
 FIELD_SIDE = 1024  # long side of the analysis copy; fields are smooth at this scale
 VERSION = f"analysis/1+{face_mesh.VERSION}+{skin.VERSION}+{FIELD_SIDE}"
@@ -53,15 +54,22 @@ def to_unit_float(pixels: np.ndarray) -> np.ndarray:
     return unit
 
 
+def _copies(small: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The field image's Lab, as the skin mask reads it, and its float copy."""
+    return skin.field_lab(small), to_unit_float(small)
+
+
 class Analyser:
     """Owns the mediapipe graphs (created lazily on first use)."""
 
     def __init__(self, cache: StageCache, codec=None, pool: Executor | None = None) -> None:
         self._cache = cache
         self._codec = codec  # how an analysis goes to the cache's disk tier
-        self._finder = FaceFinder()
+        # the face search's second detector graph, and what needs no face (the person
+        # segmentation, the Lab and float copies), run here beside the face search
+        self._finder = FaceFinder(pool=pool)
         self._segmenter = PersonSegmenter()
-        self._pool = pool  # the person segmentation runs here beside the face search
+        self._pool = pool
 
     def analyse(self, image_id: str | None, load: Callable[[], np.ndarray]) -> Analysis:
         """The image's analysis; `load` is called for its pixels only when not cached."""
@@ -83,19 +91,21 @@ class Analyser:
             size = (max(1, round(width / factor)), max(1, round(height / factor)))
             small = cv2.resize(pixels, size, interpolation=cv2.INTER_AREA)
         small = np.ascontiguousarray(small)
-        # the two graphs are independent: the segmentation runs beside the face search
-        # (its answer is only needed when there is a face)
-        person = None if self._pool is None else self._pool.submit(self._segmenter.person, small)
+        # the graphs are independent: the segmentation and the copies run beside the
+        # face search (the segmentation and the Lab are only needed when there is a face)
+        person = beside(self._pool, self._segmenter.person, small)
+        copies = beside(self._pool, _copies, small)
         faces = tuple(self._finder.find(small))
         if faces:
-            people = person.result() if person is not None else self._segmenter.person(small)
-            mask = skin.skin_mask(small, list(faces), people, self._pool)
-        else:  # no face, no skin: nothing for the person segmentation to add
-            if person is not None:
-                if not person.cancel():
-                    person.result()  # the graph is not left running
+            lab, unit = taken(copies, _copies, small)
+            people = taken(person, self._segmenter.person, small)
+            mask = skin.skin_mask(small, list(faces), people, self._pool, lab)
+        else:  # no face, no skin: nothing for the person segmentation or the Lab to add
+            settle(person)  # the graph is not left running
+            started = copies is not None and not copies.cancel()
+            unit = copies.result()[1] if started else to_unit_float(small)
             mask = np.zeros(small.shape[:2], np.float32)
-        return Analysis(width, height, to_unit_float(small), faces, mask.astype(np.float32))
+        return Analysis(width, height, unit, faces, mask.astype(np.float32, copy=False))
 
     def close(self) -> None:
         self._finder.close()
