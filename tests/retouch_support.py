@@ -55,6 +55,7 @@ def run_op(
     image_id: str | None = FAKE_ID,
     ctx: RecordingContext | None = None,
     resume: RetouchResume | None = None,
+    on_rows=None,
     **params,
 ) -> np.ndarray:
     request = JobRequest.model_validate(
@@ -62,7 +63,7 @@ def run_op(
     )
     if image_id is None:
         request = request.model_copy(update={"image_id": None})
-    job = RunInput(request=request, seed=0, pixels=pixels, resume=resume)
+    job = RunInput(request=request, seed=0, pixels=pixels, resume=resume, on_rows=on_rows)
     return engine.run(job, ctx or RecordingContext())
 
 

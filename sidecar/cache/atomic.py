@@ -17,16 +17,16 @@ TEMP_PREFIX = ".tmp-"
 
 
 def atomic_write(path: Path, chunks: Iterable[bytes | memoryview], *, mode: int = 0o600) -> None:
-    _rename_onto(write_temp(path, chunks, mode=mode), path)
+    rename_onto(write_temp(path, chunks, mode=mode), path)
 
 
 def atomic_fill(path: Path, fill: Callable[[BinaryIO], None], *, mode: int = 0o600) -> None:
     """`atomic_write` of what `fill(file)` writes into the temp file (open for reading
     and writing, so a writer may seek back and patch what it wrote)."""
-    _rename_onto(_fill_temp(path, fill, mode), path)
+    rename_onto(_fill_temp(path, fill, mode), path)
 
 
-def _rename_onto(tmp: Path, path: Path) -> None:
+def rename_onto(tmp: Path, path: Path) -> None:
     """The finished temp file becomes `path` (removed if that fails), and the rename
     is made durable."""
     try:
@@ -51,9 +51,14 @@ def write_temp(path: Path, chunks: Iterable[bytes | memoryview], *, mode: int = 
     return _fill_temp(path, write_chunks, mode, buffering=0)
 
 
+def temp_beside(path: Path) -> Path:
+    """A new temp file's name beside `path` (`.tmp-NAME.XXXXXXXX`)."""
+    return path.with_name(f"{TEMP_PREFIX}{path.name}.{secrets.token_hex(4)}")
+
+
 def _fill_temp(path: Path, fill: Callable[[BinaryIO], None], mode: int, buffering=-1) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f"{TEMP_PREFIX}{path.name}.{secrets.token_hex(4)}")
+    tmp = temp_beside(path)
     fd = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_EXCL, mode)
     try:
         with os.fdopen(fd, "w+b", buffering=buffering) as file:

@@ -67,6 +67,7 @@ from .image_file import (
     signature_of,
 )
 from .keys import image_id
+from .result_file import ResultFile
 from .usage import SUFFIX
 
 _T = TypeVar("_T")
@@ -152,31 +153,42 @@ class ImageStore(StoredFiles):
         with self._files_lock:
             return self._used, len(self._files)
 
+    def result_file(self) -> ResultFile:
+        """A file for a result's rows to be written into while it renders; `put` it
+        with the result (or `discard` it)."""
+        return ResultFile(self.root, self._writer)
+
     def put(
         self,
         pixels: np.ndarray,
         key: str | None = None,
         *,
         on_released: Callable[[], None] | None = None,
+        written: ResultFile | None = None,
     ) -> tuple[StoredImage, bool]:
         """Store canonical pixels; returns their metadata and whether they were new.
         The disk write happens behind; when the pixels were new, `on_released` is
         called once the store holds no reference to them (until then they must not
-        change)."""
+        change). `written`: the file the pixels' rows were written into as they were
+        made; the write then only finishes it."""
         height, width, channels = pixels.shape
         key = key or image_id(pixels)
         info = StoredImage(key, width, height, channels, pixels.dtype.itemsize * 8)
         with self._changed:
             if key in self._pending or key in self._unsaved or self._touch(key):
+                if written is not None:
+                    written.discard()
                 return info, False
             while self._pending and self._pending_bytes + pixels.nbytes > self._budget:
                 self._changed.wait()
             self._pending[key] = (info, pixels)
             self._pending_bytes += pixels.nbytes
         try:
-            self._writer.submit(self._persist, key, on_released)
+            self._writer.submit(self._persist, key, on_released, written)
         except RuntimeError:  # closed: nothing will write it
             self._forget(key)
+            if written is not None:
+                written.discard()
             raise
         return info, True
 
@@ -324,17 +336,24 @@ class ImageStore(StoredFiles):
             raise Damaged
         return parsed
 
-    def _persist(self, key: str, on_released: Callable[[], None] | None) -> None:
+    def _persist(
+        self, key: str, on_released: Callable[[], None] | None, ahead: ResultFile | None
+    ) -> None:
         info, pixels = self._pending[key]
         header = HEADER.pack(MAGIC, info.width, info.height, info.channels, info.depth)
         written = False
         try:
             self._make_room(HEADER.size + pixels.nbytes)
-            atomic_write(self.path_for(key), [header, memoryview(pixels).cast("B")])
+            if ahead is not None:
+                ahead.finish(self.path_for(key), header, pixels)
+            else:
+                atomic_write(self.path_for(key), [header, memoryview(pixels).cast("B")])
             self._added(key, HEADER.size + pixels.nbytes)
             written = True
         except OSError as exc:  # disk full, permissions: kept in memory for this run
             log.warning("could not store image %s (kept in memory for now): %s", key, exc)
+            if ahead is not None:
+                ahead.discard()  # its temp file, if the finish did not get to it
             self._keep_unsaved(info, pixels.copy() if on_released is not None else pixels)
         finally:
             settled = self._forget(key)

@@ -64,6 +64,9 @@ class RunInput:
     # Where an image-sized result may be allocated (warm memory that goes round; see
     # imaging.buffers); None: plain numpy.
     buffers: BufferPool | None = None
+    # Told of each band of the result's rows [y0, y1) once it is final, with the result
+    # array, so the rows can be stored while the rest renders; None: nobody asks.
+    on_rows: Callable[[np.ndarray, int, int], None] | None = None
 
     def new_array(self, shape: tuple[int, ...], dtype) -> np.ndarray:
         """An uninitialised array for a result, on a pooled buffer when there is a pool."""

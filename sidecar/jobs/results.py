@@ -16,6 +16,7 @@ import blake3
 import numpy as np
 
 from ..cache import ImageStore
+from ..cache.result_file import ResultFile
 from ..engines import Engine
 from ..schema import JobRequest, Op
 from .store import JobStore
@@ -68,10 +69,13 @@ class ResultCache:
         result_id = self._store.cached_result(self.key(request, seed))
         return result_id if result_id is not None and self._images.has(result_id) else None
 
-    def keep(self, request: JobRequest, seed: int, pixels: np.ndarray) -> str:
+    def keep(
+        self, request: JobRequest, seed: int, pixels: np.ndarray, written: ResultFile | None = None
+    ) -> str:
         """Store the pixels a request made and index them under its key; returns the
-        result's id. The file is written behind: see `when_on_disk`."""
-        info, _ = self._images.put(np.ascontiguousarray(pixels))
+        result's id. The file is written behind (`written`: the file its rows went into
+        as they were made): see `when_on_disk`."""
+        info, _ = self._images.put(np.ascontiguousarray(pixels), written=written)
         self._store.save_result(self.key(request, seed), info.image_id)
         return info.image_id
 

@@ -272,7 +272,7 @@ class Scheduler:
             job.finishing = True
         job.run_seconds += run.steps.elapsed()
         job.resume = None
-        result_id = self.results.keep(job.request, job.seed, result)
+        result_id = self.results.keep(job.request, job.seed, result, run.rows.take())
         learnt, expected = self.eta.learn(job.request.op, run.steps.megapixels, job.run_seconds)
         self.store.save_run_time(*learnt, expected)
         self._done_when_stored(job, result_id, result)

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..cache import ImageStore
+from ..cache.result_file import ResultFile
 from ..engines import Cancelled, Engine, Preempted, RunInput
 from ..imaging.buffers import BufferPool
 from ..imaging.encode import encode_jpeg
@@ -80,6 +81,30 @@ class StepContext:
         return time.monotonic() - self._started
 
 
+class ResultRows:
+    """Where a run's result rows go as they become final: a file in the image store,
+    opened at the first band (cache.ResultFile), taken with the result when the run
+    completes, discarded when it ends any other way."""
+
+    def __init__(self, images: ImageStore) -> None:
+        self._images = images
+        self._file: ResultFile | None = None
+
+    def __call__(self, pixels: np.ndarray, y0: int, y1: int) -> None:
+        if self._file is None:
+            self._file = self._images.result_file()
+        self._file.rows(pixels, y0, y1)
+
+    def take(self) -> ResultFile | None:
+        file, self._file = self._file, None
+        return file
+
+    def discard(self) -> None:
+        file = self.take()
+        if file is not None:
+            file.discard()
+
+
 @dataclass(frozen=True, kw_only=True)
 class Run:
     """One run of `job`, from the scheduler's `begin` to the worker's report: the
@@ -89,6 +114,7 @@ class Run:
     engine: Engine
     input: RunInput
     steps: StepContext
+    rows: ResultRows
 
     def give_back_input(self, buffers: BufferPool) -> None:
         """The run is over: its input's buffer goes back to `buffers` (unless someone
@@ -96,6 +122,7 @@ class Run:
         pixels, self.input.pixels = self.input.pixels, None
         if pixels is not None:
             buffers.give_array(pixels)
+        self.rows.discard()  # rows of a result that was not kept
 
 
 def prepare_run(
@@ -112,6 +139,7 @@ def prepare_run(
     with what a pre-empted run left, and whether anyone follows it: `watching(job_id)`)
     and its step context; None when its image is no longer stored."""
     request = job.request
+    rows = ResultRows(images)
     run_input = RunInput(
         request=request,
         seed=job.seed,
@@ -121,6 +149,7 @@ def prepare_run(
         watched=lambda: not job.precompute and watching(job.job_id),
         ahead=job.precompute,
         buffers=images.buffers,
+        on_rows=rows,
     )
     megapixels = 1.0
     if request.image_id is not None:
@@ -131,4 +160,4 @@ def prepare_run(
         run_input.size = (info.width, info.height)
         run_input.loader = functools.partial(images.load, request.image_id)
     steps = StepContext(job, megapixels=megapixels, emit=emit, must_yield=must_yield, eta=eta)
-    return Run(job=job, engine=engine, input=run_input, steps=steps)
+    return Run(job=job, engine=engine, input=run_input, steps=steps, rows=rows)

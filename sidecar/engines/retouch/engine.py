@@ -150,9 +150,13 @@ class RetouchEngine(Engine):
                     resume.canvas.paste(render.result, boxes[index])
             return resume.canvas
 
+        bands = pyramid.Bands(pyramid.final_boxes(render), resume.final.tiles_done)
+
         def on_tile(box) -> None:
             if resume.canvas is not None:
                 resume.canvas.paste(render.result, box)
+            if job.on_rows is not None and bands.finish(box):
+                job.on_rows(render.result, box.y0, box.y1)
 
         def report(finished: int, total: int, box) -> None:
             if tiled and job.is_watched():
@@ -161,6 +165,11 @@ class RetouchEngine(Engine):
                     ctx.preview("final", shown.pixels, step=finished, total_steps=total)
             advance(area / total)
 
+        if job.on_rows is not None and len(bands) > 1:  # bands finished before a pre-emption
+            for y0, y1 in bands.finished():
+                job.on_rows(render.result, y0, y1)
+        else:
+            bands.clear()  # one band: written whole at the end, as it would be anyway
         result = render_final_tiled(
             resume.final, render, report, self._final_pool, pyramid.FINAL_THREADS, on_tile
         )

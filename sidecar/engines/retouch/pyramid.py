@@ -140,6 +140,42 @@ def final_boxes(render_: LevelRender) -> list[Box]:
     return tiles(render_.width, render_.height, centre_first=True)
 
 
+class Bands:
+    """The final's tiles by band of rows: which bands are finished (every tile across
+    them done), so their rows can be stored while the rest renders."""
+
+    def __init__(self, boxes: list[Box], done: set[int]) -> None:
+        self._left: dict[tuple[int, int], int] = {}
+        for index, box in enumerate(boxes):
+            if index not in done:
+                self._left[box.y0, box.y1] = self._left.get((box.y0, box.y1), 0) + 1
+        self._finished = [(b.y0, b.y1) for b in boxes if (b.y0, b.y1) not in self._left]
+        self._count = len({(b.y0, b.y1) for b in boxes})
+
+    def __len__(self) -> int:
+        return self._count
+
+    def finished(self) -> list[tuple[int, int]]:
+        """The bands finished before any tile of this render: each once, top first."""
+        return sorted(set(self._finished))
+
+    def finish(self, box: Box) -> bool:
+        """A tile is done; whether that finished its band."""
+        band = (box.y0, box.y1)
+        if band not in self._left:
+            return False
+        self._left[band] -= 1
+        if self._left[band]:
+            return False
+        del self._left[band]
+        return True
+
+    def clear(self) -> None:
+        """Report no band."""
+        self._left.clear()
+        self._finished = []
+
+
 def render_final_tiled(
     so_far: TiledFinal,
     render_: LevelRender,
