@@ -12,6 +12,7 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from . import __version__
+from .heap import keep_freed_memory
 from .settings import LOOPBACK, Settings
 
 log = logging.getLogger("sidecar")
@@ -253,6 +254,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command in ("apply", "batch"):
         from .batch import run_command
 
+        if args.command == "batch":  # image after image: the next reuses the last's memory
+            keep_freed_memory()
         return run_command(args, settings, lambda: build_app(settings))
     if args.command == "service":
         from .service import run_service

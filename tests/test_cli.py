@@ -106,3 +106,28 @@ def test_bad_setting_is_a_clear_message_not_a_traceback(tmp_path):
     assert result.returncode == 2
     assert "bad setting port" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_a_batch_keeps_freed_memory_for_the_next_image(tmp_path, monkeypatch):
+    from sidecar import batch, cli
+
+    calls = []
+    monkeypatch.setattr(cli, "keep_freed_memory", lambda: calls.append("heap") or True)
+    monkeypatch.setattr(batch, "run_command", lambda *args: calls.append("run") or 0)
+    monkeypatch.setenv("RETOUCH_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setenv("RETOUCH_CONFIG_DIR", str(tmp_path / "config"))
+    assert cli.main(["batch", str(tmp_path), str(tmp_path / "out"), "--op", "beauty"]) == 0
+    assert calls == ["heap", "run"]  # before the sidecar's threads start
+    calls.clear()
+    assert (
+        cli.main(["apply", str(tmp_path / "a.tif"), str(tmp_path / "b.tif"), "--op", "beauty"]) == 0
+    )
+    assert calls == ["run"]  # one image: nothing to reuse
+
+
+@pytest.mark.linux_only
+def test_the_heap_setting_takes_on_glibc():
+    # in a process of its own: the test run's own heap is left as it is
+    code = "from sidecar.heap import keep_freed_memory; print(keep_freed_memory())"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert done.stdout.strip() == "True", done.stderr
