@@ -28,6 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
+from sidecar.blas import blas_on_one_thread
 from sidecar.engines.base import RunInput
 from sidecar.engines.retouch import RetouchEngine
 from sidecar.imaging import decode_image, read_header
@@ -84,6 +85,7 @@ def _runs(n: int) -> str:
 
 def engine_seconds(pixels: np.ndarray, runs: int, op: str = "beauty") -> list[float]:
     """Seconds of `runs` full-resolution runs of the op on `pixels`, models loaded first."""
+    blas_on_one_thread()  # as the sidecar's process has it
     engine = RetouchEngine()
     try:
         _warm(engine, pixels)
@@ -102,6 +104,7 @@ def batch_seconds(files: Sequence[Path], runs: int, op: str = "beauty") -> list[
     result, in this process, one engine for all (models loaded first); the files are
     read into memory before the clock starts and nothing is written."""
     bodies = [path.read_bytes() for path in files]
+    blas_on_one_thread()  # as the sidecar's process has it
     engine = RetouchEngine()
     try:
         _warm(engine, _decode(bodies[0]))

@@ -12,6 +12,7 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from . import __version__
+from .blas import blas_on_one_thread
 from .heap import keep_freed_memory
 from .settings import LOOPBACK, Settings
 
@@ -256,6 +257,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         if args.command == "batch":  # image after image: the next reuses the last's memory
             keep_freed_memory()
+        blas_on_one_thread()
         return run_command(args, settings, lambda: build_app(settings))
     if args.command == "service":
         from .service import run_service
@@ -266,6 +268,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         return run_cache(args, settings)
     logging.basicConfig(level=args.log_level, format=LOG_FORMAT, handlers=log_handlers(args))
+    blas_on_one_thread()
     try:
         return _serve(settings, [*DEFAULT_ENGINES, *args.engine])
     except ValueError as exc:  # a model or LoRA that cannot be loaded, said plainly

@@ -131,3 +131,15 @@ def test_the_heap_setting_takes_on_glibc():
     code = "from sidecar.heap import keep_freed_memory; print(keep_freed_memory())"
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert done.stdout.strip() == "True", done.stderr
+
+
+def test_the_sidecars_blas_runs_on_one_thread():
+    # in a process of its own, as the sidecar sets it up
+    code = (
+        "from sidecar.blas import blas_on_one_thread; from threadpoolctl import threadpool_info;"
+        "n = blas_on_one_thread();"
+        "blas = [i for i in threadpool_info() if i['internal_api'] == 'openblas'];"
+        "print(n, sorted({i['num_threads'] for i in blas}))"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert done.stdout.split(maxsplit=1) == ["1", "[1]\n"], done.stderr
