@@ -114,6 +114,7 @@ def test_a_batch_keeps_freed_memory_for_the_next_image(tmp_path, monkeypatch):
     calls = []
     monkeypatch.setattr(cli, "keep_freed_memory", lambda: calls.append("heap") or True)
     monkeypatch.setattr(batch, "run_command", lambda *args: calls.append("run") or 0)
+    monkeypatch.setattr(cli, "_quick_exit", False)  # set by main, put back after
     monkeypatch.setenv("RETOUCH_CACHE_DIR", str(tmp_path / "cache"))
     monkeypatch.setenv("RETOUCH_CONFIG_DIR", str(tmp_path / "config"))
     assert cli.main(["batch", str(tmp_path), str(tmp_path / "out"), "--op", "beauty"]) == 0
@@ -143,3 +144,17 @@ def test_the_sidecars_blas_runs_on_one_thread():
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert done.stdout.split(maxsplit=1) == ["1", "[1]\n"], done.stderr
+
+
+@pytest.mark.parametrize("quick", [True, False])
+def test_a_file_command_ends_the_process_at_once_with_its_code(quick):
+    # what a finished `apply` or `batch` skips: the interpreter's teardown and atexit
+    code = (
+        "import atexit, sidecar.cli as cli\n"
+        "atexit.register(lambda: print('torn down', flush=True))\n"
+        f"cli.main = lambda: (setattr(cli, '_quick_exit', {quick}), print('done'), 3)[-1]\n"
+        "cli.run()\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 3, done.stderr
+    assert done.stdout.split() == (["done"] if quick else ["done", "torn", "down"])
