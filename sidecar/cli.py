@@ -244,6 +244,8 @@ def run() -> None:
     (every output written and synced, the sidecar it started stopped), the process ends
     at once rather than tearing down mediapipe's graphs and every loaded module one by
     one, which took 0.4-0.5 s after the last image; anything else exits as usual."""
+    global _program
+    _program = True
     code = main()
     if _quick_exit:
         sys.stdout.flush()
@@ -253,7 +255,18 @@ def run() -> None:
     sys.exit(code)
 
 
+_program = False  # `main` runs as the program (`run`), not called from other code
 _quick_exit = False  # set by `main` for `apply` and `batch` off a cluster
+
+
+def _tune_process(*, one_image_after_another: bool) -> None:
+    """The process's own settings for engine work, only when it is the program's own
+    process (a test calling `main` keeps its process as it is)."""
+    if not _program:
+        return
+    if one_image_after_another:  # the next image reuses the last one's memory
+        keep_freed_memory()
+    blas_on_one_thread()
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -274,11 +287,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command in ("apply", "batch"):
         from .batch import run_command
 
-        if args.command == "batch":  # image after image: the next reuses the last's memory
-            keep_freed_memory()
-        blas_on_one_thread()
+        _tune_process(one_image_after_another=args.command == "batch")
         code = run_command(args, settings, lambda: build_app(settings))
-        _quick_exit = getattr(args, "cluster", None) is None  # Ray stops its workers at exit
+        # off a cluster (Ray stops its workers at exit), the process may end at once
+        _quick_exit = _program and getattr(args, "cluster", None) is None
         return code
     if args.command == "service":
         from .service import run_service
@@ -289,7 +301,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         return run_cache(args, settings)
     logging.basicConfig(level=args.log_level, format=LOG_FORMAT, handlers=log_handlers(args))
-    blas_on_one_thread()
+    _tune_process(one_image_after_another=False)
     try:
         return _serve(settings, [*DEFAULT_ENGINES, *args.engine])
     except ValueError as exc:  # a model or LoRA that cannot be loaded, said plainly

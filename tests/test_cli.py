@@ -113,17 +113,23 @@ def test_a_batch_keeps_freed_memory_for_the_next_image(tmp_path, monkeypatch):
 
     calls = []
     monkeypatch.setattr(cli, "keep_freed_memory", lambda: calls.append("heap") or True)
+    monkeypatch.setattr(cli, "blas_on_one_thread", lambda: calls.append("blas") or 1)
     monkeypatch.setattr(batch, "run_command", lambda *args: calls.append("run") or 0)
     monkeypatch.setattr(cli, "_quick_exit", False)  # set by main, put back after
     monkeypatch.setenv("RETOUCH_CACHE_DIR", str(tmp_path / "cache"))
     monkeypatch.setenv("RETOUCH_CONFIG_DIR", str(tmp_path / "config"))
-    assert cli.main(["batch", str(tmp_path), str(tmp_path / "out"), "--op", "beauty"]) == 0
-    assert calls == ["heap", "run"]  # before the sidecar's threads start
+    shoot = ["batch", str(tmp_path), str(tmp_path / "out"), "--op", "beauty"]
+    one = ["apply", str(tmp_path / "a.tif"), str(tmp_path / "b.tif"), "--op", "beauty"]
+    assert cli.main(shoot) == 0
+    assert calls == ["run"] and not cli._quick_exit  # called from other code: left alone
     calls.clear()
-    assert (
-        cli.main(["apply", str(tmp_path / "a.tif"), str(tmp_path / "b.tif"), "--op", "beauty"]) == 0
-    )
-    assert calls == ["run"]  # one image: nothing to reuse
+    monkeypatch.setattr(cli, "_program", True)  # as `run` has it
+    assert cli.main(shoot) == 0
+    assert calls == ["heap", "blas", "run"]  # before the sidecar's threads start
+    assert cli._quick_exit
+    calls.clear()
+    assert cli.main(one) == 0
+    assert calls == ["blas", "run"]  # one image: nothing to reuse
 
 
 @pytest.mark.linux_only
