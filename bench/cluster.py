@@ -235,7 +235,7 @@ async def run(opts: Options) -> Outcome:
             "single-machine batch (its sidecar in this process)",
             f"{rate['single']:.2f} images/s",
             f"{per_image['single']:.0f} ms an image",
-            "upload over loopback, image store (fsync), result fetched, output written",
+            "the sidecar reads each file by its path, keeps the result (fsync), writes the output",
         ],
         [
             "cluster, 1 worker",
@@ -271,7 +271,7 @@ async def run(opts: Options) -> Outcome:
             "cluster path per image, beyond the single machine (1 worker)",
             f"{beyond:+.0f} ms",
             f"{beyond / per_image['single']:+.0%}",
-            "negative: the cluster path skips the upload, the store and the fetch",
+            "negative: the cluster path skips the image store and the result cache",
         ],
         [
             "start of a local cluster (ray.init, 2 CPUs)",
