@@ -10,12 +10,13 @@ threads (the diffusion engine) are not OpenBLAS's and are left alone.
 
 from __future__ import annotations
 
-import numpy  # noqa: F401  loaded first, so that its BLAS is there to be found
-from threadpoolctl import ThreadpoolController
-
 
 def blas_on_one_thread() -> int:
-    """Every loaded OpenBLAS on one thread; how many there were."""
+    """Every loaded OpenBLAS on one thread; how many there were. Imported here, not at
+    the top, so that a command that runs no engine (token, service) does not load numpy."""
+    import numpy  # noqa: F401  loaded first, so that its BLAS is there to be found
+    from threadpoolctl import ThreadpoolController
+
     openblas = ThreadpoolController().select(internal_api="openblas")
     openblas.limit(limits=1)
     return len(openblas.lib_controllers)
