@@ -151,12 +151,14 @@ class RetouchEngine(Engine):
             return resume.canvas
 
         bands = pyramid.Bands(pyramid.final_boxes(render), resume.final.tiles_done)
+        # one band is written whole at the end, as it would be anyway
+        ahead = job.on_rows if len(bands) > 1 else None
 
         def on_tile(box) -> None:
             if resume.canvas is not None:
                 resume.canvas.paste(render.result, box)
-            if job.on_rows is not None and bands.finish(box):
-                job.on_rows(render.result, box.y0, box.y1)
+            if ahead is not None and bands.finish(box):
+                ahead(render.result, box.y0, box.y1)
 
         def report(finished: int, total: int, box) -> None:
             if tiled and job.is_watched():
@@ -165,11 +167,9 @@ class RetouchEngine(Engine):
                     ctx.preview("final", shown.pixels, step=finished, total_steps=total)
             advance(area / total)
 
-        if job.on_rows is not None and len(bands) > 1:  # bands finished before a pre-emption
+        if ahead is not None:  # the bands finished before a pre-emption
             for y0, y1 in bands.finished():
-                job.on_rows(render.result, y0, y1)
-        else:
-            bands.clear()  # one band: written whole at the end, as it would be anyway
+                ahead(render.result, y0, y1)
         result = render_final_tiled(
             resume.final, render, report, self._final_pool, pyramid.FINAL_THREADS, on_tile
         )

@@ -149,15 +149,16 @@ class Bands:
         for index, box in enumerate(boxes):
             if index not in done:
                 self._left[box.y0, box.y1] = self._left.get((box.y0, box.y1), 0) + 1
-        self._finished = [(b.y0, b.y1) for b in boxes if (b.y0, b.y1) not in self._left]
-        self._count = len({(b.y0, b.y1) for b in boxes})
+        every = {(b.y0, b.y1) for b in boxes}
+        self._count = len(every)
+        self._finished = sorted(every - set(self._left))
 
     def __len__(self) -> int:
         return self._count
 
     def finished(self) -> list[tuple[int, int]]:
         """The bands finished before any tile of this render: each once, top first."""
-        return sorted(set(self._finished))
+        return list(self._finished)
 
     def finish(self, box: Box) -> bool:
         """A tile is done; whether that finished its band."""
@@ -169,11 +170,6 @@ class Bands:
             return False
         del self._left[band]
         return True
-
-    def clear(self) -> None:
-        """Report no band."""
-        self._left.clear()
-        self._finished = []
 
 
 def render_final_tiled(
