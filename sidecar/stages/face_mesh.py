@@ -17,6 +17,7 @@ import numpy as np
 
 from ..imaging.convert import SampleFrame, sample_rgb8
 from ..imaging.pixels import check_canonical
+from . import pooled
 from .face_geometry import (
     Face,
     box_area,
@@ -117,8 +118,7 @@ class FaceFinder:
         try:
             work(self._detectors[0])
         finally:  # a helper that has not started has nothing left to do
-            if helper is not None and not helper.cancel():
-                helper.result()
+            pooled.settle(helper)
         found = [hit for hits in per_window for hit in hits]
         kept: list[tuple[tuple, float]] = []
         for box, score in sorted(found, key=lambda b: (-b[1], b[0])):
