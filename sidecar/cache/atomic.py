@@ -51,17 +51,24 @@ def write_temp(path: Path, chunks: Iterable[bytes | memoryview], *, mode: int = 
     return _fill_temp(path, write_chunks, mode, buffering=0)
 
 
-def temp_beside(path: Path) -> Path:
-    """A new temp file's name beside `path` (`.tmp-NAME.XXXXXXXX`)."""
-    return path.with_name(f"{TEMP_PREFIX}{path.name}.{secrets.token_hex(4)}")
+def open_temp(path: Path, mode: int = 0o600, buffering: int = -1) -> tuple[Path, BinaryIO]:
+    """A new temp file beside `path` (`.tmp-NAME.XXXXXXXX`), open for reading and
+    writing; the caller fills it, then renames it onto `path` or removes it."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f"{TEMP_PREFIX}{path.name}.{secrets.token_hex(4)}")
+    fd = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_EXCL, mode)
+    try:
+        return tmp, os.fdopen(fd, "w+b", buffering=buffering)
+    except BaseException:
+        os.close(fd)
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def _fill_temp(path: Path, fill: Callable[[BinaryIO], None], mode: int, buffering=-1) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = temp_beside(path)
-    fd = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_EXCL, mode)
+    tmp, file = open_temp(path, mode, buffering)
     try:
-        with os.fdopen(fd, "w+b", buffering=buffering) as file:
+        with file:
             fill(file)
             file.flush()
             os.fsync(file.fileno())

@@ -21,7 +21,7 @@ from typing import BinaryIO
 
 import numpy as np
 
-from .atomic import rename_onto, temp_beside
+from .atomic import open_temp, rename_onto
 from .image_file import HEADER
 
 log = logging.getLogger(__name__)
@@ -72,7 +72,7 @@ class ResultFile:
         with self._lock:
             self._ended = True
             same = self._source == _source(pixels)
-        if self._broken or not same:
+        if not same:  # (a broken file is gone already: the finish opens a new one)
             self._written.clear()
         try:
             file = self._open(pixels)
@@ -120,9 +120,7 @@ class ResultFile:
 
     def _open(self, pixels: np.ndarray) -> BinaryIO:
         if self._file is None:
-            tmp = temp_beside(self._root / "result")
-            fd = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
-            self._tmp, self._file = tmp, os.fdopen(fd, "r+b", buffering=0)
+            self._tmp, self._file = open_temp(self._root / "result", buffering=0)
             self._file.truncate(HEADER.size + pixels.nbytes)
             self._written.clear()
         return self._file
