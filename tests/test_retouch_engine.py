@@ -147,8 +147,20 @@ def test_large_images_finish_in_tiles_from_the_centre_with_the_same_bits(
     finals = [p for p in ctx.previews if p[0] == "final"]
     assert len(finals) == 16 and [p[2] for p in finals] == list(range(1, 17))
     order = tiles.tiles(512, 512, centre_first=True)
-    centre = {(b.x0, b.y0) for b in order[:4]}
-    assert centre == {(128, 128), (256, 128), (128, 256), (256, 256)}
+    # band by band from the centre (of the two middle bands, the upper first), each
+    # band's tiles from its middle out; a band is whole before the next begins
+    assert [b.y0 for b in order] == [128] * 4 + [256] * 4 + [0] * 4 + [384] * 4
+    assert [b.x0 for b in order[:4]] == [128, 256, 0, 384]
+
+
+def test_the_band_through_the_centre_renders_first_and_bands_go_outward():
+    order = tiles.tiles(6000, 4000, centre_first=True)  # 6 × 4 tiles of 1024 px
+    assert (order[0].x0, order[0].y0) == (2048, 1024)  # the tile nearest the centre
+    bands = [b.y0 for b in order]
+    assert bands == [1024] * 6 + [2048] * 6 + [0] * 6 + [3072] * 6
+    assert sorted((b.x0, b.y0) for b in order) == sorted(
+        (b.x0, b.y0) for b in tiles.tiles(6000, 4000)
+    )
 
 
 def test_a_preempted_job_resumes_where_it_stopped_with_the_same_bits(engine, portrait, monkeypatch):

@@ -54,7 +54,10 @@ class Box:
 def tiles(
     width: int, height: int, size: int | None = None, centre_first: bool = False
 ) -> list[Box]:
-    """Tiles covering the image, in rows, or nearest the centre first."""
+    """Tiles covering the image, in rows, or from the centre outward band by band: the
+    band of rows nearest the centre first (of two as near, the upper), each band's tiles
+    from its middle outward. A band is whole before the next starts, so its rows are
+    final, and can be stored, while the next renders."""
     size = size or TILE
     boxes = [
         Box(x, y, min(x + size, width), min(y + size, height))
@@ -63,7 +66,7 @@ def tiles(
     ]
     if centre_first:
         cx, cy = width / 2, height / 2
-        boxes.sort(key=lambda b: ((b.x0 + b.x1) / 2 - cx) ** 2 + ((b.y0 + b.y1) / 2 - cy) ** 2)
+        boxes.sort(key=lambda b: (abs(b.y0 + b.y1 - 2 * cy), b.y0, abs(b.x0 + b.x1 - 2 * cx)))
     return boxes
 
 
