@@ -3,17 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 
 import cv2
 import numpy as np
 import pytest
 from jobs_support import EventLog, status, stepper_fixture, submit, upload, wait_for  # noqa: F401
 
-from sidecar.api.keys import BUS
+from sidecar.api.keys import BUS, IMAGES, SCHEDULER
 from sidecar.cli import build_app
 from sidecar.engines import Engine
 from sidecar.engines.stepping import Stepper, StepperTimeout
-from sidecar.schema import Op
+from sidecar.schema import JobState, Op
 
 
 @pytest.fixture
@@ -328,3 +329,66 @@ def test_only_the_scheduler_changes_a_job_state_and_the_worker_does_not_know_it(
         if isinstance(node, ast.ImportFrom)
     ]
     assert not [name for name in imported if "scheduler" in name]
+
+
+@pytest.fixture
+def hold(app, client):
+    """The image store's writer held (until set): a write put now stays behind."""
+    held = threading.Event()
+    app[IMAGES]._writer.submit(held.wait)
+    yield held
+    held.set()  # whatever the test did: the app's close waits for the writer
+
+
+async def _started_while_its_image_is_written(app, client, auth, small, events, stepper):
+    """Upload `small` while the writer is held, so its write stays behind; POST a job on
+    it; return the pending POST and the job id once the job runs."""
+    image_id = await upload(client, auth, small)
+    assert app[IMAGES].writing(image_id)
+    body = {"op": "beauty", "image_id": image_id, "params": {"steps": 2, "step_ms": 1}}
+    posting = asyncio.ensure_future(client.post("/v1/jobs", json=body, headers=auth))
+    job_id = (await events.until(events.started_order, what="the job started"))[0]
+    await stepper.reached(job_id, 1)
+    return posting, job_id
+
+
+def _on_disk(app, job_id: str) -> JobState | None:
+    store = app[SCHEDULER].store
+    rows = {row.job_id: row for row in store.unfinished() + store.finished(100)}
+    return rows[job_id].state if job_id in rows else None
+
+
+async def test_a_job_runs_before_its_just_uploaded_image_is_on_disk_and_is_recorded_with_it(
+    app, client, auth, small, events, stepper, hold
+):
+    posting, job_id = await _started_while_its_image_is_written(
+        app, client, auth, small, events, stepper
+    )
+    # running, but neither on disk nor answered while its image is not on disk
+    assert not posting.done() and _on_disk(app, job_id) is None
+    hold.set()
+    response = await posting
+    assert response.status == 202
+    created = await response.json()
+    assert created["job_id"] == job_id and created["state"] == "running"
+    assert _on_disk(app, job_id) is JobState.running  # as it stood when recorded
+    stepper.open()
+    assert (await wait_for(client, auth, job_id))["state"] == "done"
+    assert _on_disk(app, job_id) is JobState.done
+
+
+async def test_a_job_that_ends_before_its_image_is_on_disk_is_recorded_as_it_ended(
+    app, client, auth, small, events, stepper, hold
+):
+    posting, job_id = await _started_while_its_image_is_written(
+        app, client, auth, small, events, stepper
+    )
+    cancelled = await client.delete(f"/v1/jobs/{job_id}", headers=auth)
+    assert cancelled.status == 202  # running: it stops at its next step boundary
+    stepper.open()
+    await events.ended(job_id)
+    assert events.types(job_id)[-1] == "cancelled" and _on_disk(app, job_id) is None
+    hold.set()
+    response = await posting
+    assert response.status == 202 and (await response.json())["state"] == "cancelled"
+    assert _on_disk(app, job_id) is JobState.cancelled

@@ -31,14 +31,13 @@ def _job(request: web.Request) -> tuple[Scheduler, Job]:
 @routes.post("/v1/jobs")
 async def submit(request: web.Request) -> web.Response:
     body = await json_body(request, JobRequest)
-    images = request.app[IMAGES]
-    if body.image_id is not None and images.writing(body.image_id):
-        # The job is on disk before the 202, so its image must be too: a crash in
-        # between would bring the job back without its pixels.
-        loop = asyncio.get_running_loop()
-        await loop.run_in_executor(None, images.wait_written, body.image_id)
     scheduler = request.app[SCHEDULER]
     job = scheduler.submit(body)
+    if not job.recorded.is_set():
+        # Its image is still on its way to the disk: the job runs already, and goes on
+        # disk once the image has (a crash in between never brings a job back without
+        # its pixels). The 202 says it is on disk, so it waits for that.
+        await asyncio.get_running_loop().run_in_executor(None, job.recorded.wait)
     created = JobCreated(
         job_id=job.job_id, state=job.state, position=scheduler.position(job), cached=job.cached
     )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import secrets
+import threading
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -14,6 +15,11 @@ from .store import StoredJob
 
 PRIORITY_RANK = {Priority.active: 0, Priority.hero: 1, Priority.normal: 2, Priority.background: 3}
 PREEMPTIBLE = frozenset({Priority.normal, Priority.background})
+
+
+def _set(event: threading.Event) -> threading.Event:
+    event.set()
+    return event
 
 
 def now() -> datetime:
@@ -52,6 +58,9 @@ class Job:
     run_seconds: float = 0.0  # time spent running, across pre-emptions
     # the engine's own state from a pre-empted run (see RunInput.resume); opaque here
     resume: object | None = None
+    # set once the job is in the job store (or never will be: precompute); a job whose
+    # image is still being written runs at once and is recorded once the image is
+    recorded: threading.Event = field(default_factory=lambda: _set(threading.Event()))
 
     @property
     def sort_key(self) -> tuple[int, int]:

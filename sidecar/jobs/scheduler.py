@@ -40,6 +40,7 @@ from .model import Job, new_job_id, now, restored
 from .outputs import OutputWriter
 from .precompute import Precompute
 from .queue import JobQueue
+from .records import Records
 from .results import ResultCache, derive_seed
 from .steps import Run, prepare_run
 from .store import JobStore
@@ -68,6 +69,7 @@ class Scheduler:
         self.results = ResultCache(images, store, engines)
         self.queue = JobQueue()
         self.lock = threading.RLock()
+        self.records = Records(store, images, self.lock)  # its rows of the jobs
         self.jobs: OrderedDict[str, Job] = OrderedDict()
         self._order = itertools.count(store.max_order() + 1)
         self._stopping = threading.Event()
@@ -125,7 +127,7 @@ class Scheduler:
         with self.lock:
             job = Job(new_job_id(), request, request.priority, next(self._order), seed)
             self._precompute.supersede(job)
-            self.store.add(job.job_id, job.order, request, job.priority, seed, job.created_at)
+            self.records.add(job)  # now, or once an image still being written is on disk
             self._remember(job)
             if cached is not None:  # answered from the cache: never queued
                 job.cached = True
@@ -189,7 +191,7 @@ class Scheduler:
         with self.lock:
             job = self._unfinished(job_id)
             self.queue.reprioritise(job, priority)
-            self.store.set_priority(job.job_id, priority)
+            self.records.priority(job, priority)
         return job
 
     def cancel(self, job_id: str) -> Job:
@@ -213,7 +215,7 @@ class Scheduler:
         with self.lock:
             if job.result_id != result_id:
                 job.result_id = result_id
-                self.store.set_state(job.job_id, JobState.done, result_id)
+                self.records.state(job, JobState.done, result_id)
 
     def listing(self) -> list[tuple[Job, int | None]]:
         """Every known job in queue order: running, then waiting, then the rest, newest first."""
@@ -244,7 +246,7 @@ class Scheduler:
                 return None
             job.state = JobState.running
             job.started_at = job.started_at or now()
-            self.store.set_state(job.job_id, JobState.running)
+            self.records.state(job, JobState.running)
         if not job.request.preview.progressive and not job.precompute:
             # shows nothing as it runs (a batch's, the queue's): keeps no stages in memory
             self.stage_scopes.begin(job.job_id)
@@ -306,7 +308,7 @@ class Scheduler:
                 self._end(job, JobState.cancelled)
                 return
             self.queue.release(job)
-            self.store.set_state(job.job_id, JobState.queued)
+            self.records.state(job, JobState.queued)
             self._enqueue(job, requeued_because=reason)
 
     def confirm_cancel(self, job: Job) -> None:
@@ -383,7 +385,7 @@ class Scheduler:
             job.eta_s = 0.0 if state is JobState.done else None
             job.resume = None
             if record:
-                self.store.set_state(job.job_id, state, result_id, error)
+                self.records.state(job, state, result_id, error)
             if state is JobState.done:
                 job.progress = 1.0
             self._emit_end(job)
