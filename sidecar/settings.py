@@ -51,7 +51,7 @@ class Settings(BaseSettings):
     )
     device: Literal["auto", "cpu", "cuda", "mps"] = "auto"
     stage_memory_bytes: int = Field(
-        256 << 20,
+        128 << 20,
         gt=0,
         description="Memory for cached stages (faces, masks, levels, latents); the disk "
         "tier keeps what falls out of it.",
