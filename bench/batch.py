@@ -2,7 +2,7 @@
 
 Product: `retouch-sidecar batch IN OUT --op beauty` (one process: it starts a sidecar
 inside itself, models load once; the sidecar reads each file by its path and writes
-each output itself, two images in flight). Baseline:
+each output itself, the final on two threads). Baseline:
 `python -m bench.naive.retouch IN OUT --op beauty` (a loop that loads the model for
 each image and caches nothing). Each run starts from empty folders, so neither side
 has anything cached; the two alternate run by run.

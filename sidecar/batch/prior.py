@@ -36,15 +36,14 @@ class SessionPrior:
         """The tone cannot be measured: no prior for the rest of the shoot."""
         self.active = False
 
-    async def learn(self, client: SidecarApi, image_id: str) -> bool:
-        """Measure the image's tone if it is one of the first; whether it asked."""
+    async def learn(self, client: SidecarApi, image_id: str) -> None:
+        """Measure the image's tone if it is one of the first."""
         if not self.active or self.seen >= self.FIRST:
-            return False
+            return
         try:
             tone = await client.skin_tone(image_id)
         except SidecarError:  # a sidecar that cannot measure it: no prior, no failure
             self.seen += 1
             self.stop()
-            return True
+            return
         self.add((tone.a, tone.b) if tone.a is not None and tone.b is not None else None)
-        return True
