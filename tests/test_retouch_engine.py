@@ -3,6 +3,8 @@ progressive levels, tiles, pre-emption and odd input."""
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import numpy as np
 import pytest
 from retouch_support import RecordingContext, new_engine, run_op, untouched_region
@@ -100,6 +102,35 @@ class KeepingCanvases(RecordingContext):
         self.canvases.append(rgb.copy())
 
 
+def _recording_final_order(monkeypatch) -> list[list]:
+    """Every order of the final's tiles the engine works out, as it uses it."""
+    orders, real = [], pyramid.final_boxes
+    monkeypatch.setattr(
+        pyramid, "final_boxes", lambda render: orders.append(real(render)) or orders[-1]
+    )
+    return orders
+
+
+def test_the_final_takes_the_tiles_it_leaves_alone_first_then_goes_from_the_centre(
+    monkeypatch,
+):
+    monkeypatch.setattr(tiles, "TILE", 128)
+    support = np.zeros((64, 64), np.float32)
+    support[8:24, 40:56] = 1.0  # the op changes only the top right: 2 × 2 tiles of 128
+    render = SimpleNamespace(width=512, height=512, plan=SimpleNamespace(support=support))
+    order = [(box.x0, box.y0) for box in pyramid.final_boxes(render)]
+    changed = [(256, 0), (384, 0), (256, 128), (384, 128)]
+    assert sorted(order[-4:]) == sorted(changed)  # the 12 left alone go first, at once
+    assert order[-4:] == [(256, 128), (384, 128), (256, 0), (384, 0)]  # by band, centre first
+    left_alone = [(b.x0, b.y0) for b in tiles.tiles(512, 512, centre_first=True)]
+    assert order[:12] == [xy for xy in left_alone if xy not in changed]
+    # so the two bottom bands, nothing in them to render, are finished before any work
+    boxes = pyramid.final_boxes(render)
+    bands = pyramid.Bands(boxes, set())
+    finished = [band for box in boxes[:12] if bands.finish(box) for band in [(box.y0, box.y1)]]
+    assert sorted(finished) == [(256, 384), (384, 512)]
+
+
 def test_nobody_watching_makes_no_draft_and_a_late_watcher_sees_every_tile_so_far(
     engine, portrait, monkeypatch
 ):
@@ -112,6 +143,7 @@ def test_nobody_watching_makes_no_draft_and_a_late_watcher_sees_every_tile_so_fa
     monkeypatch.setattr(tiles, "TILE", 128)
     monkeypatch.setattr(pyramid, "PREVIEW_INTERVAL", 0.0)
     monkeypatch.setattr(pyramid, "FINAL_THREADS", 1)  # tiles finish in order
+    orders = _recording_final_order(monkeypatch)
     watched = run_op(engine, portrait, "volume")
     request = JobRequest(op=Op.volume, image_id=FAKE_ID, params={})
     ctx = KeepingCanvases()
@@ -128,8 +160,7 @@ def test_nobody_watching_makes_no_draft_and_a_late_watcher_sees_every_tile_so_fa
     # the first canvas it saw already held the seven tiles finished by then; the rest
     # came later (canvas scale 1: the image is 512 px)
     first, last = ctx.canvases[0], ctx.canvases[-1]
-    order = tiles.tiles(512, 512, centre_first=True)
-    for index, box in enumerate(order):
+    for index, box in enumerate(orders[-1]):
         region = (slice(box.y0, box.y1), slice(box.x0, box.x1))
         assert np.array_equal(first[region], last[region]) == (index < 7), index
 
@@ -251,6 +282,7 @@ def test_a_cancel_mid_final_on_two_threads_stops_at_a_tile_boundary(portrait16, 
     monkeypatch.setattr(pyramid, "TILED_FINAL_PIXELS", 100_000)
     monkeypatch.setattr(tiles, "TILE", 128)
     monkeypatch.setattr(pyramid, "FINAL_THREADS", 2)
+    orders = _recording_final_order(monkeypatch)
     engine = new_engine()
     plain = run_op(engine, portrait16, "beauty")
     resume = RetouchResume()
@@ -259,7 +291,7 @@ def test_a_cancel_mid_final_on_two_threads_stops_at_a_tile_boundary(portrait16, 
     # three tiles reported, the one running beside the third finished; none started after
     assert resume.final.tiles_done == {0, 1, 2, 3}
     result = resume.final.result
-    for index, box in enumerate(tiles.tiles(512, 512, centre_first=True)):
+    for index, box in enumerate(orders[-1]):
         region = (slice(box.y0, box.y1), slice(box.x0, box.x1))
         expected = plain if index in resume.final.tiles_done else portrait16
         assert np.array_equal(result[region], expected[region])

@@ -138,7 +138,12 @@ class FinalCanvas:
 
 
 def final_boxes(render_: LevelRender) -> list[Box]:
-    return tiles(render_.width, render_.height, centre_first=True)
+    """The final's tiles in the order they go: first those the op leaves as they are
+    (nothing to render, so a band of only those is finished, and its rows written
+    ahead, at once), then the rest from the centre outward, band by band."""
+    size = (render_.width, render_.height)
+    boxes = tiles(*size, centre_first=True)
+    return sorted(boxes, key=lambda box: touches(render_.plan, size, box))
 
 
 class Bands:
