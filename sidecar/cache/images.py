@@ -197,11 +197,6 @@ class ImageStore(StoredFiles):
         with self._changed:
             return key in self._pending
 
-    def wait_written(self, key: str) -> None:
-        """Wait until the write behind `put` of `key` has finished (or failed)."""
-        with self._changed:
-            self._changed.wait_for(lambda: key not in self._pending)
-
     def when_settled(self, key: str, callback: Callable[[bool], None]) -> None:
         """Call `callback(True)` once `key` is on disk (at once if it is), or
         `callback(False)` once it is known that it will not be (kept in memory only)."""
