@@ -97,8 +97,17 @@ def test_a_restarted_engine_retouches_from_its_stages_on_disk(tmp_path, portrait
     second = RetouchEngine(StageCache(disk=DiskTier(tmp_path)))
     again = run_op(second, portrait, "beauty", image_id=FAKE_ID)
     assert np.array_equal(again, expected)
-    # analysis, plan and the draft's level came off the disk: nothing was computed again
-    assert second.cache.disk_hits == 3 and second.cache.misses == 3
+    # the analysis and the draft's level came off the disk; the plan, kept in memory
+    # only, was worked out again from the analysis
+    assert second.cache.disk_hits == 2 and second.cache.misses == 3
+    assert {meta["kind"] for _, meta in map(second.cache.disk.get, _keys(tmp_path))} == {
+        "analysis",
+        "array",
+    }
+
+
+def _keys(root) -> list[str]:
+    return [path.stem for path in root.glob("*.stage")]
 
 
 WRITER = textwrap.dedent(

@@ -5,10 +5,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from ...schema import Op
 from ...stages.face_geometry import Face
 from .analysis import Analysis
-from .ops import Plan
 
 
 class ArrayCodec:
@@ -41,25 +39,5 @@ class AnalysisCodec:
         )
 
 
-class PlanCodec:
-    def encode(self, value: Plan) -> tuple[dict[str, np.ndarray], dict]:
-        arrays = {f"field.{name}": field for name, field in value.fields.items()}
-        arrays["support"] = value.support
-        meta = {
-            "kind": "plan",
-            "op": value.op.value,
-            "fine_sigma": value.fine_sigma,
-            "extra": {k: float(v) for k, v in value.extra.items()},
-        }
-        return arrays, meta
-
-    def decode(self, arrays: dict[str, np.ndarray], meta: dict) -> Plan:
-        fields = {k[len("field.") :]: v for k, v in arrays.items() if k.startswith("field.")}
-        return Plan(
-            Op(meta["op"]), fields, arrays["support"], float(meta["fine_sigma"]), meta["extra"]
-        )
-
-
 ARRAY = ArrayCodec()
 ANALYSIS = AnalysisCodec()
-PLAN = PlanCodec()
