@@ -14,8 +14,8 @@ from pydantic import ValidationError
 
 from . import __version__
 from .blas import blas_on_one_thread
+from .deferred import defer_unused
 from .heap import keep_freed_memory
-from .pyplot import defer_pyplot
 from .settings import LOOPBACK, Settings
 
 log = logging.getLogger("sidecar")
@@ -268,7 +268,7 @@ def _tune_process(*, one_image_after_another: bool) -> None:
     if one_image_after_another:  # the next image reuses the last one's memory
         keep_freed_memory()
     blas_on_one_thread()
-    defer_pyplot()  # mediapipe's drawing helpers load it; nothing here draws
+    defer_unused()  # what mediapipe imports for plots and sound, never used here
 
 
 def main(argv: Sequence[str] | None = None) -> int:

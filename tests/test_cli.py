@@ -114,7 +114,7 @@ def test_a_batch_keeps_freed_memory_for_the_next_image(tmp_path, monkeypatch):
     calls = []
     monkeypatch.setattr(cli, "keep_freed_memory", lambda: calls.append("heap") or True)
     monkeypatch.setattr(cli, "blas_on_one_thread", lambda: calls.append("blas") or 1)
-    monkeypatch.setattr(cli, "defer_pyplot", lambda: calls.append("pyplot") or True)
+    monkeypatch.setattr(cli, "defer_unused", lambda: calls.append("deferred") or [])
     monkeypatch.setattr(batch, "run_command", lambda *args: calls.append("run") or 0)
     monkeypatch.setattr(cli, "_quick_exit", False)  # set by main, put back after
     monkeypatch.setenv("RETOUCH_CACHE_DIR", str(tmp_path / "cache"))
@@ -126,11 +126,11 @@ def test_a_batch_keeps_freed_memory_for_the_next_image(tmp_path, monkeypatch):
     calls.clear()
     monkeypatch.setattr(cli, "_program", True)  # as `run` has it
     assert cli.main(shoot) == 0
-    assert calls == ["heap", "blas", "pyplot", "run"]  # before the sidecar's threads start
+    assert calls == ["heap", "blas", "deferred", "run"]  # before the sidecar's threads start
     assert cli._quick_exit
     calls.clear()
     assert cli.main(one) == 0
-    assert calls == ["blas", "pyplot", "run"]  # one image: nothing to reuse
+    assert calls == ["blas", "deferred", "run"]  # one image: nothing to reuse
 
 
 @pytest.mark.linux_only
@@ -153,29 +153,42 @@ def test_the_sidecars_blas_runs_on_one_thread():
     assert done.stdout.split(maxsplit=1) == ["1", "[1]\n"], done.stderr
 
 
-def test_pyplot_is_imported_only_once_something_uses_it():
-    # in a process of its own, as the sidecar starts: mediapipe loads without pyplot,
-    # and code that draws still gets the real module
+def sounddevice_loads() -> bool:
+    """Whether sounddevice imports here (it needs the PortAudio library)."""
+    done = subprocess.run([sys.executable, "-c", "import sounddevice"], capture_output=True)
+    return done.returncode == 0
+
+
+def test_what_mediapipe_imports_for_plots_and_sound_is_imported_only_once_used():
+    # in a process of its own, as the sidecar starts: mediapipe loads without them, and
+    # code that uses them still gets the real modules
     code = (
-        "import sys; from sidecar.pyplot import defer_pyplot\n"
-        "assert defer_pyplot() and not defer_pyplot()  # once\n"
+        "import sys; from sidecar.deferred import defer_unused\n"
+        "assert defer_unused() == ['matplotlib.pyplot', 'sounddevice']\n"
+        "assert defer_unused() == []  # once\n"
         "import mediapipe\n"
         "from mediapipe.python.solutions import drawing_utils\n"
-        "print(type(sys.modules['matplotlib.pyplot']).__name__)\n"
+        "from mediapipe.tasks.python.audio.core import audio_record\n"
+        "names = ('matplotlib.pyplot', 'sounddevice')\n"
+        "kinds = lambda: [type(sys.modules.get(n)).__name__ for n in names]\n"
+        "print(*kinds())\n"
         "assert not hasattr(drawing_utils.plt, '__file__')  # a probe loads nothing\n"
-        "print(type(sys.modules['matplotlib.pyplot']).__name__)\n"
+        "print(*kinds())\n"
         "import matplotlib.pyplot as plt\n"
         "figure = drawing_utils.plt.figure\n"
-        "print(type(sys.modules['matplotlib.pyplot']).__name__, figure is plt.figure)\n"
-        "print(sys.modules['matplotlib.pyplot'].figure.__module__)\n"
+        "print(*kinds(), figure is plt.figure, figure.__module__)\n"
+        "try:\n"  # the real sounddevice, or its error where PortAudio is missing
+        "    print(callable(audio_record.sd.query_devices), *kinds())\n"
+        "except OSError:\n"
+        "    print(True, *kinds())\n"
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     assert done.stdout.split("\n")[:4] == [
-        "_Deferred",
-        "_Deferred",
-        "module True",
-        "matplotlib.pyplot",
+        "_Deferred _Deferred",
+        "_Deferred _Deferred",
+        "module _Deferred True matplotlib.pyplot",
+        "True module " + ("module" if sounddevice_loads() else "NoneType"),
     ]
 
 
