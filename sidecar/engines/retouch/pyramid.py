@@ -1,11 +1,11 @@
 """Rendering a plan: a 1/8 draft for someone watching, then the final level.
 
 The draft is rendered only while someone watches the job (the front document's Apply):
-it is the first thing they see. The final level goes tile by tile from the centre
-outward, band by band (`tiles.tiles`); while someone watches, finished tiles are pasted
-into a preview-sized canvas (`FinalCanvas`, over the draft) that is sent as they
-complete. What is finished survives
-a pre-emption (kept in the job's resume state, `TiledFinal`). The final's tiles run on
+it is the first thing they see. The final level goes tile by tile, those its op leaves
+as they are first, then from the centre outward band by band (`final_boxes`); while
+someone watches, finished tiles are pasted into a preview-sized canvas (`FinalCanvas`,
+over the draft) that is sent as they complete. What is finished survives a
+pre-emption (kept in the job's resume state, `TiledFinal`). The final's tiles run on
 a small thread pool, OpenCV's own threads set to one meanwhile: a tile reads only the
 input and writes only its own box of the result, so the bits do not depend on how many
 tiles run at once, nor on whether anyone watched.
