@@ -57,13 +57,14 @@ class Records:
 
     def _late(self, job: Job) -> None:
         """On the image store's writer: the job as it stands now (a job that ran, or
-        even ended, meanwhile is written so)."""
-        try:
-            with self._lock:
+        even ended, meanwhile is written so). `recorded` is set under the lock, so no
+        change of state can fall between this write and the ones `state` makes."""
+        with self._lock:
+            try:
                 self._write(job)
                 if job.state is not JobState.queued:
                     self._store.set_state(job.job_id, job.state, job.result_id, job.error)
-        except Exception:
-            log.exception("could not record job %s", job.job_id)
-        finally:
-            job.recorded.set()
+            except Exception:
+                log.exception("could not record job %s", job.job_id)
+            finally:
+                job.recorded.set()
