@@ -48,8 +48,49 @@ def masked_gaussian(
 ) -> np.ndarray:
     """Normalised convolution: the Gaussian mean of `values` over where `weights` are,
     so a skin average near the hairline is not pulled toward the hair. Far from any
-    weight the value means nothing (callers multiply by the weights again)."""
+    weight the value means nothing (callers multiply by the weights again).
+
+    A blur made at full size (sigma up to DIRECT_SIGMA) runs on the weights' support
+    only, with a margin of zeros wider than its kernel: the same bits as over the whole
+    image, where everything beyond the kernel's reach of a weight is 0."""
     weights = np.asarray(weights, dtype=np.float32)
+    values = np.asarray(values, dtype=np.float32)
+    box = _support(weights, sigma)
+    if box is None:
+        return _normalised(values, weights, sigma, floor)
+    mean = np.zeros(values.shape, np.float32)
+    mean[box] = _normalised(values[box], weights[box], sigma, floor)
+    return mean
+
+
+def _support(weights: np.ndarray, sigma: float) -> tuple[slice, slice] | None:
+    """The box of the non-zero weights and a margin past the kernel's reach, or None
+    where the blur is not direct or the box is nearly the whole image."""
+    if not 1.0 <= sigma <= DIRECT_SIGMA:  # (smaller kernels take other code paths)
+        return None
+    margin = int(np.ceil(4 * sigma)) + 2  # OpenCV's float kernel is 8 sigma + 1 wide
+    box = support_box(weights, margin)
+    if box is None:
+        return None
+    rows, cols = box
+    if (rows.stop - rows.start) * (cols.stop - cols.start) > 0.8 * weights.size:
+        return None
+    return box
+
+
+def support_box(weights: np.ndarray, margin: int = 0) -> tuple[slice, slice] | None:
+    """The box around the non-zero `weights`, grown by `margin` within the image, or
+    None when they are all zero."""
+    rows, cols = np.flatnonzero(weights.any(axis=1)), np.flatnonzero(weights.any(axis=0))
+    if rows.size == 0:
+        return None
+    height, width = weights.shape
+    y0, y1 = max(int(rows[0]) - margin, 0), min(int(rows[-1]) + 1 + margin, height)
+    x0, x1 = max(int(cols[0]) - margin, 0), min(int(cols[-1]) + 1 + margin, width)
+    return slice(y0, y1), slice(x0, x1)
+
+
+def _normalised(values: np.ndarray, weights: np.ndarray, sigma: float, floor: float):
     w = weights[..., None] if values.ndim == 3 else weights
     num = gaussian(values * w, sigma)
     den = gaussian(weights, sigma)

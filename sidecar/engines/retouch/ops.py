@@ -19,7 +19,7 @@ import cv2
 import numpy as np
 
 from ...schema import Op
-from ...stages.frequency import gaussian, masked_gaussian
+from ...stages.frequency import gaussian, masked_gaussian, support_box
 from .analysis import Analysis
 from .params import RetouchParams
 from .sculpt import light_and_shade
@@ -85,9 +85,10 @@ def _plan_volume(a: Analysis, params: RetouchParams) -> Plan:
     return Plan(Op.volume, {"gain": gain}, np.abs(gain))
 
 
-def skin_tone(a: Analysis) -> tuple[float, float] | None:
-    """The skin's own median a*, b* (CIELAB), or None when there is no skin."""
-    chroma = cv2.cvtColor(a.rgb, cv2.COLOR_RGB2Lab)[..., 1:]
+def skin_tone(a: Analysis, lab: np.ndarray | None = None) -> tuple[float, float] | None:
+    """The skin's own median a*, b* (CIELAB), or None when there is no skin; `lab` is
+    the field image's Lab when it is already made."""
+    chroma = (cv2.cvtColor(a.rgb, cv2.COLOR_RGB2Lab) if lab is None else lab)[..., 1:]
     skin = a.mask > 0.8
     if skin.sum() < 50:
         skin = a.mask > 0.3
@@ -98,7 +99,8 @@ def skin_tone(a: Analysis) -> tuple[float, float] | None:
 
 
 def _plan_color(a: Analysis, params: RetouchParams) -> Plan:
-    tone = skin_tone(a)
+    lab = cv2.cvtColor(a.rgb, cv2.COLOR_RGB2Lab)
+    tone = skin_tone(a, lab)
     if tone is None:
         zero = np.zeros(a.mask.shape, np.float32)
         return Plan(Op.color, {"shift": np.zeros((*a.mask.shape, 2), np.float32)}, zero)
@@ -107,10 +109,14 @@ def _plan_color(a: Analysis, params: RetouchParams) -> Plan:
         # a session-wide tone is only a weak pull: one badly lit frame cannot dominate
         prior = np.array([params.prior_a, params.prior_b], np.float32)
         target = 0.9 * target + 0.1 * prior
-    chroma = np.ascontiguousarray(cv2.cvtColor(a.rgb, cv2.COLOR_RGB2Lab)[..., 1:])
-    local = masked_gaussian(chroma, a.mask, max(a.face_width / 50.0, 1.0))
+    local = masked_gaussian(lab[..., 1:], a.mask, max(a.face_width / 50.0, 1.0))
     strength = params.strength_for(Op.color)
-    shift = (-strength * a.mask[..., None] * (local - target)).astype(np.float32)
+    # no skin, no shift: worked out over the skin's box alone
+    shift = np.zeros((*a.mask.shape, 2), np.float32)
+    box = support_box(a.mask)
+    if box is not None:
+        change = -strength * a.mask[box][..., None] * (local[box] - target)
+        shift[box] = change.astype(np.float32)
     extra = {"a": float(target[0]), "b": float(target[1])}
     return Plan(Op.color, {"shift": shift}, a.mask * strength, extra=extra)
 
