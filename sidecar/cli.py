@@ -29,7 +29,8 @@ DEFAULT_ENGINES = ("retouch",)
 
 
 def build_app(settings: Settings, *, engines: Sequence[str] = DEFAULT_ENGINES):
-    """The real application for these settings (used by `serve` and by the tests)."""
+    """The real application for these settings (used by `serve` and by the tests); in
+    the program's own process, its engines are warmed as it starts."""
     from .api import create_app
     from .cache import ImageStore
     from .jobs import JobStore
@@ -42,6 +43,7 @@ def build_app(settings: Settings, *, engines: Sequence[str] = DEFAULT_ENGINES):
         images_store=ImageStore(settings.images_dir, max_bytes=settings.store_max_bytes),
         job_store=JobStore(settings.jobs_db),
         engines=_engines(engines, settings),
+        warm_engines=_program,
     )
 
 

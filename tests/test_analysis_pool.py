@@ -157,3 +157,25 @@ def test_analysis_with_a_pool_is_the_analysis_without_one(field, pool, faceless)
     for name in ("rgb", "mask"):
         a, b = getattr(serial, name), getattr(parallel, name)
         assert a.dtype == b.dtype == np.float32 and np.array_equal(a, b)
+
+
+def test_after_warm_the_first_analysis_makes_no_graph(monkeypatch, pool, field):
+    import mediapipe as mp
+
+    analyser = Analyser(StageCache(), pool=pool)
+    try:
+        analyser.warm()
+
+        def refuse(*args, **kwargs):
+            raise AssertionError("a graph made after warm")
+
+        for module, name in (
+            (mp.solutions.face_detection, "FaceDetection"),
+            (mp.solutions.face_mesh, "FaceMesh"),
+            (mp.solutions.selfie_segmentation, "SelfieSegmentation"),
+        ):
+            monkeypatch.setattr(module, name, refuse)
+        analysis = analyser.analyse("warmed", lambda: field)
+        assert analysis.faces and analysis.mask.max() > 0.5  # every graph had its turn
+    finally:
+        analyser.close()

@@ -47,7 +47,10 @@ def create_app(
     images_store: ImageStore,
     job_store: JobStore,
     engines: dict[Op, Engine] | None = None,
+    warm_engines: bool = False,
 ) -> web.Application:
+    """The sidecar's application; with `warm_engines` (the program's own sidecar), the
+    worker makes the engines' graphs before its first job (`Engine.warm`)."""
     app = web.Application(
         middlewares=[error_middleware, security_middleware],
         client_max_size=JSON_BODY_LIMIT,
@@ -62,7 +65,7 @@ def create_app(
     app[SOCKETS] = weakref.WeakKeyDictionary()
     app[SKIN_TONE_GATE] = asyncio.Semaphore(images.SKIN_TONE_AT_ONCE)
     app.cleanup_ctx.append(_imaging_pool)
-    app.cleanup_ctx.append(_scheduler)
+    app.cleanup_ctx.append(partial(_scheduler, warm=warm_engines))
     app.on_shutdown.append(_close_sockets)
     app.on_cleanup.append(_close_images)
     app.on_cleanup.append(_close_predictor)
@@ -80,10 +83,12 @@ async def _imaging_pool(app: web.Application) -> AsyncIterator[None]:
     pool.shutdown(wait=True, cancel_futures=True)
 
 
-async def _scheduler(app: web.Application) -> AsyncIterator[None]:
+async def _scheduler(app: web.Application, *, warm: bool) -> AsyncIterator[None]:
     loop = asyncio.get_running_loop()
     bus = EventBus(loop)
-    scheduler = Scheduler(images=app[IMAGES], engines=app[ENGINES], store=app[JOB_STORE], bus=bus)
+    scheduler = Scheduler(
+        images=app[IMAGES], engines=app[ENGINES], store=app[JOB_STORE], bus=bus, warm=warm
+    )
     app[IMAGES].set_in_use(partial(_job_inputs, scheduler))  # never evicted for the limit
     app[BUS] = bus
     app[SCHEDULER] = scheduler

@@ -145,6 +145,12 @@ class Engine:
         """Refuse a bad request up front (raise an ApiError), so it fails at submit
         instead of in the queue. By default every request is taken."""
 
+    def warm(self) -> None:
+        """Load now what the first job would load (graphs, weights), so that the first
+        Apply after a start is as quick as the next. Called once, in the background, when
+        the sidecar starts as a program; a job that comes meanwhile waits for no more
+        than it would have loaded itself. By default there is nothing to load."""
+
     def close(self) -> None:
         """Free what the engine holds; called once, when the sidecar stops."""
 

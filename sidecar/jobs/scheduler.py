@@ -1,5 +1,4 @@
-"""The scheduler: the one owner of a job's life, its queue, its events and its record
-on disk.
+"""The scheduler: the one owner of a job's life, its queue, its events and its record.
 
 Every change of a job's state is made here, each transition in one method:
 
@@ -60,6 +59,7 @@ class Scheduler:
         store: JobStore,
         bus: EventBus,
         eta: EtaModel | None = None,
+        warm: bool = False,  # the worker warms the engines before its first job
     ) -> None:
         self.images = images
         self.engines = engines
@@ -74,7 +74,7 @@ class Scheduler:
         self._order = itertools.count(store.max_order() + 1)
         self._stopping = threading.Event()
         self._precompute = Precompute(self)
-        self._worker = Worker(self)
+        self._worker = Worker(self, warm=set(engines.values()) if warm else ())
         self.outputs = OutputWriter(images)  # jobs' output files, off the worker thread
         self.stage_scopes = StageScopes()  # what batch jobs leave in memory: nothing
 

@@ -7,11 +7,13 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
+from collections.abc import Iterable
 from typing import Protocol
 
 import numpy as np
 
-from ..engines import Cancelled, ImageGone, Preempted
+from ..engines import Cancelled, Engine, ImageGone, Preempted
 from ..schema import ErrorDetail
 from .model import Job
 from .steps import Run
@@ -54,8 +56,9 @@ class JobOwner(Protocol):
 
 
 class Worker:
-    def __init__(self, owner: JobOwner) -> None:
+    def __init__(self, owner: JobOwner, warm: Iterable[Engine] = ()) -> None:
         self._owner = owner
+        self._warm = tuple(warm)  # engines to warm before the first job
         self._thread = threading.Thread(target=self._loop, name="job-worker", daemon=True)
 
     def start(self) -> None:
@@ -68,6 +71,7 @@ class Worker:
 
     def _loop(self) -> None:
         owner = self._owner
+        self._warm_engines()
         while not owner.stopping:
             job = owner.take(timeout=1.0)
             if job is None:
@@ -79,6 +83,21 @@ class Worker:
                 owner.fail(job, engine_failure(exc))
             finally:
                 owner.release(job)
+
+    def _warm_engines(self) -> None:
+        """Each engine's `warm`, here so that the sidecar's stop (which joins this
+        thread before it closes the engines) never closes one being warmed. A job that
+        comes meanwhile waits for what it would have loaded itself."""
+        started = time.perf_counter()
+        for engine in self._warm:
+            if self._owner.stopping:
+                return
+            try:
+                engine.warm()
+            except Exception:  # the first job loads what it needs, and says so if it cannot
+                log.warning("could not warm the %s engine", engine.name, exc_info=True)
+        if self._warm:
+            log.info("engines warm in %.2f s", time.perf_counter() - started)
 
     def _run(self, job: Job) -> None:
         owner = self._owner

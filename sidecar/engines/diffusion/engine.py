@@ -109,6 +109,9 @@ class DiffusionEngine(Engine):
     def skin_tone(self, image_id: str, load) -> tuple[float, float] | None:
         return self.retouch.skin_tone(image_id, load)
 
+    def warm(self) -> None:
+        self.retouch.warm()  # the model itself is loaded before the sidecar starts
+
     def close(self) -> None:
         self.retouch.close()
 

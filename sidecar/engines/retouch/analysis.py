@@ -21,8 +21,9 @@ from ...stages.face_mesh import FaceFinder
 from ...stages.person import PersonSegmenter
 from ...stages.pooled import beside, settle, taken
 
+WARM_SIDE = 256  # the blank frame that makes the graphs ahead of the first job
 FIELD_SIDE = 1024  # long side of the analysis copy; fields are smooth at this scale
-VERSION = f"analysis/1+{face_mesh.VERSION}+{skin.VERSION}+{FIELD_SIDE}"
+VERSION = f"analysis/2+{face_mesh.VERSION}+{skin.VERSION}+{FIELD_SIDE}"
 
 
 @dataclass(frozen=True)
@@ -52,6 +53,34 @@ def to_unit_float(pixels: np.ndarray) -> np.ndarray:
     unit = pixels[..., :3].astype(np.float32)
     unit *= np.float32(1.0 / np.iinfo(pixels.dtype).max)
     return unit
+
+
+def field_copy(pixels: np.ndarray, factor: int) -> np.ndarray:
+    """The mean of every `factor` × `factor` block of `pixels`, the blocks on the far
+    edges cut short where the size is not a multiple: field pixel i covers full pixels
+    i·factor on, as the analysis's `scale` has it. Each part is an integer reduction,
+    OpenCV's fast path (24 MP to 1000 × 667 in 27 ms, not 67)."""
+    if factor <= 1:
+        return pixels
+    height, width = pixels.shape[:2]
+    shape = (-(-height // factor), -(-width // factor), *pixels.shape[2:])
+    out = np.empty(shape, pixels.dtype)
+    for rows, field_rows in _spans(height, factor):
+        for cols, field_cols in _spans(width, factor):
+            target = out[field_rows, field_cols]
+            size = (target.shape[1], target.shape[0])
+            part = cv2.resize(pixels[rows, cols], size, interpolation=cv2.INTER_AREA)
+            target[...] = part.reshape(target.shape)
+    return out
+
+
+def _spans(length: int, factor: int) -> list[tuple[slice, slice]]:
+    """(full, field) spans: the whole blocks, then the short one if any."""
+    whole = length // factor
+    spans = [(slice(0, whole * factor), slice(0, whole))] if whole else []
+    if length % factor:
+        spans.append((slice(whole * factor, length), slice(whole, whole + 1)))
+    return spans
 
 
 def _copies(small: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -84,13 +113,7 @@ class Analyser:
 
     def _compute(self, pixels: np.ndarray) -> Analysis:
         height, width = pixels.shape[:2]
-        # an integer reduction takes OpenCV's fast path (5× quicker at 24 MP)
-        factor = -(-max(height, width) // FIELD_SIDE)
-        small = pixels
-        if factor > 1:
-            size = (max(1, round(width / factor)), max(1, round(height / factor)))
-            small = cv2.resize(pixels, size, interpolation=cv2.INTER_AREA)
-        small = np.ascontiguousarray(small)
+        small = np.ascontiguousarray(field_copy(pixels, -(-max(height, width) // FIELD_SIDE)))
         # the graphs are independent: the segmentation and the copies run beside the
         # face search (the segmentation and the Lab are only needed when there is a face)
         person = beside(self._pool, self._segmenter.person, small)
@@ -106,6 +129,11 @@ class Analyser:
             unit = copies.result()[1] if started else to_unit_float(small)
             mask = np.zeros(small.shape[:2], np.float32)
         return Analysis(width, height, unit, faces, mask.astype(np.float32, copy=False))
+
+    def warm(self) -> None:
+        """Every graph made and run once, on a blank frame: no face is found, so the
+        face mesh runs on the whole frame, and the person segmentation beside it."""
+        self._compute(np.full((WARM_SIDE, WARM_SIDE, 3), 128, np.uint8))
 
     def close(self) -> None:
         self._finder.close()

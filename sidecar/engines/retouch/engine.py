@@ -67,6 +67,9 @@ class RetouchEngine(Engine):
         """The image's median skin a*, b*: what a batch's session prior is made of."""
         return ops.skin_tone(self._analyser.analyse(image_id, load))
 
+    def warm(self) -> None:
+        self._analyser.warm()
+
     def close(self) -> None:
         self._final_pool.shutdown(wait=True)
         self._analyser.close()
