@@ -13,7 +13,7 @@ import pytest
 
 from bench.harness import portrait as bench_portrait
 from sidecar.cache.stages import StageCache
-from sidecar.engines.retouch.analysis import Analyser
+from sidecar.engines.retouch.analysis import Analyser, field_copy
 from sidecar.imaging.convert import sample_rgb8
 from sidecar.stages import skin
 from sidecar.stages.face_geometry import Face
@@ -179,3 +179,28 @@ def test_after_warm_the_first_analysis_makes_no_graph(monkeypatch, pool, field):
         assert analysis.faces and analysis.mask.max() > 0.5  # every graph had its turn
     finally:
         analyser.close()
+
+
+@pytest.mark.parametrize(
+    "shape, factor",
+    [((4000, 6000, 3), 6), ((2003, 3001, 3), 3), ((7, 13, 4), 5), ((3, 500, 3), 5), ((64, 64), 4)],
+)
+def test_the_field_copy_is_the_mean_of_each_block_the_edge_ones_cut_short(shape, factor):
+    pixels = np.random.default_rng(factor).integers(0, 65536, shape, dtype=np.uint16)
+    field = field_copy(pixels, factor)
+    height, width = shape[:2]
+    assert field.shape == (-(-height // factor), -(-width // factor), *shape[2:])
+    assert field.dtype == pixels.dtype
+    rows = sorted({0, field.shape[0] // 2, field.shape[0] - 1})
+    cols = sorted({0, 1, field.shape[1] // 2, field.shape[1] - 1})
+    for i in rows:
+        for j in cols:  # field pixel (i, j) covers full pixels (i, j)·factor on
+            block = pixels[i * factor : (i + 1) * factor, j * factor : (j + 1) * factor]
+            mean = block.reshape(-1, *shape[2:]).mean(axis=0)
+            assert np.abs(field[i, j] - mean).max() <= 0.5 + 1e-9, (i, j)
+
+
+def test_a_field_copy_of_whole_blocks_is_opencvs_own_reduction():
+    pixels = np.random.default_rng(1).integers(0, 65536, (600, 900, 3), dtype=np.uint16)
+    whole = cv2.resize(pixels, (150, 100), interpolation=cv2.INTER_AREA)
+    assert np.array_equal(field_copy(pixels, 6), whole)
