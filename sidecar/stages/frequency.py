@@ -54,7 +54,7 @@ def masked_gaussian(
     only, with a margin of zeros wider than its kernel: the same bits as over the whole
     image, where everything beyond the kernel's reach of a weight is 0."""
     weights = np.asarray(weights, dtype=np.float32)
-    values = np.asarray(values, dtype=np.float32)
+    values = np.asarray(values)  # as given: the product with the weights is what is blurred
     box = _support(weights, sigma)
     if box is None:
         return _normalised(values, weights, sigma, floor)
